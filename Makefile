@@ -1,0 +1,73 @@
+# noded build, test and benchmark entry points. Scripts under scripts/ install
+# what these targets need on a fresh Debian machine.
+
+GO        ?= go
+BIN       := bin
+BUILD     := _build
+TOOLS     := $(BUILD)/tools
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo 0.1.0-dev)
+# containers/image without gpgme (pure-Go OpenPGP) and containers/storage
+# without the btrfs and devicemapper drivers: no C libraries beyond libseccomp.
+BUILDTAGS := containers_image_openpgp exclude_graphdriver_btrfs exclude_graphdriver_devicemapper
+GOFLAGS_BUILD := -trimpath -tags "$(BUILDTAGS)"
+LDFLAGS   := -X main.version=$(VERSION)
+PKGS      := ./cmd/... ./internal/... ./conmon-go/... ./test/testimages/... ./test/registry/...
+
+export PATH := /usr/local/go/bin:$(PATH)
+
+.PHONY: all build noded conmon-go pause testregistry run test integration critest \
+	bench bench-pull bench-pods lint fmt vet clean
+
+all: build
+
+build: noded conmon-go pause testregistry
+
+noded:
+	$(GO) build $(GOFLAGS_BUILD) -ldflags "$(LDFLAGS)" -o $(BIN)/noded ./cmd/noded
+
+conmon-go:
+	$(GO) build $(GOFLAGS_BUILD) -ldflags "-s -w" -o $(BIN)/conmon-go ./conmon-go
+
+# The pause process is C, static and tiny: it sits in every pod.
+pause:
+	@mkdir -p $(BIN)
+	gcc -Os -static -s -o $(BIN)/noded-pause internal/pause/c/pause.c
+
+testregistry:
+	$(GO) build $(GOFLAGS_BUILD) -o $(BIN)/noded-testregistry ./test/registry
+
+run: build
+	./$(BIN)/noded
+
+# Unit tests. Tests that need root or a kernel feature skip themselves with a
+# reason when it is missing.
+test:
+	$(GO) test $(GOFLAGS_BUILD) -count=1 $(PKGS)
+
+# Integration tests drive the real daemon over its socket, as crictl would.
+integration: build
+	$(GO) test -trimpath -tags "$(BUILDTAGS) integration" -count=1 -p 1 ./test/integration/...
+
+critest: build
+	test/critest/run.sh
+
+bench: bench-pull bench-pods
+
+bench-pull: build
+	$(GO) run $(GOFLAGS_BUILD) ./test/bench/pull
+
+bench-pods: build
+	test/bench/pods.sh
+
+lint: vet
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo 'gofmt: files above need formatting'; exit 1; }
+	$(TOOLS)/staticcheck -tags "$(BUILDTAGS)" $(PKGS)
+
+vet:
+	$(GO) vet $(GOFLAGS_BUILD) $(PKGS)
+
+fmt:
+	gofmt -w $$(git ls-files '*.go')
+
+clean:
+	rm -rf $(BIN) $(BUILD)/critest

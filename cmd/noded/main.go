@@ -1,0 +1,88 @@
+// Command noded is a Kubernetes node container runtime: it serves the CRI v1
+// RuntimeService and ImageService over gRPC on a unix socket, and nothing else.
+//
+// Everything the daemon uses is constructed and wired here, explicitly; no
+// package registers itself.
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/sirupsen/logrus"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "0.1.0-dev"
+
+func main() {
+	if err := run(os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		if !errors.Is(err, errUsage) {
+			fmt.Fprintf(os.Stderr, "noded: %v\n", err)
+		}
+		os.Exit(1)
+	}
+}
+
+var errUsage = errors.New("usage")
+
+// run parses the command line and either prints the configuration or runs
+// the daemon until it is told to stop.
+func run(args []string, stdout, stderr io.Writer) error {
+	printConfig := len(args) > 0 && args[0] == "config"
+	if printConfig {
+		args = args[1:]
+	}
+	f := newFlags("noded", stderr)
+	if err := f.fs.Parse(args); err != nil {
+		return errUsage
+	}
+	if f.fs.NArg() > 0 {
+		f.fs.Usage()
+		return errUsage
+	}
+	if f.version {
+		fmt.Fprintf(stdout, "noded version %s\n", version)
+		return nil
+	}
+	cfg, err := f.load()
+	if err != nil {
+		return err
+	}
+	if printConfig {
+		out, err := cfg.TOML()
+		if err != nil {
+			return err
+		}
+		_, err = stdout.Write(out)
+		return err
+	}
+	log, err := newLogger(cfg.LogLevel, cfg.LogFormat, stderr)
+	if err != nil {
+		return err
+	}
+	return serve(cfg, log)
+}
+
+func newLogger(level, format string, out io.Writer) (*logrus.Entry, error) {
+	l := logrus.New()
+	l.SetOutput(out)
+	lvl, err := logrus.ParseLevel(level)
+	if err != nil {
+		return nil, err
+	}
+	l.SetLevel(lvl)
+	if format == "json" {
+		l.SetFormatter(&logrus.JSONFormatter{TimestampFormat: "2006-01-02T15:04:05.000000000Z07:00"})
+	} else {
+		l.SetFormatter(&logrus.TextFormatter{FullTimestamp: true, TimestampFormat: "2006-01-02T15:04:05.000000000Z07:00"})
+	}
+	// The standard logger is what libraries (containers/image, libcni) log
+	// through; keep it consistent with ours.
+	logrus.SetLevel(lvl)
+	logrus.SetFormatter(l.Formatter)
+	logrus.SetOutput(out)
+	return logrus.NewEntry(l), nil
+}

@@ -1,0 +1,147 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/coreos/go-systemd/v22/daemon"
+	"github.com/sirupsen/logrus"
+	"google.golang.org/grpc"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/noded-dev/noded/internal/config"
+	"github.com/noded-dev/noded/internal/cri"
+	"github.com/noded-dev/noded/internal/metrics"
+)
+
+// socketMode lets root and the socket's group (e.g. a crictl group) connect.
+const socketMode = 0o660
+
+// serve wires the daemon together and runs it until SIGTERM or SIGINT.
+func serve(cfg *config.Config, log *logrus.Entry) error {
+	reg := metrics.New()
+
+	images, closeImages, err := newImageService(cfg, log, reg)
+	if err != nil {
+		return err
+	}
+	defer closeImages()
+	_ = images // wired into cri.Options by the image service
+
+	srv := cri.NewServer(cri.Options{
+		Version:      version,
+		Network:      newCNIStatus(cfg.CNIConfigDir),
+		CgroupDriver: cfg.CgroupManager,
+		Logger:       log,
+	})
+
+	grpcServer := grpc.NewServer(grpc.ChainUnaryInterceptor(cri.UnaryInterceptor(log, reg)))
+	runtimeapi.RegisterRuntimeServiceServer(grpcServer, srv)
+	runtimeapi.RegisterImageServiceServer(grpcServer, srv)
+
+	ln, err := listenUnix(cfg.Listen)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = os.Remove(cfg.Listen) }()
+
+	var metricsSrv *metrics.Server
+	if cfg.MetricsAddress != "" {
+		if metricsSrv, err = reg.Listen(cfg.MetricsAddress); err != nil {
+			_ = ln.Close()
+			return fmt.Errorf("metrics-address %s: %w", cfg.MetricsAddress, err)
+		}
+		go func() {
+			if err := metricsSrv.Serve(); err != nil {
+				log.WithError(err).Error("metrics server stopped")
+			}
+		}()
+		log.WithField("address", metricsSrv.Addr().String()).Info("serving Prometheus metrics on /metrics")
+	}
+
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- grpcServer.Serve(ln) }()
+	log.WithFields(logrus.Fields{"socket": cfg.Listen, "version": version}).Info("noded is serving the CRI")
+	if _, err := daemon.SdNotify(false, daemon.SdNotifyReady); err != nil {
+		log.WithError(err).Warn("sd_notify READY failed")
+	}
+
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	defer signal.Stop(sigs)
+
+	select {
+	case err := <-serveErr:
+		return fmt.Errorf("gRPC server: %w", err)
+	case sig := <-sigs:
+		log.WithField("signal", sig.String()).Info("shutting down")
+	}
+	_, _ = daemon.SdNotify(false, daemon.SdNotifyStopping)
+	stopGracefully(grpcServer, cfg.ShutdownTimeout.Duration, log)
+	if metricsSrv != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = metricsSrv.Shutdown(ctx)
+	}
+	return nil
+}
+
+// stopGracefully stops accepting requests and lets in-flight ones finish,
+// cutting them off after timeout so a hung pull cannot block a restart.
+func stopGracefully(s *grpc.Server, timeout time.Duration, log *logrus.Entry) {
+	done := make(chan struct{})
+	go func() {
+		s.GracefulStop()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(timeout):
+		log.WithField("timeout", timeout).Warn("in-flight requests did not finish in time; closing them")
+		s.Stop()
+		<-done
+	}
+}
+
+// listenUnix binds the CRI socket. A socket file left by a dead noded is
+// replaced; a socket that a live process still answers on is not touched,
+// so two daemons never share one node.
+func listenUnix(path string) (net.Listener, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, fmt.Errorf("creating socket directory: %w", err)
+	}
+	if fi, err := os.Lstat(path); err == nil {
+		if fi.Mode()&os.ModeSocket == 0 {
+			return nil, fmt.Errorf("listen %s: exists and is not a socket", path)
+		}
+		if conn, err := net.DialTimeout("unix", path, time.Second); err == nil {
+			_ = conn.Close()
+			return nil, fmt.Errorf("listen %s: another noded is already serving on this socket", path)
+		}
+		if err := os.Remove(path); err != nil {
+			return nil, fmt.Errorf("removing stale socket: %w", err)
+		}
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("listen %s: %w", path, err)
+	}
+	// Create the socket with no group/other access at all, then open it up
+	// to the intended mode, so there is no window with a wider mode.
+	old := syscall.Umask(0o177)
+	ln, err := net.Listen("unix", path)
+	syscall.Umask(old)
+	if err != nil {
+		return nil, fmt.Errorf("listen %s: %w", path, err)
+	}
+	if err := os.Chmod(path, socketMode); err != nil {
+		_ = ln.Close()
+		return nil, fmt.Errorf("chmod %s: %w", path, err)
+	}
+	return ln, nil
+}

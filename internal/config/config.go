@@ -1,0 +1,374 @@
+// Package config holds noded's configuration: built-in defaults, an optional
+// TOML file, a drop-in directory and command-line flags, applied in that
+// order. Every command-line flag is also a top-level TOML key of the same
+// name, so `noded config` output can be pasted into /etc/noded/noded.toml.
+//
+// Loading has no side effects: it neither creates directories nor opens
+// anything. Validation only checks values; the daemon acts on them.
+package config
+
+import (
+	"bytes"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+	"github.com/sirupsen/logrus"
+)
+
+// Default paths. They are the values a stock Debian machine runs with when
+// no configuration file exists.
+const (
+	DefaultConfigFile   = "/etc/noded/noded.toml"
+	DefaultConfigDir    = "/etc/noded/noded.toml.d"
+	DefaultListen       = "/run/noded/noded.sock"
+	DefaultRoot         = "/var/lib/noded/storage"
+	DefaultRunRoot      = "/run/noded/storage"
+	DefaultStateDir     = "/var/lib/noded/state"
+	DefaultCNIConfigDir = "/etc/cni/net.d"
+	// DefaultPauseImage is the built-in pause image: noded creates it in
+	// storage itself from its bundled pause binary, so pods run on a node
+	// with no registry access.
+	DefaultPauseImage = "localhost/noded/pause:builtin"
+)
+
+// DefaultCNIPluginDirs are searched in order: the upstream location first,
+// then Debian's containernetworking-plugins package.
+var DefaultCNIPluginDirs = []Path{"/opt/cni/bin", "/usr/lib/cni"}
+
+// Path is a filesystem path; validation requires it to be absolute when set.
+type Path = string
+
+// Config is noded's effective configuration. Field tags name the TOML key,
+// which is also the command-line flag (without the leading dashes).
+type Config struct {
+	// Listen is the unix socket the CRI gRPC server binds (mode 0660).
+	Listen Path `toml:"listen"`
+	// Root and RunRoot are the containers/storage graph root and run root.
+	Root    Path `toml:"root"`
+	RunRoot Path `toml:"runroot"`
+	// StorageDriver is the containers/storage graph driver.
+	StorageDriver string `toml:"storage-driver"`
+	// StorageOptions are passed to the graph driver (e.g. "overlay.mountopt=nodev").
+	StorageOptions []string `toml:"storage-options"`
+	// StateDir keeps noded's own pod and container records, which survive a
+	// restart of the daemon.
+	StateDir Path `toml:"state-dir"`
+
+	LogLevel  string `toml:"log-level"`
+	LogFormat string `toml:"log-format"`
+
+	// MetricsAddress serves Prometheus /metrics when set (host:port).
+	MetricsAddress string `toml:"metrics-address"`
+
+	CNIConfigDir  Path   `toml:"cni-config-dir"`
+	CNIPluginDirs []Path `toml:"cni-plugin-dirs"`
+
+	// RegistriesConf is a containers-registries.conf(5) file. Empty means the
+	// containers/image default: $CONTAINERS_REGISTRIES_CONF, else
+	// /etc/containers/registries.conf (and registries.conf.d).
+	RegistriesConf Path `toml:"registries-conf"`
+	// SignaturePolicy is a containers-policy.json(5) file. Empty means
+	// /etc/containers/policy.json when it exists, else accept anything (a
+	// stock Debian machine has no policy file).
+	SignaturePolicy Path `toml:"signature-policy"`
+	// PullProgressTimeout fails a pull that makes no progress for this long;
+	// 0 disables the check.
+	PullProgressTimeout Duration `toml:"pull-progress-timeout"`
+
+	PauseImage string `toml:"pause-image"`
+
+	// CgroupManager is "cgroupfs" or "systemd"; the kubelet's cgroupDriver
+	// must match.
+	CgroupManager string `toml:"cgroup-manager"`
+	// ConmonPath is the conmon-go monitor binary; empty means the
+	// conmon-go next to the noded executable.
+	ConmonPath Path `toml:"conmon-path"`
+	// PausePath is the static pause binary used for the built-in pause
+	// image; empty means noded-pause next to the noded executable.
+	PausePath Path `toml:"pause-path"`
+
+	// StreamAddress is host:port of the exec/attach/port-forward server.
+	StreamAddress string `toml:"stream-address"`
+
+	// ShutdownTimeout bounds how long a SIGTERM waits for in-flight RPCs.
+	ShutdownTimeout Duration `toml:"shutdown-timeout"`
+}
+
+// Duration is a time.Duration written as a Go duration string ("30s").
+type Duration struct{ time.Duration }
+
+// UnmarshalText parses a Go duration string.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return fmt.Errorf("not a duration (like \"30s\" or \"5m\"): %q", string(b))
+	}
+	d.Duration = v
+	return nil
+}
+
+// MarshalText writes the duration as a Go duration string.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
+
+// Default returns the built-in configuration.
+func Default() *Config {
+	return &Config{
+		Listen:              DefaultListen,
+		Root:                DefaultRoot,
+		RunRoot:             DefaultRunRoot,
+		StorageDriver:       "overlay",
+		StorageOptions:      []string{},
+		StateDir:            DefaultStateDir,
+		LogLevel:            "info",
+		LogFormat:           "text",
+		CNIConfigDir:        DefaultCNIConfigDir,
+		CNIPluginDirs:       append([]Path(nil), DefaultCNIPluginDirs...),
+		PullProgressTimeout: Duration{5 * time.Minute},
+		PauseImage:          DefaultPauseImage,
+		CgroupManager:       defaultCgroupManager(),
+		StreamAddress:       "127.0.0.1:0",
+		ShutdownTimeout:     Duration{30 * time.Second},
+	}
+}
+
+// defaultCgroupManager follows the kubelet's expectation on the host:
+// systemd when systemd is PID 1, cgroupfs otherwise.
+func defaultCgroupManager() string {
+	if fi, err := os.Stat("/run/systemd/system"); err == nil && fi.IsDir() {
+		return "systemd"
+	}
+	return "cgroupfs"
+}
+
+// Sources says where configuration comes from. An empty File means the
+// default file, which may be absent; an explicitly named file must exist.
+type Sources struct {
+	File         Path
+	FileExplicit bool
+	Dir          Path
+	DirExplicit  bool
+}
+
+// Load applies the file and the drop-in directory (files ending in .toml,
+// in lexical order) on top of the defaults, then validates the result.
+// Flags are applied by the caller afterwards, followed by Validate.
+func Load(src Sources) (*Config, error) {
+	cfg := Default()
+	if err := cfg.mergeFile(src.File, src.FileExplicit); err != nil {
+		return nil, err
+	}
+	files, err := dropIns(src.Dir, src.DirExplicit)
+	if err != nil {
+		return nil, err
+	}
+	for _, f := range files {
+		if err := cfg.mergeFile(f, true); err != nil {
+			return nil, err
+		}
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+func dropIns(dir Path, explicit bool) ([]Path, error) {
+	if dir == "" {
+		return nil, nil
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		if os.IsNotExist(err) && !explicit {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("config drop-in directory: %w", err)
+	}
+	var files []Path
+	for _, e := range entries {
+		if !e.IsDir() && strings.HasSuffix(e.Name(), ".toml") {
+			files = append(files, filepath.Join(dir, e.Name()))
+		}
+	}
+	sort.Strings(files)
+	return files, nil
+}
+
+// mergeFile decodes one TOML file over cfg. Keys absent from the file keep
+// their current value. Unknown keys are an error naming the key and file.
+func (c *Config) mergeFile(path Path, mustExist bool) error {
+	if path == "" {
+		return nil
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		if os.IsNotExist(err) && !mustExist {
+			return nil
+		}
+		return fmt.Errorf("config file: %w", err)
+	}
+	return c.Merge("config file "+path, string(data))
+}
+
+// Merge decodes a TOML document over c; source names it in errors. Keys
+// absent from the document keep their current value; an unknown key is an
+// error that names it.
+func (c *Config) Merge(source, doc string) error {
+	md, err := toml.Decode(doc, c)
+	if err != nil {
+		return fmt.Errorf("%s: %w", source, err)
+	}
+	if undecoded := md.Undecoded(); len(undecoded) > 0 {
+		keys := make([]string, len(undecoded))
+		for i, k := range undecoded {
+			keys[i] = k.String()
+		}
+		return fmt.Errorf("%s: unknown key %q", source, strings.Join(keys, "\", \""))
+	}
+	return nil
+}
+
+// Validate checks every value and names the offending key.
+func (c *Config) Validate() error {
+	paths := map[string]Path{
+		"listen": c.Listen, "root": c.Root, "runroot": c.RunRoot, "state-dir": c.StateDir,
+		"cni-config-dir": c.CNIConfigDir,
+	}
+	optionalPaths := map[string]Path{
+		"registries-conf": c.RegistriesConf, "signature-policy": c.SignaturePolicy,
+		"conmon-path": c.ConmonPath, "pause-path": c.PausePath,
+	}
+	for _, key := range sortedKeys(paths) {
+		if paths[key] == "" {
+			return fmt.Errorf("invalid value for %q: must not be empty", key)
+		}
+		optionalPaths[key] = paths[key]
+	}
+	for _, key := range sortedKeys(optionalPaths) {
+		if p := optionalPaths[key]; p != "" && !filepath.IsAbs(p) {
+			return fmt.Errorf("invalid value for %q: %q is not an absolute path", key, p)
+		}
+	}
+	for _, p := range c.CNIPluginDirs {
+		if !filepath.IsAbs(p) {
+			return fmt.Errorf("invalid value for %q: %q is not an absolute path", "cni-plugin-dirs", p)
+		}
+	}
+	if _, err := logrus.ParseLevel(c.LogLevel); err != nil {
+		return fmt.Errorf("invalid value for %q: %q (want one of trace, debug, info, warn, error, fatal, panic)", "log-level", c.LogLevel)
+	}
+	if c.LogFormat != "text" && c.LogFormat != "json" {
+		return fmt.Errorf("invalid value for %q: %q (want text or json)", "log-format", c.LogFormat)
+	}
+	if c.CgroupManager != "cgroupfs" && c.CgroupManager != "systemd" {
+		return fmt.Errorf("invalid value for %q: %q (want cgroupfs or systemd)", "cgroup-manager", c.CgroupManager)
+	}
+	if c.StorageDriver == "" {
+		return fmt.Errorf("invalid value for %q: must not be empty", "storage-driver")
+	}
+	if c.PauseImage == "" {
+		return fmt.Errorf("invalid value for %q: must not be empty", "pause-image")
+	}
+	if err := validateHostPort("metrics-address", c.MetricsAddress, true); err != nil {
+		return err
+	}
+	if err := validateHostPort("stream-address", c.StreamAddress, false); err != nil {
+		return err
+	}
+	if c.PullProgressTimeout.Duration < 0 {
+		return fmt.Errorf("invalid value for %q: must not be negative", "pull-progress-timeout")
+	}
+	if c.ShutdownTimeout.Duration <= 0 {
+		return fmt.Errorf("invalid value for %q: must be positive", "shutdown-timeout")
+	}
+	return nil
+}
+
+func validateHostPort(key, v string, optional bool) error {
+	if v == "" && optional {
+		return nil
+	}
+	host, port, err := net.SplitHostPort(v)
+	if err != nil || port == "" {
+		return fmt.Errorf("invalid value for %q: %q is not host:port", key, v)
+	}
+	if host != "" && host != "localhost" && net.ParseIP(host) == nil {
+		return fmt.Errorf("invalid value for %q: %q is not an IP address or localhost", key, host)
+	}
+	return nil
+}
+
+func sortedKeys(m map[string]Path) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// Key documents one configuration key, which is also a command-line flag.
+type Key struct {
+	Name string
+	Help string
+}
+
+// Keys lists every key in file order with its documentation. `noded config`
+// prints it as comments and the command line uses it as flag help.
+var Keys = []Key{
+	{"listen", "Unix socket path of the CRI gRPC server (created with mode 0660)."},
+	{"root", "containers/storage root directory (image layers, writable layers)."},
+	{"runroot", "containers/storage run root directory (mount state; tmpfs)."},
+	{"storage-driver", "containers/storage graph driver."},
+	{"storage-options", "Graph driver options, e.g. [\"overlay.mountopt=nodev\"]."},
+	{"state-dir", "Directory of noded's pod and container records; survives restarts."},
+	{"log-level", "Log level: trace, debug, info, warn, error, fatal or panic."},
+	{"log-format", "Log format: text or json."},
+	{"metrics-address", "host:port serving Prometheus /metrics; empty turns metrics off."},
+	{"cni-config-dir", "CNI network configuration directory; the first file in lexical order is used."},
+	{"cni-plugin-dirs", "CNI plugin directories, searched in order (comma-separated on the command line)."},
+	{"registries-conf", "containers-registries.conf(5) file; empty: $CONTAINERS_REGISTRIES_CONF or /etc/containers/registries.conf."},
+	{"signature-policy", "containers-policy.json(5) file; empty: /etc/containers/policy.json, or accept anything when it is absent."},
+	{"pull-progress-timeout", "Fail a pull that makes no progress for this long; 0 disables the check."},
+	{"pause-image", "Image of the pod sandbox (pause) container; the default is built into noded."},
+	{"cgroup-manager", "Cgroup driver, cgroupfs or systemd; must match the kubelet's cgroupDriver."},
+	{"conmon-path", "Path of the conmon-go monitor; empty: conmon-go next to the noded binary."},
+	{"pause-path", "Path of the static pause binary for the built-in pause image; empty: noded-pause next to the noded binary."},
+	{"stream-address", "host:port of the exec/attach/port-forward streaming server."},
+	{"shutdown-timeout", "How long SIGTERM waits for in-flight requests before closing them."},
+}
+
+// Help returns the documentation of key, or "" for an unknown key.
+func Help(key string) string {
+	for _, k := range Keys {
+		if k.Name == key {
+			return k.Help
+		}
+	}
+	return ""
+}
+
+// TOML renders the configuration as a commented TOML file that Load accepts.
+func (c *Config) TOML() ([]byte, error) {
+	var enc bytes.Buffer
+	if err := toml.NewEncoder(&enc).Encode(c); err != nil {
+		return nil, err
+	}
+	var out bytes.Buffer
+	out.WriteString("# noded configuration (/etc/noded/noded.toml). Every key is also a\n")
+	out.WriteString("# command-line flag of the same name; drop-ins in /etc/noded/noded.toml.d.\n")
+	for _, line := range strings.Split(strings.TrimRight(enc.String(), "\n"), "\n") {
+		if key, _, ok := strings.Cut(line, " = "); ok {
+			if h := Help(key); h != "" {
+				out.WriteString("\n# " + h + "\n")
+			}
+		}
+		out.WriteString(line + "\n")
+	}
+	return out.Bytes(), nil
+}

@@ -1,0 +1,158 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func write(t *testing.T, path, content string) string {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func TestDefaultsValidate(t *testing.T) {
+	cfg := Default()
+	if err := cfg.Validate(); err != nil {
+		t.Fatalf("built-in defaults do not validate: %v", err)
+	}
+	if cfg.Listen != "/run/noded/noded.sock" || cfg.StorageDriver != "overlay" || cfg.CNIConfigDir != "/etc/cni/net.d" {
+		t.Fatalf("unexpected defaults: %+v", cfg)
+	}
+}
+
+func TestLoad(t *testing.T) {
+	tests := []struct {
+		desc         string
+		file         string // content of the main file; "-" means no file
+		dropIns      map[string]string
+		explicitFile bool
+		wantErr      string // substring; empty means success
+		check        func(t *testing.T, c *Config)
+	}{
+		{
+			desc: "no file at all gives the defaults",
+			file: "-",
+			check: func(t *testing.T, c *Config) {
+				if c.Root != DefaultRoot || c.LogLevel != "info" {
+					t.Errorf("got %+v", c)
+				}
+			},
+		},
+		{
+			desc:         "an explicitly named file must exist",
+			file:         "-",
+			explicitFile: true,
+			wantErr:      "no such file",
+		},
+		{
+			desc: "file overrides defaults and keeps the rest",
+			file: "log-level = \"debug\"\nroot = \"/srv/noded\"\npull-progress-timeout = \"90s\"\ncni-plugin-dirs = [\"/x/bin\"]\n",
+			check: func(t *testing.T, c *Config) {
+				if c.LogLevel != "debug" || c.Root != "/srv/noded" || c.RunRoot != DefaultRunRoot {
+					t.Errorf("got %+v", c)
+				}
+				if c.PullProgressTimeout.Duration != 90*time.Second {
+					t.Errorf("pull-progress-timeout = %v", c.PullProgressTimeout)
+				}
+				if len(c.CNIPluginDirs) != 1 || c.CNIPluginDirs[0] != "/x/bin" {
+					t.Errorf("cni-plugin-dirs = %v", c.CNIPluginDirs)
+				}
+			},
+		},
+		{
+			desc:    "drop-ins apply after the file in lexical order",
+			file:    "log-level = \"debug\"\n",
+			dropIns: map[string]string{"20-b.toml": "log-level = \"warn\"\n", "10-a.toml": "log-level = \"error\"\nlog-format = \"json\"\n", "README": "not toml"},
+			check: func(t *testing.T, c *Config) {
+				if c.LogLevel != "warn" || c.LogFormat != "json" {
+					t.Errorf("got level %q format %q", c.LogLevel, c.LogFormat)
+				}
+			},
+		},
+		{desc: "unknown key is named", file: "lisen = \"/x.sock\"\n", wantErr: `unknown key "lisen"`},
+		{desc: "unknown key in a drop-in names the drop-in", file: "-", dropIns: map[string]string{"a.toml": "bogus = 1\n"}, wantErr: `a.toml: unknown key "bogus"`},
+		{desc: "bad log level", file: "log-level = \"loud\"\n", wantErr: `"log-level"`},
+		{desc: "bad log format", file: "log-format = \"xml\"\n", wantErr: `"log-format"`},
+		{desc: "relative path", file: "root = \"var/lib\"\n", wantErr: `"root"`},
+		{desc: "empty listen", file: "listen = \"\"\n", wantErr: `"listen"`},
+		{desc: "bad duration", file: "pull-progress-timeout = \"soon\"\n", wantErr: "pull-progress-timeout"},
+		{desc: "negative duration", file: "pull-progress-timeout = \"-1s\"\n", wantErr: "pull-progress-timeout"},
+		{desc: "bad metrics address", file: "metrics-address = \"9090\"\n", wantErr: `"metrics-address"`},
+		{desc: "metrics host must be an address", file: "metrics-address = \"example.com:9090\"\n", wantErr: `"metrics-address"`},
+		{desc: "bad cgroup manager", file: "cgroup-manager = \"cgroupv3\"\n", wantErr: `"cgroup-manager"`},
+		{desc: "wrong type", file: "log-level = 3\n", wantErr: "log-level"},
+		{desc: "TOML syntax error", file: "log-level = \n", wantErr: "config file"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.desc, func(t *testing.T) {
+			dir := t.TempDir()
+			file := filepath.Join(dir, "noded.toml")
+			if tt.file != "-" {
+				write(t, file, tt.file)
+			}
+			for name, content := range tt.dropIns {
+				write(t, filepath.Join(dir, "noded.toml.d", name), content)
+			}
+			cfg, err := Load(Sources{File: file, FileExplicit: tt.explicitFile, Dir: filepath.Join(dir, "noded.toml.d")})
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("error = %v, want it to contain %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("unexpected error: %v", err)
+			}
+			tt.check(t, cfg)
+		})
+	}
+}
+
+// The printed configuration must load back to the same values: operators
+// start from `noded config > /etc/noded/noded.toml`.
+func TestTOMLRoundTrip(t *testing.T) {
+	cfg := Default()
+	cfg.MetricsAddress = "127.0.0.1:9101"
+	cfg.StorageOptions = []string{"overlay.mountopt=nodev"}
+	out, err := cfg.TOML()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range Keys {
+		if !strings.Contains(string(out), "\n"+k.Name+" = ") {
+			t.Errorf("key %q missing from printed configuration", k.Name)
+		}
+	}
+	path := write(t, filepath.Join(t.TempDir(), "noded.toml"), string(out))
+	back, err := Load(Sources{File: path, FileExplicit: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, _ := back.TOML()
+	if string(again) != string(out) {
+		t.Fatalf("round trip changed the configuration:\n%s\n---\n%s", out, again)
+	}
+}
+
+// Every field of Config must be documented, or `noded config` prints an
+// undocumented key.
+func TestEveryKeyDocumented(t *testing.T) {
+	out, err := Default().TOML()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(out), "\n") {
+		if key, _, ok := strings.Cut(line, " = "); ok && !strings.HasPrefix(line, "#") && Help(key) == "" {
+			t.Errorf("key %q has no documentation in Keys", key)
+		}
+	}
+}

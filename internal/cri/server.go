@@ -1,0 +1,56 @@
+// Package cri is noded's CRI v1 gRPC front end. It is deliberately thin: one
+// file per RPC, each handler validating its request and calling a domain
+// package (imagesvc, sandbox, oci, netcni). Domain errors are errdefs classes
+// and become gRPC status codes in one place, the interceptor in
+// interceptor.go; handlers never build status errors themselves.
+//
+// RPCs that are not implemented yet fall through to the embedded
+// Unimplemented servers and answer codes.Unimplemented, never a fake success.
+package cri
+
+import (
+	"github.com/sirupsen/logrus"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+)
+
+// RuntimeName is reported by Version.
+const RuntimeName = "noded"
+
+// RuntimeAPIVersion is the CRI API version noded serves.
+const RuntimeAPIVersion = "v1"
+
+// networkStatus reports whether pod networking is usable; a non-nil error
+// is shown to the kubelet as NetworkReady=false with the error as message.
+type networkStatus interface {
+	Status() error
+}
+
+// Options are the dependencies of a Server, wired explicitly by cmd/noded.
+type Options struct {
+	// Version is noded's own version, reported as RuntimeVersion.
+	Version string
+	// Network reports CNI readiness.
+	Network networkStatus
+	// Images serves the ImageService RPCs; nil leaves them Unimplemented.
+	Images imageService
+	// CgroupDriver is "cgroupfs" or "systemd", reported by RuntimeConfig.
+	CgroupDriver string
+	Logger       *logrus.Entry
+}
+
+// Server implements runtimeapi.RuntimeServiceServer and
+// runtimeapi.ImageServiceServer.
+type Server struct {
+	runtimeapi.UnimplementedRuntimeServiceServer
+	runtimeapi.UnimplementedImageServiceServer
+
+	opts Options
+}
+
+// NewServer returns a Server using the given dependencies.
+func NewServer(opts Options) *Server {
+	if opts.Logger == nil {
+		opts.Logger = logrus.NewEntry(logrus.StandardLogger())
+	}
+	return &Server{opts: opts}
+}
