@@ -16,7 +16,7 @@ PKGS      := ./cmd/... ./internal/... ./conmon-go/... ./test/testimages/... ./te
 export PATH := /usr/local/go/bin:$(PATH)
 
 .PHONY: all build noded conmon-go pause testregistry run test integration critest \
-	bench bench-pull bench-pods lint fmt vet clean
+	bench bench-pull bench-pods lint fmt vet clean readme-config
 
 all: build
 
@@ -71,3 +71,9 @@ fmt:
 
 clean:
 	rm -rf $(BIN) $(BUILD)/critest
+
+# Regenerates the configuration reference in README.md from `noded config`
+# on built-in defaults (cgroupfs fixed: the default follows the host).
+readme-config: noded
+	env -u CONTAINERS_REGISTRIES_CONF ./$(BIN)/noded config --config /dev/null --config-dir "" --cgroup-manager cgroupfs > $(BUILD)/config.toml.tmp
+	python3 scripts/replace-block.py README.md "noded config" $(BUILD)/config.toml.tmp
