@@ -31,7 +31,7 @@ conmon-go:
 # The pause process is C, static and tiny: it sits in every pod.
 pause:
 	@mkdir -p $(BIN)
-	gcc -Os -static -s -o $(BIN)/noded-pause internal/pause/c/pause.c
+	gcc -Os -static -s -o $(BIN)/noded-pause internal/pause/pause.c
 
 testregistry:
 	$(GO) build $(GOFLAGS_BUILD) -o $(BIN)/noded-testregistry ./test/registry

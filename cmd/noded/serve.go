@@ -19,6 +19,7 @@ import (
 	"github.com/noded-dev/noded/internal/config"
 	"github.com/noded-dev/noded/internal/cri"
 	"github.com/noded-dev/noded/internal/metrics"
+	"github.com/noded-dev/noded/internal/netcni"
 )
 
 // socketMode lets root and the socket's group (e.g. a crictl group) connect.
@@ -35,9 +36,20 @@ func serve(cfg *config.Config, log *logrus.Entry) error {
 	defer closeImages()
 	_ = images // wired into cri.Options by the image service
 
+	network, err := netcni.New(netcni.Options{
+		ConfDir:    cfg.CNIConfigDir,
+		PluginDirs: cfg.CNIPluginDirs,
+		// Kept with noded's state so teardown after a restart finds what
+		// ADD returned.
+		CacheDir: filepath.Join(cfg.StateDir, "cni"),
+	})
+	if err != nil {
+		return err
+	}
+
 	srv := cri.NewServer(cri.Options{
 		Version:      version,
-		Network:      newCNIStatus(cfg.CNIConfigDir),
+		Network:      network,
 		CgroupDriver: cfg.CgroupManager,
 		Logger:       log,
 	})
