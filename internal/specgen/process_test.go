@@ -1,0 +1,137 @@
+package specgen
+
+import (
+	"syscall"
+	"testing"
+
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/noded-dev/noded/internal/errdefs"
+)
+
+func TestProcessArgs(t *testing.T) {
+	img := ocispec.ImageConfig{Entrypoint: []string{"/entry"}, Cmd: []string{"cmd-arg"}}
+	for _, tc := range []struct {
+		desc          string
+		command, args []string
+		img           ocispec.ImageConfig
+		want          []string
+		wantErr       error
+	}{
+		{desc: "image entrypoint and cmd", img: img, want: []string{"/entry", "cmd-arg"}},
+		{desc: "command replaces entrypoint and drops cmd", command: []string{"/bin/sh"}, img: img, want: []string{"/bin/sh"}},
+		{desc: "args replace cmd only", args: []string{"x", "y"}, img: img, want: []string{"/entry", "x", "y"}},
+		{desc: "command and args", command: []string{"/bin/sh"}, args: []string{"-c", "true"}, img: img, want: []string{"/bin/sh", "-c", "true"}},
+		{desc: "cmd only image", img: ocispec.ImageConfig{Cmd: []string{"/bin/cmd"}}, want: []string{"/bin/cmd"}},
+		{desc: "args with no entrypoint", args: []string{"/bin/true"}, img: ocispec.ImageConfig{Cmd: []string{"/bin/cmd"}}, want: []string{"/bin/true"}},
+		{desc: "empty-string entrypoint resets it", img: ocispec.ImageConfig{Entrypoint: []string{""}, Cmd: []string{"/bin/cmd"}}, want: []string{"/bin/cmd"}},
+		{desc: "nothing at all", wantErr: errdefs.ErrInvalidArgument},
+		{desc: "empty-string entrypoint alone", img: ocispec.ImageConfig{Entrypoint: []string{""}}, wantErr: errdefs.ErrInvalidArgument},
+	} {
+		t.Run(tc.desc, func(t *testing.T) {
+			got, err := processArgs(tc.command, tc.args, tc.img)
+			if checkErr(t, err, tc.wantErr) {
+				assertEqual(t, "args", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestProcessEnv(t *testing.T) {
+	kv := func(k, v string) *runtimeapi.KeyValue { return &runtimeapi.KeyValue{Key: k, Value: []byte(v)} }
+	for _, tc := range []struct {
+		desc    string
+		img     []string
+		cri     []*runtimeapi.KeyValue
+		tty     bool
+		want    []string
+		wantErr error
+	}{
+		{desc: "defaults only", want: []string{DefaultPathEnv, "HOSTNAME=h"}},
+		{desc: "image PATH replaces the default in place",
+			img:  []string{"PATH=/app/bin", "LANG=C"},
+			want: []string{"PATH=/app/bin", "HOSTNAME=h", "LANG=C"}},
+		{desc: "request overrides image by key",
+			img:  []string{"A=1", "B=2"},
+			cri:  []*runtimeapi.KeyValue{kv("B", "3"), kv("C", "4")},
+			want: []string{DefaultPathEnv, "HOSTNAME=h", "A=1", "B=3", "C=4"}},
+		{desc: "request value may contain =",
+			cri:  []*runtimeapi.KeyValue{kv("X", "a=b")},
+			want: []string{DefaultPathEnv, "HOSTNAME=h", "X=a=b"}},
+		{desc: "request may set an empty value",
+			img:  []string{"A=1"},
+			cri:  []*runtimeapi.KeyValue{kv("A", "")},
+			want: []string{DefaultPathEnv, "HOSTNAME=h", "A="}},
+		{desc: "image entry without = unsets",
+			img:  []string{"HOSTNAME"},
+			want: []string{DefaultPathEnv}},
+		{desc: "tty adds TERM",
+			tty:  true,
+			want: []string{DefaultPathEnv, "HOSTNAME=h", "TERM=xterm"}},
+		{desc: "tty keeps the image's TERM",
+			tty: true, img: []string{"TERM=vt100"},
+			want: []string{DefaultPathEnv, "HOSTNAME=h", "TERM=vt100"}},
+		{desc: "empty key", cri: []*runtimeapi.KeyValue{kv("", "x")}, wantErr: errdefs.ErrInvalidArgument},
+	} {
+		t.Run(tc.desc, func(t *testing.T) {
+			got, err := processEnv(tc.img, tc.cri, "h", tc.tty)
+			if checkErr(t, err, tc.wantErr) {
+				assertEqual(t, "env", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestWorkingDir(t *testing.T) {
+	for _, tc := range []struct {
+		desc     string
+		cri, img string
+		want     string
+		wantErr  error
+	}{
+		{desc: "request wins", cri: "/work", img: "/img", want: "/work"},
+		{desc: "image next", img: "/img", want: "/img"},
+		{desc: "root by default", want: "/"},
+		{desc: "relative is refused", cri: "work", wantErr: errdefs.ErrInvalidArgument},
+	} {
+		t.Run(tc.desc, func(t *testing.T) {
+			got, err := workingDir(tc.cri, ocispec.ImageConfig{WorkingDir: tc.img})
+			if checkErr(t, err, tc.wantErr) {
+				assertEqual(t, "cwd", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestStopSignal(t *testing.T) {
+	for _, tc := range []struct {
+		desc    string
+		cri     runtimeapi.Signal
+		img     string
+		want    syscall.Signal
+		wantErr error
+	}{
+		{desc: "neither", want: 0},
+		{desc: "request", cri: runtimeapi.Signal_SIGINT, img: "SIGQUIT", want: syscall.SIGINT},
+		{desc: "request alias SIGCLD", cri: runtimeapi.Signal_SIGCLD, want: syscall.SIGCHLD},
+		{desc: "request real-time", cri: runtimeapi.Signal_SIGRTMINPLUS3, want: syscall.Signal(37)},
+		{desc: "request SIGRTMAX", cri: runtimeapi.Signal_SIGRTMAX, want: syscall.Signal(64)},
+		{desc: "request SIGRTMAX-1", cri: runtimeapi.Signal_SIGRTMAXMINUS1, want: syscall.Signal(63)},
+		{desc: "image full name", img: "SIGQUIT", want: syscall.SIGQUIT},
+		{desc: "image short name", img: "term", want: syscall.SIGTERM},
+		{desc: "image number", img: "9", want: syscall.SIGKILL},
+		{desc: "image real-time", img: "SIGRTMIN+1", want: syscall.Signal(35)},
+		{desc: "unknown enum", cri: runtimeapi.Signal(999), wantErr: errdefs.ErrInvalidArgument},
+		{desc: "unknown name", img: "SIGNOPE", wantErr: errdefs.ErrInvalidArgument},
+		{desc: "number out of range", img: "99", wantErr: errdefs.ErrInvalidArgument},
+		{desc: "real-time out of range", img: "SIGRTMIN+40", wantErr: errdefs.ErrInvalidArgument},
+	} {
+		t.Run(tc.desc, func(t *testing.T) {
+			got, err := stopSignal(tc.cri, tc.img)
+			if checkErr(t, err, tc.wantErr) {
+				assertEqual(t, "signal", got, tc.want)
+			}
+		})
+	}
+}

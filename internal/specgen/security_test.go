@@ -1,0 +1,167 @@
+package specgen
+
+import (
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/noded-dev/noded/internal/errdefs"
+)
+
+func specWithCaps(caps ...string) *specs.Spec {
+	return &specs.Spec{Process: &specs.Process{Capabilities: fullSet(caps)}}
+}
+
+// allowed reports whether p has an allow rule naming syscall.
+func allowed(p *specs.LinuxSeccomp, syscall string) bool {
+	for _, s := range p.Syscalls {
+		if s.Action == specs.ActAllow && slices.Contains(s.Names, syscall) {
+			return true
+		}
+	}
+	return false
+}
+
+func TestSeccompProfile(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, body string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	ociProfile := write("oci.json", `{"defaultAction":"SCMP_ACT_LOG","syscalls":[{"names":["getpid"],"action":"SCMP_ACT_ALLOW"}]}`)
+	badProfile := write("bad.json", `{"defaultAction":`)
+	localhost := func(ref string) *runtimeapi.SecurityProfile {
+		return &runtimeapi.SecurityProfile{ProfileType: runtimeapi.SecurityProfile_Localhost, LocalhostRef: ref}
+	}
+	runtimeDefault := &runtimeapi.SecurityProfile{ProfileType: runtimeapi.SecurityProfile_RuntimeDefault}
+
+	for _, tc := range []struct {
+		desc       string
+		sp         *runtimeapi.SecurityProfile
+		deprecated string
+		privileged bool
+		caps       []string
+		// check inspects a non-nil profile; nil want means no profile.
+		check   func(*testing.T, *specs.LinuxSeccomp)
+		wantErr error
+	}{
+		{desc: "nothing requested is unconfined"},
+		{desc: "unconfined", sp: &runtimeapi.SecurityProfile{ProfileType: runtimeapi.SecurityProfile_Unconfined}},
+		{desc: "runtime default", sp: runtimeDefault, caps: DefaultCapabilities(),
+			check: func(t *testing.T, p *specs.LinuxSeccomp) {
+				assertEqual(t, "default action", p.DefaultAction, specs.ActErrno)
+				if !allowed(p, "read") || allowed(p, "mount") {
+					t.Error("want read allowed and mount refused without CAP_SYS_ADMIN")
+				}
+			}},
+		{desc: "runtime default follows capabilities", sp: runtimeDefault, caps: append(DefaultCapabilities(), "CAP_SYS_ADMIN"),
+			check: func(t *testing.T, p *specs.LinuxSeccomp) {
+				if !allowed(p, "mount") {
+					t.Error("want mount allowed with CAP_SYS_ADMIN")
+				}
+			}},
+		{desc: "privileged is never filtered", sp: runtimeDefault, privileged: true},
+		{desc: "deprecated runtime/default", deprecated: "runtime/default",
+			check: func(t *testing.T, p *specs.LinuxSeccomp) {
+				assertEqual(t, "default action", p.DefaultAction, specs.ActErrno)
+			}},
+		{desc: "deprecated docker/default", deprecated: "docker/default",
+			check: func(t *testing.T, p *specs.LinuxSeccomp) {
+				assertEqual(t, "default action", p.DefaultAction, specs.ActErrno)
+			}},
+		{desc: "deprecated unconfined", deprecated: "unconfined"},
+		{desc: "SecurityProfile wins over the deprecated path", sp: &runtimeapi.SecurityProfile{ProfileType: runtimeapi.SecurityProfile_Unconfined},
+			deprecated: "runtime/default"},
+		{desc: "localhost OCI profile", sp: localhost(ociProfile),
+			check: func(t *testing.T, p *specs.LinuxSeccomp) {
+				assertEqual(t, "default action", p.DefaultAction, specs.ActLog)
+				if !allowed(p, "getpid") {
+					t.Error("want getpid allowed")
+				}
+			}},
+		{desc: "deprecated localhost path", deprecated: "localhost/" + ociProfile,
+			check: func(t *testing.T, p *specs.LinuxSeccomp) {
+				assertEqual(t, "default action", p.DefaultAction, specs.ActLog)
+			}},
+		{desc: "localhost ref carrying the prefix", sp: localhost("localhost/" + ociProfile),
+			check: func(t *testing.T, p *specs.LinuxSeccomp) {
+				assertEqual(t, "default action", p.DefaultAction, specs.ActLog)
+			}},
+		{desc: "localhost relative path", sp: localhost("profiles/x.json"), wantErr: errdefs.ErrInvalidArgument},
+		{desc: "localhost missing file", sp: localhost(filepath.Join(dir, "none.json")), wantErr: errdefs.ErrNotFound},
+		{desc: "localhost bad JSON", sp: localhost(badProfile), wantErr: errdefs.ErrInvalidArgument},
+		{desc: "localhost_ref with another type",
+			sp:      &runtimeapi.SecurityProfile{ProfileType: runtimeapi.SecurityProfile_RuntimeDefault, LocalhostRef: ociProfile},
+			wantErr: errdefs.ErrInvalidArgument},
+		{desc: "invalid deprecated string", deprecated: "my-profile", wantErr: errdefs.ErrInvalidArgument},
+		{desc: "unknown profile type", sp: &runtimeapi.SecurityProfile{ProfileType: 9}, wantErr: errdefs.ErrInvalidArgument},
+	} {
+		t.Run(tc.desc, func(t *testing.T) {
+			got, err := seccompProfile(tc.sp, tc.deprecated, tc.privileged, specWithCaps(tc.caps...))
+			if !checkErr(t, err, tc.wantErr) {
+				return
+			}
+			if tc.check == nil {
+				if got != nil {
+					t.Fatalf("want no seccomp profile, got %+v", got)
+				}
+				return
+			}
+			if got == nil {
+				t.Fatal("want a seccomp profile, got none")
+			}
+			tc.check(t, got)
+		})
+	}
+}
+
+func TestCheckAppArmor(t *testing.T) {
+	for _, tc := range []struct {
+		desc       string
+		sp         *runtimeapi.SecurityProfile
+		deprecated string
+		wantErr    error
+	}{
+		{desc: "nothing requested"},
+		{desc: "unconfined", sp: &runtimeapi.SecurityProfile{ProfileType: runtimeapi.SecurityProfile_Unconfined}},
+		{desc: "deprecated unconfined", deprecated: "unconfined"},
+		{desc: "runtime default cannot be honoured", sp: &runtimeapi.SecurityProfile{ProfileType: runtimeapi.SecurityProfile_RuntimeDefault},
+			wantErr: errdefs.ErrInvalidArgument},
+		{desc: "localhost cannot be honoured", sp: &runtimeapi.SecurityProfile{ProfileType: runtimeapi.SecurityProfile_Localhost, LocalhostRef: "p"},
+			wantErr: errdefs.ErrInvalidArgument},
+		{desc: "deprecated localhost", deprecated: "localhost/p", wantErr: errdefs.ErrInvalidArgument},
+		{desc: "deprecated garbage", deprecated: "p", wantErr: errdefs.ErrInvalidArgument},
+	} {
+		t.Run(tc.desc, func(t *testing.T) {
+			checkErr(t, checkAppArmor(tc.sp, tc.deprecated), tc.wantErr)
+		})
+	}
+}
+
+func TestMaskedPaths(t *testing.T) {
+	for _, tc := range []struct {
+		desc         string
+		sc           *runtimeapi.LinuxContainerSecurityContext
+		wantMasked   []string
+		wantReadonly []string
+	}{
+		{desc: "defaults", sc: &runtimeapi.LinuxContainerSecurityContext{},
+			wantMasked: DefaultMaskedPaths(), wantReadonly: DefaultReadonlyPaths()},
+		{desc: "request lists", sc: &runtimeapi.LinuxContainerSecurityContext{MaskedPaths: []string{"/proc/kcore"}, ReadonlyPaths: []string{"/proc/sys"}},
+			wantMasked: []string{"/proc/kcore"}, wantReadonly: []string{"/proc/sys"}},
+		{desc: "privileged has none", sc: &runtimeapi.LinuxContainerSecurityContext{Privileged: true, MaskedPaths: []string{"/proc/kcore"}}},
+	} {
+		t.Run(tc.desc, func(t *testing.T) {
+			masked, readonly := maskedPaths(tc.sc)
+			assertEqual(t, "masked", masked, tc.wantMasked)
+			assertEqual(t, "readonly", readonly, tc.wantReadonly)
+		})
+	}
+}
