@@ -33,6 +33,9 @@ type Options struct {
 	Network networkStatus
 	// Images serves the ImageService RPCs; nil leaves them Unimplemented.
 	Images imageService
+	// Runtime serves the pod and container RPCs; nil leaves them
+	// Unimplemented.
+	Runtime runtimeService
 	// CgroupDriver is "cgroupfs" or "systemd", reported by RuntimeConfig.
 	CgroupDriver string
 	Logger       *logrus.Entry

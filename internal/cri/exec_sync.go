@@ -1,0 +1,32 @@
+package cri
+
+import (
+	"context"
+	"time"
+
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/noded-dev/noded/internal/errdefs"
+)
+
+// ExecSync runs a command in a container and returns its output. A
+// command still running at the timeout is killed and the RPC answers
+// DeadlineExceeded, which the kubelet reads as a probe timeout.
+func (s *Server) ExecSync(ctx context.Context, req *runtimeapi.ExecSyncRequest) (*runtimeapi.ExecSyncResponse, error) {
+	rt, err := s.runtime()
+	if err != nil {
+		return nil, err
+	}
+	if err := requireID("container", req.GetContainerId()); err != nil {
+		return nil, err
+	}
+	if len(req.GetCmd()) == 0 {
+		return nil, errdefs.InvalidArgument("exec command must not be empty")
+	}
+	timeout := time.Duration(max(req.GetTimeout(), 0)) * time.Second
+	stdout, stderr, code, err := rt.ExecSync(ctx, req.GetContainerId(), req.GetCmd(), timeout)
+	if err != nil {
+		return nil, err
+	}
+	return &runtimeapi.ExecSyncResponse{Stdout: stdout, Stderr: stderr, ExitCode: code}, nil
+}

@@ -1,0 +1,265 @@
+package sandbox
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/noded-dev/noded/internal/cleanup"
+	"github.com/noded-dev/noded/internal/errdefs"
+	"github.com/noded-dev/noded/internal/ids"
+	"github.com/noded-dev/noded/internal/netcni"
+	"github.com/noded-dev/noded/internal/oci"
+	"github.com/noded-dev/noded/internal/specgen"
+	"github.com/noded-dev/noded/internal/state"
+	"github.com/noded-dev/noded/internal/storage"
+)
+
+// Failure injection points for rollback tests: a hook named after a step
+// returns an error to make RunPodSandbox or CreateContainer fail right
+// after that step. Nil in production.
+type failHook func(step string) error
+
+// RunPodSandbox creates and starts a pod sandbox and returns its ID.
+func (s *Service) RunPodSandbox(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, handler string) (_ ids.SandboxID, retErr error) {
+	if err := validateSandboxConfig(cfg, handler); err != nil {
+		return "", err
+	}
+	id := ids.NewSandboxID()
+	name := sandboxName(cfg.GetMetadata())
+	log := s.log.WithFields(map[string]any{"pod": id.Short(), "name": name})
+
+	var undo cleanup.Stack
+	defer func() { undo.RunIf(ctx, &retErr, log) }()
+
+	if err := s.names.Reserve(name, string(id)); err != nil {
+		return "", err
+	}
+	undo.Push("release pod name", func(context.Context) error { s.names.Release(string(id)); return nil })
+	unlock := s.lockPod(id)
+	defer unlock()
+
+	pauseImage, err := s.o.Images.PauseImage(ctx)
+	if err != nil {
+		return "", fmt.Errorf("pause image: %w", err)
+	}
+	if err := s.inject("pause-image"); err != nil {
+		return "", err
+	}
+
+	dir := s.podDir(id)
+	undo.Push("remove pod files", func(context.Context) error { return removePodFiles(dir) })
+	files, err := podFiles(dir, cfg, realHostFiles)
+	if err != nil {
+		return "", fmt.Errorf("pod files: %w", err)
+	}
+	if err := s.inject("pod-files"); err != nil {
+		return "", err
+	}
+
+	rec := &state.Sandbox{
+		ID: id, Name: name, State: state.SandboxReady, Config: cfg, RuntimeHandler: handler,
+		CgroupParent: cfg.GetLinux().GetCgroupParent(), Dir: dir,
+	}
+	if err := s.setupNetwork(ctx, rec, &undo); err != nil {
+		return "", err
+	}
+
+	pid, err := s.startPause(ctx, rec, pauseImage, files, &undo)
+	if err != nil {
+		return "", err
+	}
+	rec.PausePID = pid
+	rec.CreatedAt = time.Now().UnixNano()
+	if err := s.o.Store.AddSandbox(rec); err != nil {
+		return "", err
+	}
+	undo.Push("forget sandbox record", func(context.Context) error { return s.o.Store.DeleteSandbox(id) })
+	if err := s.inject("record"); err != nil {
+		return "", err
+	}
+	undo.Release()
+	log.WithField("ips", rec.IPs).Info("pod sandbox running")
+	return id, nil
+}
+
+// setupNetwork pins a network namespace and attaches it through CNI,
+// unless the pod uses the host's network.
+func (s *Service) setupNetwork(ctx context.Context, rec *state.Sandbox, undo *cleanup.Stack) error {
+	if hostNetwork(rec.Config) {
+		return nil
+	}
+	path, err := netcni.NewNetNS(s.o.NetNSDir, string(rec.ID))
+	if err != nil {
+		return fmt.Errorf("network namespace: %w", err)
+	}
+	undo.Push("remove network namespace", func(context.Context) error { return netcni.RemoveNetNS(path) })
+	rec.NetNSPath = path
+	if err := s.inject("netns"); err != nil {
+		return err
+	}
+
+	pn := podNetwork(rec)
+	undo.Push("CNI teardown", func(ctx context.Context) error { return s.o.Network.Teardown(ctx, pn) })
+	res, err := s.o.Network.Setup(ctx, pn)
+	if err != nil {
+		return fmt.Errorf("setting up pod network: %w", err)
+	}
+	for _, ip := range res.IPs {
+		rec.IPs = append(rec.IPs, ip.String())
+	}
+	rec.NetworkReady = true
+	return s.inject("cni")
+}
+
+// startPause creates the pause container's rootfs and bundle and runs it
+// under the pod's new monitor. It returns the pause process ID.
+func (s *Service) startPause(ctx context.Context, rec *state.Sandbox, img Image, files specgen.SandboxFiles, undo *cleanup.Stack) (int, error) {
+	pod, ctr := oci.PodID(rec.ID), oci.ContainerID(rec.ID)
+	rootPath, err := s.createRootfs(ctx, storage.ContainerID(rec.ID), img.ID, rec.Name, undo)
+	if err != nil {
+		return 0, err
+	}
+	gen := &specgen.Sandbox{
+		ID: string(rec.ID), Config: rec.Config, Image: img.Config, ImageName: img.Name,
+		RootfsPath: rootPath, NetNS: rec.NetNSPath, Files: files, CgroupParent: rec.CgroupParent, Node: s.o.Node,
+	}
+	res, err := gen.Generate()
+	if err != nil {
+		return 0, err
+	}
+	bundle := s.bundleDir(rec.ID, ids.ContainerID(rec.ID))
+	if err := writeBundle(bundle, res.Spec); err != nil {
+		return 0, err
+	}
+
+	if err := s.o.Monitor.StartMonitor(ctx, pod); err != nil {
+		return 0, fmt.Errorf("starting the pod monitor: %w", err)
+	}
+	undo.Push("stop pod monitor", func(ctx context.Context) error { return s.o.Monitor.StopMonitor(ctx, pod) })
+	if err := s.inject("monitor"); err != nil {
+		return 0, err
+	}
+
+	undo.Push("delete pause container", func(ctx context.Context) error { return s.forceDelete(ctx, pod, ctr) })
+	if _, err := s.o.Monitor.Create(ctx, oci.CreateRequest{Pod: pod, ID: ctr, Bundle: bundle, LogPath: filepath.Join(rec.Dir, "pause.log")}); err != nil {
+		return 0, fmt.Errorf("creating the pause container: %w", err)
+	}
+	if err := s.o.Monitor.Start(ctx, pod, ctr); err != nil {
+		return 0, fmt.Errorf("starting the pause container: %w", err)
+	}
+	st, err := s.o.Monitor.State(ctx, pod, ctr)
+	if err != nil {
+		return 0, err
+	}
+	if st.Status != oci.StatusRunning || st.Pid == 0 {
+		return 0, fmt.Errorf("pause container is %s (exit code %d)", st.Status, st.ExitCode)
+	}
+	return st.Pid, s.inject("pause")
+}
+
+// createRootfs makes and mounts a storage container on the image.
+func (s *Service) createRootfs(_ context.Context, id storage.ContainerID, image storage.ImageID, name string, undo *cleanup.Stack) (string, error) {
+	if _, err := s.o.Rootfs.CreateContainer(id, image, storage.CreateContainerOptions{Names: []string{name}}); err != nil {
+		return "", fmt.Errorf("creating root filesystem: %w", err)
+	}
+	undo.Push("delete root filesystem", func(context.Context) error { return s.removeRootfs(id) })
+	path, err := s.o.Rootfs.Mount(id, "")
+	if err != nil {
+		return "", fmt.Errorf("mounting root filesystem: %w", err)
+	}
+	return path, nil
+}
+
+// removeRootfs unmounts and deletes a storage container; missing is fine.
+func (s *Service) removeRootfs(id storage.ContainerID) error {
+	if err := s.o.Rootfs.Unmount(id, true); err != nil && !errdefs.IsNotFound(err) {
+		return err
+	}
+	if err := s.o.Rootfs.DeleteContainer(id); err != nil && !errdefs.IsNotFound(err) {
+		return err
+	}
+	return nil
+}
+
+// forceDelete kills a container if it runs and deletes it from its monitor.
+func (s *Service) forceDelete(ctx context.Context, pod oci.PodID, ctr oci.ContainerID) error {
+	if err := s.killAndWait(ctx, pod, ctr, 0, 0); err != nil && !errdefs.IsNotFound(err) {
+		s.log.WithError(err).WithField("container", ctr).Warn("killing before delete")
+	}
+	if err := s.o.Monitor.Delete(ctx, pod, ctr); err != nil && !errdefs.IsNotFound(err) {
+		return err
+	}
+	return nil
+}
+
+func writeBundle(dir string, spec *specs.Spec) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	b, err := json.Marshal(spec)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dir, "config.json"), b, 0o600)
+}
+
+func (s *Service) inject(step string) error {
+	if s.o.FailAfter == nil {
+		return nil
+	}
+	return s.o.FailAfter(step)
+}
+
+func hostNetwork(cfg *runtimeapi.PodSandboxConfig) bool {
+	return cfg.GetLinux().GetSecurityContext().GetNamespaceOptions().GetNetwork() == runtimeapi.NamespaceMode_NODE
+}
+
+func podNetwork(rec *state.Sandbox) netcni.PodNetwork {
+	m := rec.Config.GetMetadata()
+	pn := netcni.PodNetwork{ID: string(rec.ID), Name: m.GetName(), Namespace: m.GetNamespace(), UID: m.GetUid(), NetNSPath: rec.NetNSPath}
+	for _, p := range rec.Config.GetPortMappings() {
+		pn.PortMappings = append(pn.PortMappings, netcni.PortMapping{
+			HostPort: p.GetHostPort(), ContainerPort: p.GetContainerPort(),
+			Protocol: strings.ToLower(p.GetProtocol().String()), HostIP: p.GetHostIp(),
+		})
+	}
+	if dns := rec.Config.GetDnsConfig(); dns != nil {
+		pn.DNS = &netcni.DNS{Servers: dns.GetServers(), Searches: dns.GetSearches(), Options: dns.GetOptions()}
+	}
+	return pn
+}
+
+// supportedHandlers are the RuntimeClass handlers noded runs: the default
+// and "runc", the name kubelets and critest use for it.
+var supportedHandlers = map[string]bool{"": true, "runc": true}
+
+func validateSandboxConfig(cfg *runtimeapi.PodSandboxConfig, handler string) error {
+	if cfg == nil {
+		return errdefs.InvalidArgument("pod sandbox config is required")
+	}
+	m := cfg.GetMetadata()
+	if m == nil || m.GetName() == "" || m.GetNamespace() == "" || m.GetUid() == "" {
+		return errdefs.InvalidArgument("pod sandbox metadata needs name, namespace and uid")
+	}
+	if !supportedHandlers[handler] {
+		return errdefs.InvalidArgument("runtime handler %q is not configured", handler)
+	}
+	for _, p := range cfg.GetPortMappings() {
+		if p.GetContainerPort() <= 0 || p.GetContainerPort() > 65535 || p.GetHostPort() < 0 || p.GetHostPort() > 65535 {
+			return errdefs.InvalidArgument("invalid port mapping %d:%d", p.GetHostPort(), p.GetContainerPort())
+		}
+		if ip := p.GetHostIp(); ip != "" && net.ParseIP(ip) == nil {
+			return errdefs.InvalidArgument("invalid host IP %q in port mapping", ip)
+		}
+	}
+	return nil
+}

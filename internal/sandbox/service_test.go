@@ -1,0 +1,440 @@
+package sandbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/noded-dev/noded/internal/errdefs"
+	"github.com/noded-dev/noded/internal/netcni"
+	"github.com/noded-dev/noded/internal/oci"
+	"github.com/noded-dev/noded/internal/specgen"
+	"github.com/noded-dev/noded/internal/state"
+	"github.com/noded-dev/noded/internal/storage"
+)
+
+// fakes records what is held so tests can check that rollback released it.
+type fakes struct {
+	mu       sync.Mutex
+	rootfs   map[storage.ContainerID]bool
+	networks map[string]bool
+	monitors map[oci.PodID]bool
+	ctrs     map[oci.ContainerID]*oci.State
+	exitCh   map[oci.ContainerID]chan struct{}
+	dir      string
+}
+
+func newFakes(dir string) *fakes {
+	return &fakes{rootfs: map[storage.ContainerID]bool{}, networks: map[string]bool{}, monitors: map[oci.PodID]bool{},
+		ctrs: map[oci.ContainerID]*oci.State{}, exitCh: map[oci.ContainerID]chan struct{}{}, dir: dir}
+}
+
+// images
+func (f *fakes) Resolve(_ context.Context, ref string) (Image, error) {
+	if ref == "missing" {
+		return Image{}, errdefs.NotFound("image %q not found", ref)
+	}
+	return Image{ID: "aaaa", Name: ref}, nil
+}
+func (f *fakes) PauseImage(context.Context) (Image, error) {
+	return Image{ID: "pause", Name: "pause", Config: ocispec.ImageConfig{Entrypoint: []string{"/pause"}}}, nil
+}
+
+// rootfs
+func (f *fakes) CreateContainer(id storage.ContainerID, _ storage.ImageID, _ storage.CreateContainerOptions) (*storage.Container, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.rootfs[id] = true
+	return &storage.Container{ID: id}, nil
+}
+func (f *fakes) Mount(id storage.ContainerID, _ string) (string, error) {
+	p := filepath.Join(f.dir, "rootfs", string(id))
+	return p, os.MkdirAll(p, 0o755)
+}
+func (f *fakes) Unmount(storage.ContainerID, bool) error { return nil }
+func (f *fakes) DeleteContainer(id storage.ContainerID) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.rootfs, id)
+	return nil
+}
+
+// network
+func (f *fakes) Setup(_ context.Context, pn netcni.PodNetwork) (*netcni.Result, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.networks[pn.ID] = true
+	return &netcni.Result{}, nil
+}
+func (f *fakes) Teardown(_ context.Context, pn netcni.PodNetwork) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.networks, pn.ID)
+	return nil
+}
+
+// monitor
+func (f *fakes) StartMonitor(_ context.Context, p oci.PodID) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.monitors[p] = true
+	return nil
+}
+func (f *fakes) StopMonitor(_ context.Context, p oci.PodID) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.monitors, p)
+	return nil
+}
+func (f *fakes) Create(_ context.Context, c oci.CreateRequest) (oci.State, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	st := &oci.State{ID: c.ID, Pod: c.Pod, Status: oci.StatusCreated}
+	f.ctrs[c.ID] = st
+	f.exitCh[c.ID] = make(chan struct{})
+	return *st, nil
+}
+func (f *fakes) Start(_ context.Context, _ oci.PodID, id oci.ContainerID) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	st, ok := f.ctrs[id]
+	if !ok {
+		return errdefs.NotFound("no container")
+	}
+	st.Status, st.Pid, st.StartedAt = oci.StatusRunning, 4242, time.Now()
+	return nil
+}
+func (f *fakes) Kill(_ context.Context, _ oci.PodID, id oci.ContainerID, sig syscall.Signal) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	st, ok := f.ctrs[id]
+	if !ok {
+		return errdefs.NotFound("no container")
+	}
+	if st.Status != oci.StatusRunning {
+		return errdefs.FailedPrecondition("not running")
+	}
+	st.Status, st.ExitCode, st.FinishedAt, st.Pid = oci.StatusExited, 128+int32(sig), time.Now(), 0
+	close(f.exitCh[id])
+	return nil
+}
+func (f *fakes) State(_ context.Context, _ oci.PodID, id oci.ContainerID) (oci.State, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	st, ok := f.ctrs[id]
+	if !ok {
+		return oci.State{}, errdefs.NotFound("no container")
+	}
+	return *st, nil
+}
+func (f *fakes) Wait(ctx context.Context, p oci.PodID, id oci.ContainerID) (oci.State, error) {
+	f.mu.Lock()
+	ch, ok := f.exitCh[id]
+	f.mu.Unlock()
+	if !ok {
+		return oci.State{}, errdefs.NotFound("no container")
+	}
+	select {
+	case <-ch:
+		return f.State(ctx, p, id)
+	case <-ctx.Done():
+		return oci.State{}, ctx.Err()
+	}
+}
+func (f *fakes) ExecSync(context.Context, oci.PodID, oci.ContainerID, []string, time.Duration) ([]byte, []byte, int32, error) {
+	return []byte("out"), nil, 0, nil
+}
+func (f *fakes) ReopenLog(context.Context, oci.PodID, oci.ContainerID) error { return nil }
+func (f *fakes) Delete(_ context.Context, _ oci.PodID, id oci.ContainerID) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.ctrs, id)
+	return nil
+}
+
+// held lists every resource still held, for leak checks.
+func (f *fakes) held() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []string
+	for id := range f.rootfs {
+		out = append(out, "rootfs "+string(id))
+	}
+	for id := range f.networks {
+		out = append(out, "network "+id)
+	}
+	for id := range f.monitors {
+		out = append(out, "monitor "+string(id))
+	}
+	for id := range f.ctrs {
+		out = append(out, "container "+string(id))
+	}
+	sort.Strings(out)
+	return out
+}
+
+// newTestService builds a Service on fakes. Host networking keeps the test
+// free of real netns; root is still needed for the pod's /dev/shm mount.
+func newTestService(t *testing.T, failAfter failHook) (*Service, *fakes) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("pod files mount a tmpfs: needs root")
+	}
+	dir := t.TempDir()
+	st, _, err := state.Open(filepath.Join(dir, "state"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := newFakes(dir)
+	node := specgen.Node{HostCapabilities: specgen.DefaultCapabilities(), CgroupManager: specgen.CgroupfsManager, Hostname: "node"}
+	s := New(Options{Store: st, Images: f, Rootfs: f, Network: f, Monitor: f, Node: node,
+		PodsDir: filepath.Join(dir, "pods"), NetNSDir: filepath.Join(dir, "netns"), FailAfter: failAfter})
+	t.Cleanup(func() {
+		for _, p := range s.ListPodSandbox(nil) {
+			if err := s.RemovePodSandbox(context.Background(), p.GetId()); err != nil {
+				t.Errorf("cleanup: %v", err)
+			}
+		}
+		s.Close()
+	})
+	return s, f
+}
+
+func podConfig(name string) *runtimeapi.PodSandboxConfig {
+	return &runtimeapi.PodSandboxConfig{
+		Metadata: &runtimeapi.PodSandboxMetadata{Name: name, Namespace: "ns", Uid: "uid-" + name},
+		Labels:   map[string]string{"app": name},
+		Linux: &runtimeapi.LinuxPodSandboxConfig{SecurityContext: &runtimeapi.LinuxSandboxSecurityContext{
+			NamespaceOptions: &runtimeapi.NamespaceOption{Network: runtimeapi.NamespaceMode_NODE},
+		}},
+	}
+}
+
+func containerConfig(name string) *runtimeapi.ContainerConfig {
+	return &runtimeapi.ContainerConfig{
+		Metadata: &runtimeapi.ContainerMetadata{Name: name},
+		Image:    &runtimeapi.ImageSpec{Image: "busybox"},
+		Command:  []string{"sleep", "1000"},
+	}
+}
+
+func TestPodAndContainerLifecycle(t *testing.T) {
+	s, f := newTestService(t, nil)
+	ctx := context.Background()
+	podID, err := s.RunPodSandbox(ctx, podConfig("web"), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.RunPodSandbox(ctx, podConfig("web"), ""); !errdefs.IsAlreadyExists(err) || !contains(err.Error(), string(podID)) {
+		t.Fatalf("same name again: %v", err)
+	}
+	ctrID, err := s.CreateContainer(ctx, string(podID)[:8], containerConfig("c"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.CreateContainer(ctx, string(podID), containerConfig("c")); !errdefs.IsAlreadyExists(err) {
+		t.Fatalf("same container name again: %v", err)
+	}
+	if err := s.StartContainer(ctx, string(ctrID)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.StartContainer(ctx, string(ctrID)); !errors.Is(err, errdefs.ErrFailedPrecondition) {
+		t.Fatalf("second start: %v", err)
+	}
+	st, _, err := s.ContainerStatus(string(ctrID), false)
+	if err != nil || st.GetState() != runtimeapi.ContainerState_CONTAINER_RUNNING || st.GetStartedAt() == 0 {
+		t.Fatalf("status after start: %v %v", st, err)
+	}
+	if got := s.ListContainers(&runtimeapi.ContainerFilter{State: &runtimeapi.ContainerStateValue{State: runtimeapi.ContainerState_CONTAINER_RUNNING}}); len(got) != 1 {
+		t.Fatalf("running containers: %d", len(got))
+	}
+	if err := s.StopContainer(ctx, string(ctrID), time.Second); err != nil {
+		t.Fatal(err)
+	}
+	st, _, _ = s.ContainerStatus(string(ctrID), false)
+	if st.GetState() != runtimeapi.ContainerState_CONTAINER_EXITED || st.GetExitCode() != 128+int32(syscall.SIGTERM) || st.GetReason() != "Error" {
+		t.Fatalf("status after stop: %v", st)
+	}
+	if err := s.StopContainer(ctx, string(ctrID), time.Second); err != nil {
+		t.Fatalf("second stop: %v", err)
+	}
+	if err := s.StopPodSandbox(ctx, string(podID)); err != nil {
+		t.Fatal(err)
+	}
+	if ps, _, _ := s.PodSandboxStatus(string(podID), false); ps.GetState() != runtimeapi.PodSandboxState_SANDBOX_NOTREADY {
+		t.Fatalf("pod after stop: %v", ps)
+	}
+	if _, err := s.CreateContainer(ctx, string(podID), containerConfig("d")); !errors.Is(err, errdefs.ErrFailedPrecondition) {
+		t.Fatalf("create in a stopped pod: %v", err)
+	}
+	for range 2 {
+		if err := s.RemovePodSandbox(ctx, string(podID)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if held := f.held(); len(held) != 0 {
+		t.Fatalf("resources left after remove: %v", held)
+	}
+	if _, _, err := s.ContainerStatus(string(ctrID), false); !errdefs.IsNotFound(err) {
+		t.Fatalf("container after pod removal: %v", err)
+	}
+	// The names are free again.
+	if _, err := s.RunPodSandbox(ctx, podConfig("web"), ""); err != nil {
+		t.Fatalf("reusing the name: %v", err)
+	}
+}
+
+func TestIdempotentOnUnknownIDs(t *testing.T) {
+	s, _ := newTestService(t, nil)
+	ctx := context.Background()
+	unknown := "0123456789abcdef"
+	if err := s.StopPodSandbox(ctx, unknown); err != nil {
+		t.Errorf("StopPodSandbox: %v", err)
+	}
+	if err := s.RemovePodSandbox(ctx, unknown); err != nil {
+		t.Errorf("RemovePodSandbox: %v", err)
+	}
+	if err := s.RemoveContainer(ctx, unknown); err != nil {
+		t.Errorf("RemoveContainer: %v", err)
+	}
+	if _, _, err := s.PodSandboxStatus(unknown, false); !errdefs.IsNotFound(err) {
+		t.Errorf("PodSandboxStatus: %v", err)
+	}
+	if err := s.StartContainer(ctx, unknown); !errdefs.IsNotFound(err) {
+		t.Errorf("StartContainer: %v", err)
+	}
+	if _, err := s.CreateContainer(ctx, unknown, containerConfig("c")); !errdefs.IsNotFound(err) {
+		t.Errorf("CreateContainer in an unknown pod: %v", err)
+	}
+}
+
+func TestInvalidRequests(t *testing.T) {
+	s, _ := newTestService(t, nil)
+	ctx := context.Background()
+	tests := []struct {
+		desc string
+		run  func() error
+	}{
+		{"nil pod config", func() error { _, err := s.RunPodSandbox(ctx, nil, ""); return err }},
+		{"pod without uid", func() error {
+			_, err := s.RunPodSandbox(ctx, &runtimeapi.PodSandboxConfig{Metadata: &runtimeapi.PodSandboxMetadata{Name: "a", Namespace: "b"}}, "")
+			return err
+		}},
+		{"unknown handler", func() error { _, err := s.RunPodSandbox(ctx, podConfig("h"), "kata"); return err }},
+		{"bad port", func() error {
+			c := podConfig("p")
+			c.PortMappings = []*runtimeapi.PortMapping{{ContainerPort: 70000}}
+			_, err := s.RunPodSandbox(ctx, c, "")
+			return err
+		}},
+		{"container without image", func() error {
+			_, err := s.CreateContainer(ctx, "x", &runtimeapi.ContainerConfig{Metadata: &runtimeapi.ContainerMetadata{Name: "c"}})
+			return err
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.desc, func(t *testing.T) {
+			if err := tt.run(); !errdefs.IsInvalidArgument(err) {
+				t.Fatalf("err = %v, want InvalidArgument", err)
+			}
+		})
+	}
+}
+
+// A failure after any step of a create leaves nothing behind and frees the
+// name, so the kubelet's retry succeeds.
+func TestRollbackAtEveryStep(t *testing.T) {
+	podSteps := []string{"pause-image", "pod-files", "monitor", "pause", "record"}
+	ctrSteps := []string{"container-rootfs", "container-create"}
+	for _, step := range append(podSteps, ctrSteps...) {
+		t.Run(step, func(t *testing.T) {
+			armed := true
+			s, f := newTestService(t, func(at string) error {
+				if armed && at == step {
+					return fmt.Errorf("injected failure after %s", at)
+				}
+				return nil
+			})
+			ctx := context.Background()
+			podID, err := s.RunPodSandbox(ctx, podConfig("r"), "")
+			isPodStep := contains(fmt.Sprint(podSteps), step)
+			if isPodStep {
+				if err == nil {
+					t.Fatal("RunPodSandbox succeeded despite the failure")
+				}
+				if held := f.held(); len(held) != 0 {
+					t.Fatalf("left behind: %v", held)
+				}
+				if n := len(s.ListPodSandbox(nil)); n != 0 {
+					t.Fatalf("%d pods listed after a failed create", n)
+				}
+				if entries, _ := os.ReadDir(s.o.PodsDir); len(entries) != 0 {
+					t.Fatalf("pod dirs left: %v", entries)
+				}
+				armed = false
+				if _, err := s.RunPodSandbox(ctx, podConfig("r"), ""); err != nil {
+					t.Fatalf("retry after rollback: %v", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			before := f.held()
+			if _, err := s.CreateContainer(ctx, string(podID), containerConfig("c")); err == nil {
+				t.Fatal("CreateContainer succeeded despite the failure")
+			}
+			if held := f.held(); fmt.Sprint(held) != fmt.Sprint(before) {
+				t.Fatalf("left behind: %v (before: %v)", held, before)
+			}
+			if n := len(s.ListContainers(nil)); n != 0 {
+				t.Fatalf("%d containers listed after a failed create", n)
+			}
+			armed = false
+			if _, err := s.CreateContainer(ctx, string(podID), containerConfig("c")); err != nil {
+				t.Fatalf("retry after rollback: %v", err)
+			}
+		})
+	}
+}
+
+func TestRecoverRecordsExitsAndNames(t *testing.T) {
+	s, f := newTestService(t, nil)
+	ctx := context.Background()
+	podID, _ := s.RunPodSandbox(ctx, podConfig("rec"), "")
+	ctrID, _ := s.CreateContainer(ctx, string(podID), containerConfig("c"))
+	if err := s.StartContainer(ctx, string(ctrID)); err != nil {
+		t.Fatal(err)
+	}
+	// "noded" goes away; the container exits meanwhile.
+	s.Close()
+	f.mu.Lock()
+	st := f.ctrs[oci.ContainerID(ctrID)]
+	st.Status, st.ExitCode, st.FinishedAt = oci.StatusExited, 3, time.Now()
+	f.mu.Unlock()
+
+	s2 := New(s.o)
+	defer s2.Close()
+	s2.Recover(ctx)
+	cs, _, err := s2.ContainerStatus(string(ctrID), false)
+	if err != nil || cs.GetState() != runtimeapi.ContainerState_CONTAINER_EXITED || cs.GetExitCode() != 3 {
+		t.Fatalf("after recover: %v %v", cs, err)
+	}
+	if _, err := s2.RunPodSandbox(ctx, podConfig("rec"), ""); !errdefs.IsAlreadyExists(err) {
+		t.Fatalf("name not reserved after recover: %v", err)
+	}
+}
+
+func contains(s, sub string) bool {
+	return len(sub) == 0 || (len(s) >= len(sub) && (s[:len(sub)] == sub || contains(s[1:], sub)))
+}
