@@ -25,8 +25,11 @@ build: noded conmon-go pause testregistry
 noded:
 	$(GO) build $(GOFLAGS_BUILD) -ldflags "$(LDFLAGS)" -o $(BIN)/noded ./cmd/noded
 
+# The per-pod monitor stays small (no libcontainer); conmon-go-runtime is
+# the short-lived libcontainer helper it runs for each operation.
 conmon-go:
 	$(GO) build $(GOFLAGS_BUILD) -ldflags "-s -w" -o $(BIN)/conmon-go ./conmon-go
+	$(GO) build -trimpath -tags "$(BUILDTAGS) seccomp runc_nocriu" -ldflags "-s -w" -o $(BIN)/conmon-go-runtime ./conmon-go/runtime
 
 # The pause process is C, static and tiny: it sits in every pod.
 pause:

@@ -1,0 +1,69 @@
+// Package helperapi is the internal protocol between the monitor
+// (conmon-go) and its libcontainer helper (conmon-go-runtime): the monitor
+// starts one helper per operation with a Request (JSON) on its stdin, the
+// helper answers one Response (JSON) on its stdout and exits. Both binaries
+// are built from this repository; Version guards against a helper replaced
+// on disk by an incompatible one while monitors run.
+package helperapi
+
+import "fmt"
+
+// Version of this protocol.
+const Version = 1
+
+// Operations.
+const (
+	OpCreate  = "create"  // Bundle, Tty, *Fd -> Pid, PidStartTime, MemCg, CgV2
+	OpStart   = "start"   // run the user's program of a created container
+	OpKill    = "kill"    // Signal (SIGKILL: every process of the container)
+	OpExec    = "exec"    // Bundle, Args, Env, StdoutFd, StderrFd -> Pid
+	OpDestroy = "destroy" // remove cgroups and runtime state
+	OpInspect = "inspect" // -> Status, Pid, PidStartTime, Created, MemCg, CgV2
+)
+
+// Request is the monitor's request. File descriptors are numbers in the
+// helper (the monitor's extra files are 3, 4, …), -1 for none.
+type Request struct {
+	Version   int      `json:"version"`
+	Op        string   `json:"op"`
+	Root      string   `json:"root"` // libcontainer root
+	ID        string   `json:"id"`
+	Bundle    string   `json:"bundle,omitempty"`
+	Tty       bool     `json:"tty,omitempty"`
+	StdinFd   int      `json:"stdin_fd"`
+	StdoutFd  int      `json:"stdout_fd"`
+	StderrFd  int      `json:"stderr_fd"`
+	ConsoleFd int      `json:"console_fd"`
+	Signal    int      `json:"signal,omitempty"`
+	Args      []string `json:"args,omitempty"`
+	Env       []string `json:"env,omitempty"`
+	LogLevel  string   `json:"log_level,omitempty"`
+}
+
+// Response is the helper's answer; Error is empty on success and Code is
+// a wire error code.
+type Response struct {
+	Error        string `json:"error,omitempty"`
+	Code         string `json:"code,omitempty"`
+	Pid          int    `json:"pid,omitempty"`
+	PidStartTime uint64 `json:"pid_start_time,omitempty"`
+	// Status is libcontainer's view (inspect): created, running, paused,
+	// stopped.
+	Status  string `json:"status,omitempty"`
+	Created int64  `json:"created,omitempty"` // Unix ns
+	MemCg   string `json:"mem_cg,omitempty"`  // memory cgroup directory
+	CgV2    bool   `json:"cg_v2,omitempty"`
+}
+
+// CodeError is an error with a wire error code.
+type CodeError struct {
+	Code string
+	Msg  string
+}
+
+func (e *CodeError) Error() string { return e.Msg }
+
+// Errorf returns a CodeError.
+func Errorf(code, format string, args ...any) error {
+	return &CodeError{Code: code, Msg: fmt.Sprintf(format, args...)}
+}

@@ -1,0 +1,201 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/opencontainers/runc/libcontainer"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"github.com/sirupsen/logrus"
+	"golang.org/x/sys/unix"
+
+	"github.com/noded-dev/noded/conmon-go/internal/helperapi"
+	"github.com/noded-dev/noded/internal/oci/wire"
+)
+
+// errf returns an error carrying a wire error code.
+var errf = helperapi.Errorf
+
+// runHelper performs one libcontainer operation (see helperapi). Its
+// stderr is the monitor's log.
+func runHelper() int {
+	logrus.SetOutput(os.Stderr)
+	logrus.SetFormatter(&logrus.TextFormatter{FullTimestamp: true, TimestampFormat: time.RFC3339Nano, DisableColors: true})
+	var req helperapi.Request
+	resp := &helperapi.Response{}
+	b, err := io.ReadAll(io.LimitReader(os.Stdin, wire.MaxRequestSize))
+	if err == nil {
+		err = json.Unmarshal(b, &req)
+	}
+	if err == nil && req.Version != helperapi.Version {
+		err = fmt.Errorf("conmon-go-runtime speaks helper protocol %d, the monitor %d: restart the monitor after an upgrade", helperapi.Version, req.Version)
+	}
+	if err == nil {
+		if lvl, perr := logrus.ParseLevel(req.LogLevel); perr == nil {
+			logrus.SetLevel(lvl)
+		}
+		log := logrus.WithFields(logrus.Fields{"helper": req.Op, "container": req.ID, "pid": os.Getpid()})
+		err = helperDo(&req, resp, log)
+	}
+	if err != nil {
+		resp.Error = err.Error()
+		resp.Code = wire.CodeInternal
+		var ce *helperapi.CodeError
+		if errors.As(err, &ce) {
+			resp.Code = ce.Code
+		}
+	}
+	out, _ := json.Marshal(resp)
+	os.Stdout.Write(out) //nolint:errcheck
+	return 0
+}
+
+func fdFile(fd int, name string) *os.File {
+	if fd < 0 {
+		return nil
+	}
+	return os.NewFile(uintptr(fd), name)
+}
+
+func fillState(lc *libcontainer.Container, resp *helperapi.Response) {
+	st, err := lc.State()
+	if err != nil {
+		return
+	}
+	resp.Pid = st.InitProcessPid
+	resp.PidStartTime = st.InitProcessStartTime
+	resp.Created = st.Created.UnixNano()
+	if p := st.CgroupPaths["memory"]; p != "" {
+		resp.MemCg = p
+	} else if p := st.CgroupPaths[""]; p != "" {
+		resp.MemCg, resp.CgV2 = p, true
+	}
+}
+
+func helperDo(req *helperapi.Request, resp *helperapi.Response, log *logrus.Entry) error {
+	if !wire.ValidID(req.ID) || !filepath.IsAbs(req.Root) {
+		return errf(wire.CodeInvalidArgument, "bad helper request")
+	}
+	if req.Op == helperapi.OpCreate {
+		return helperCreateContainer(req, resp, log)
+	}
+	lc, err := libcontainer.Load(req.Root, req.ID)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			if req.Op == helperapi.OpDestroy {
+				return nil // already gone
+			}
+			return errf(wire.CodeNotFound, "container %s: no runtime state", req.ID)
+		}
+		return fmt.Errorf("load %s: %w", req.ID, err)
+	}
+	switch req.Op {
+	case helperapi.OpStart:
+		if err := lc.Exec(); err != nil {
+			return errf(wire.CodeFailedPrecondition, "start %s: %v", req.ID, err)
+		}
+	case helperapi.OpKill:
+		if err := lc.Signal(unix.Signal(req.Signal)); err != nil {
+			if errors.Is(err, libcontainer.ErrNotRunning) {
+				return errf(wire.CodeFailedPrecondition, "container %s is not running", req.ID)
+			}
+			return err
+		}
+	case helperapi.OpExec:
+		return helperExecProcess(lc, req, resp, log)
+	case helperapi.OpDestroy:
+		if err := lc.Destroy(); err != nil {
+			return fmt.Errorf("destroy %s: %w", req.ID, err)
+		}
+	case helperapi.OpInspect:
+		fillState(lc, resp)
+		st, err := lc.Status()
+		if err != nil {
+			return err
+		}
+		resp.Status = st.String()
+	default:
+		return errf(wire.CodeInvalidArgument, "unknown helper operation %q", req.Op)
+	}
+	return nil
+}
+
+// loadSpec reads the bundle's spec and fits it to this host.
+func loadSpec(bundle string, log *logrus.Entry) (*specs.Spec, error) {
+	spec, err := readSpec(bundle)
+	if err != nil {
+		return nil, errf(wire.CodeInvalidArgument, "bundle %s: %v", bundle, err)
+	}
+	if err := adjustSpec(spec, probeHost(), log); err != nil {
+		return nil, errf(wire.CodeInvalidArgument, "%v", err)
+	}
+	return spec, nil
+}
+
+func helperCreateContainer(req *helperapi.Request, resp *helperapi.Response, log *logrus.Entry) error {
+	spec, err := loadSpec(req.Bundle, log)
+	if err != nil {
+		return err
+	}
+	proc, err := newProcess(spec.Process)
+	if err != nil {
+		return errf(wire.CodeInvalidArgument, "%v", err)
+	}
+	proc.Init = true
+	if f := fdFile(req.StdinFd, "stdin"); f != nil {
+		proc.Stdin = f
+	}
+	if f := fdFile(req.StdoutFd, "stdout"); f != nil {
+		proc.Stdout = f
+	}
+	if f := fdFile(req.StderrFd, "stderr"); f != nil {
+		proc.Stderr = f
+	}
+	proc.ConsoleSocket = fdFile(req.ConsoleFd, "console-socket")
+	config, err := libcontainerConfig(req.ID, req.Bundle, spec)
+	if err != nil {
+		return errf(wire.CodeInvalidArgument, "spec: %v", err)
+	}
+	lc, err := libcontainer.Create(req.Root, req.ID, config)
+	if err != nil {
+		if errors.Is(err, libcontainer.ErrExist) {
+			return errf(wire.CodeAlreadyExists, "container %s already exists", req.ID)
+		}
+		return fmt.Errorf("create: %w", err)
+	}
+	if err := lc.Start(proc); err != nil {
+		_ = lc.Destroy()
+		return fmt.Errorf("start init: %w", err)
+	}
+	fillState(lc, resp)
+	if pid, err := proc.Pid(); err == nil {
+		resp.Pid = pid
+	}
+	return nil
+}
+
+func helperExecProcess(lc *libcontainer.Container, req *helperapi.Request, resp *helperapi.Response, log *logrus.Entry) error {
+	spec, err := loadSpec(req.Bundle, log)
+	if err != nil {
+		return err
+	}
+	p, err := newProcess(spec.Process)
+	if err != nil {
+		return errf(wire.CodeInvalidArgument, "%v", err)
+	}
+	p.Args = req.Args
+	p.Env = append(p.Env, req.Env...)
+	p.Init = false
+	p.Stdout = fdFile(req.StdoutFd, "stdout")
+	p.Stderr = fdFile(req.StderrFd, "stderr")
+	if err := lc.Run(p); err != nil {
+		return errf(wire.CodeFailedPrecondition, "exec in %s: %v", req.ID, err)
+	}
+	resp.Pid, _ = p.Pid()
+	return nil
+}

@@ -1,0 +1,37 @@
+// Command conmon-go-runtime is the libcontainer half of noded's container
+// monitor. conmon-go, the long-lived per-pod monitor, links no libcontainer
+// code so that it stays small; for every libcontainer operation (create,
+// start, kill, exec, destroy, inspect) it runs this program once, with a
+// helperapi.Request on stdin, and reads a helperapi.Response on stdout.
+//
+// It is also libcontainer's "init": libcontainer re-executes this binary as
+// "conmon-go-runtime init" inside the new namespaces to set the container
+// up before it execs the user's program. It is not meant to be run by hand.
+package main
+
+import (
+	"fmt"
+	"os"
+
+	_ "github.com/opencontainers/cgroups/devices" // device cgroup rules (v1 files, v2 eBPF)
+	"github.com/opencontainers/runc/libcontainer"
+	_ "github.com/opencontainers/runc/libcontainer/nsenter" // nsexec() runs before the Go runtime for "init"
+)
+
+func init() {
+	// The "init" re-exec: nsenter's C constructor has already joined or
+	// created the namespaces; Init sets the container up and execs the
+	// user's process. It never returns. Done in init() so that nothing
+	// else runs first.
+	if len(os.Args) > 1 && os.Args[1] == "init" {
+		libcontainer.Init()
+	}
+}
+
+func main() {
+	if len(os.Args) == 2 && os.Args[1] == "helper" {
+		os.Exit(runHelper())
+	}
+	fmt.Fprintln(os.Stderr, "conmon-go-runtime is run by conmon-go (\"conmon-go-runtime helper\" with a request on stdin)")
+	os.Exit(2)
+}

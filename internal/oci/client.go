@@ -1,0 +1,212 @@
+package oci
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/noded-dev/noded/internal/errdefs"
+	"github.com/noded-dev/noded/internal/oci/wire"
+)
+
+func isUnavailable(err error) bool { return errors.Is(err, errdefs.ErrUnavailable) }
+
+// call sends one request to the pod's monitor and reads its answer. A
+// monitor that cannot be reached gives an Unavailable error.
+func (r *Runtime) call(ctx context.Context, pod PodID, req *wire.Request) (*wire.Response, error) {
+	sock := wire.SocketPath(r.o.RunDir, string(pod))
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "unix", sock)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, errdefs.Unavailable("no monitor for pod %s: %w", pod, err)
+	}
+	defer conn.Close()
+	// Unblock reads and writes when ctx ends.
+	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Now()) })
+	defer stop()
+	b, err := json.Marshal(req)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := conn.Write(append(b, '\n')); err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, errdefs.Unavailable("monitor of pod %s: %w", pod, err)
+	}
+	line, err := bufio.NewReader(conn).ReadBytes('\n')
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, errdefs.Unavailable("monitor of pod %s: no answer to %s: %w", pod, req.Op, err)
+	}
+	var resp wire.Response
+	if err := json.Unmarshal(line, &resp); err != nil {
+		return nil, fmt.Errorf("monitor of pod %s: bad answer: %w", pod, err)
+	}
+	if resp.Error != "" {
+		return &resp, codeError(resp.Code, resp.Error)
+	}
+	return &resp, nil
+}
+
+func codeError(code, msg string) error {
+	switch code {
+	case wire.CodeNotFound:
+		return errdefs.NotFound("%s", msg)
+	case wire.CodeAlreadyExists:
+		return errdefs.AlreadyExists("%s", msg)
+	case wire.CodeInvalidArgument:
+		return errdefs.InvalidArgument("%s", msg)
+	case wire.CodeFailedPrecondition:
+		return errdefs.FailedPrecondition("%s", msg)
+	case wire.CodeDeadlineExceeded:
+		return errdefs.DeadlineExceeded("%s", msg)
+	case wire.CodeUnavailable:
+		return errdefs.Unavailable("%s", msg)
+	}
+	return errors.New(msg)
+}
+
+// callStarting is call, but (re)starts the monitor once when none answers:
+// a monitor that died is replaced by one that adopts its containers.
+func (r *Runtime) callStarting(ctx context.Context, pod PodID, req *wire.Request) (*wire.Response, error) {
+	resp, err := r.call(ctx, pod, req)
+	if !isUnavailable(err) || ctx.Err() != nil {
+		return resp, err
+	}
+	if serr := r.StartMonitor(ctx, pod); serr != nil {
+		return nil, err
+	}
+	return r.call(ctx, pod, req)
+}
+
+func (r *Runtime) podLock(pod PodID) *sync.Mutex {
+	l, _ := r.locks.LoadOrStore(pod, &sync.Mutex{})
+	return l.(*sync.Mutex)
+}
+
+// hello asks the monitor who it is.
+func (r *Runtime) hello(ctx context.Context, pod PodID) (*wire.Response, error) {
+	resp, err := r.call(ctx, pod, &wire.Request{Op: wire.OpHello})
+	if err != nil {
+		return nil, err
+	}
+	if resp.Pod != string(pod) {
+		return nil, errdefs.AlreadyExists("monitor socket %s belongs to pod %s (pod ids share their first 12 characters)",
+			wire.SocketPath(r.o.RunDir, string(pod)), resp.Pod)
+	}
+	return resp, nil
+}
+
+// StartMonitor makes sure the pod's monitor runs: it is a no-op when one
+// answers (e.g. after a restart of noded), otherwise it launches conmon-go,
+// which detaches the monitor and returns once it listens. A monitor started
+// after the previous one died adopts the containers that one left.
+func (r *Runtime) StartMonitor(ctx context.Context, pod PodID) error {
+	if !wire.ValidID(string(pod)) {
+		return errdefs.InvalidArgument("invalid pod id %q", pod)
+	}
+	mu := r.podLock(pod)
+	mu.Lock()
+	defer mu.Unlock()
+	_, err := r.hello(ctx, pod)
+	if err == nil || !isUnavailable(err) {
+		return err
+	}
+	cmd := exec.CommandContext(ctx, r.o.ConmonPath, "start",
+		"--pod", string(pod), "--run-dir", r.o.RunDir, "--state-dir", r.o.StateDir,
+		"--log-level", r.o.MonitorLogLevel, "--runtime", r.o.RuntimePath)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	cmd.Stdin = nil
+	out, err := cmd.Output()
+	if err != nil {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) && ee.ExitCode() == 3 {
+			// Another monitor holds the pod's lock: it is starting up
+			// (or shutting down); give it a moment to answer.
+			return r.waitHello(ctx, pod, 5*time.Second)
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return errdefs.Unavailable("starting the monitor of pod %s: %v: %s", pod, err, strings.TrimSpace(stderr.String()))
+	}
+	if _, err := r.hello(ctx, pod); err != nil {
+		return err
+	}
+	r.log.WithField("pod", pod).Debugf("monitor started, pid %s", strings.TrimSpace(string(out)))
+	return nil
+}
+
+func (r *Runtime) waitHello(ctx context.Context, pod PodID, d time.Duration) error {
+	deadline := time.Now().Add(d)
+	for {
+		_, err := r.hello(ctx, pod)
+		if err == nil || !isUnavailable(err) || time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// StopMonitor shuts the pod's monitor down, after the pod's containers were
+// deleted; containers still there are killed and deleted. Without a running
+// monitor it removes what a dead one left (adopting leftover containers
+// first).
+func (r *Runtime) StopMonitor(ctx context.Context, pod PodID) error {
+	if !wire.ValidID(string(pod)) {
+		return errdefs.InvalidArgument("invalid pod id %q", pod)
+	}
+	mu := r.podLock(pod)
+	mu.Lock()
+	defer mu.Unlock()
+	if _, err := r.hello(ctx, pod); isUnavailable(err) {
+		entries, _ := os.ReadDir(wire.MonitorDir(r.o.RunDir, string(pod)))
+		if len(entries) == 0 {
+			r.removeMonitorFiles(pod)
+			return nil
+		}
+		mu.Unlock()
+		err := r.StartMonitor(ctx, pod)
+		mu.Lock()
+		if err != nil {
+			return err
+		}
+	} else if err != nil {
+		return err
+	}
+	_, err := r.call(ctx, pod, &wire.Request{Op: wire.OpShutdown})
+	if err != nil && !isUnavailable(err) {
+		return err
+	}
+	return nil
+}
+
+func (r *Runtime) removeMonitorFiles(pod PodID) {
+	p := string(pod)
+	for _, f := range []string{
+		wire.SocketPath(r.o.RunDir, p), wire.PidPath(r.o.RunDir, p),
+		wire.LockPath(r.o.RunDir, p), wire.MonitorLogPath(r.o.RunDir, p),
+	} {
+		_ = os.Remove(f)
+	}
+	_ = os.Remove(wire.MonitorDir(r.o.RunDir, p))
+}

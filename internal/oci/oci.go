@@ -1,0 +1,466 @@
+// Package oci is noded's side of the container monitor, conmon-go: it
+// starts one monitor per pod and asks it to create, start, signal, exec in
+// and delete the pod's containers.
+//
+// The monitors are not noded's children once started (they are detached by
+// a double fork), and the protocol is one connection per request, so a
+// Runtime keeps no state: a noded restarted after a crash (even SIGKILL)
+// makes a new Runtime with the same Options and carries on; StartMonitor
+// finds the running monitor again. The monitor records every container's
+// state in <StateDir>/<container>.json when it changes; State falls back to
+// that file when the monitor is gone, so an exit is not lost with it.
+//
+// Errors carry the internal/errdefs classes: NotFound for an unknown
+// container, AlreadyExists, InvalidArgument, FailedPrecondition (wrong
+// state, e.g. Kill of an exited container), Unavailable when no monitor
+// answers, DeadlineExceeded for an ExecSync timeout.
+//
+// This package does not import libcontainer; conmon-go-runtime, the
+// monitor's helper, does (see conmon-go/README.md).
+package oci
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/noded-dev/noded/internal/errdefs"
+	"github.com/noded-dev/noded/internal/ids"
+	"github.com/noded-dev/noded/internal/oci/wire"
+)
+
+// PodID identifies a pod (sandbox); it names the pod's monitor.
+type PodID = ids.SandboxID
+
+// ContainerID identifies a container (the pause container included).
+type ContainerID = ids.ContainerID
+
+// Status is a container's lifecycle state.
+type Status int
+
+// Statuses.
+const (
+	StatusUnknown Status = iota
+	StatusCreated
+	StatusRunning
+	StatusExited
+)
+
+func (s Status) String() string {
+	switch s {
+	case StatusCreated:
+		return "created"
+	case StatusRunning:
+		return "running"
+	case StatusExited:
+		return "exited"
+	}
+	return "unknown"
+}
+
+func parseStatus(s string) Status {
+	switch s {
+	case wire.StatusCreated:
+		return StatusCreated
+	case wire.StatusRunning:
+		return StatusRunning
+	case wire.StatusExited:
+		return StatusExited
+	}
+	return StatusUnknown
+}
+
+// State is a container's state as the monitor (or its state file) knows it.
+type State struct {
+	ID     ContainerID
+	Pod    PodID
+	Status Status
+	// Pid of the container's init in the host PID namespace (0 if none).
+	Pid        int
+	CreatedAt  time.Time // zero when unset
+	StartedAt  time.Time
+	FinishedAt time.Time
+	// ExitCode is the exit status, or 128+signal when killed by a signal
+	// (137 for SIGKILL). 255 with Reason "Unknown" when the exit happened
+	// while no monitor watched the container.
+	ExitCode  int32
+	OOMKilled bool
+	// Reason is "Completed", "Error", "OOMKilled" or "Unknown" once exited.
+	Reason  string
+	Message string
+	Bundle  string
+	LogPath string
+}
+
+func nsTime(ns int64) time.Time {
+	if ns == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, ns)
+}
+
+func fromWire(s *wire.ContainerState) State {
+	return State{
+		ID:         ContainerID(s.ID),
+		Pod:        PodID(s.Pod),
+		Status:     parseStatus(s.Status),
+		Pid:        s.Pid,
+		CreatedAt:  nsTime(s.CreatedAt),
+		StartedAt:  nsTime(s.StartedAt),
+		FinishedAt: nsTime(s.FinishedAt),
+		ExitCode:   s.ExitCode,
+		OOMKilled:  s.OOMKilled,
+		Reason:     s.Reason,
+		Message:    s.Message,
+		Bundle:     s.Bundle,
+		LogPath:    s.LogPath,
+	}
+}
+
+// Options configure a Runtime.
+type Options struct {
+	// ConmonPath is the conmon-go binary (the monitor).
+	ConmonPath string
+	// RuntimePath is conmon-go-runtime, the monitor's libcontainer helper;
+	// empty means conmon-go-runtime in the directory of ConmonPath.
+	RuntimePath string
+	// RunDir holds the monitors' sockets, locks and libcontainer state; a
+	// tmpfs such as /run/noded/oci. Keep it short: sockets are
+	// <RunDir>/<first 12 characters of the pod id>.sock and a unix socket
+	// path has at most 107 bytes.
+	RunDir string
+	// StateDir holds the container state files; it must survive a restart
+	// of noded (e.g. /var/lib/noded/state/oci).
+	StateDir string
+	// MonitorLogLevel is the monitors' log level (default "info"); they
+	// log to <RunDir>/<pod>.log.
+	MonitorLogLevel string
+	Logger          *logrus.Entry
+}
+
+// Runtime talks to the pods' monitors. It is safe for concurrent use.
+type Runtime struct {
+	o     Options
+	log   *logrus.Entry
+	locks sync.Map // PodID -> *sync.Mutex, serialises monitor start/stop
+}
+
+// New checks the options and creates the directories.
+func New(o Options) (*Runtime, error) {
+	if o.ConmonPath == "" {
+		return nil, errdefs.InvalidArgument("oci: conmon path not set")
+	}
+	if fi, err := os.Stat(o.ConmonPath); err != nil || fi.IsDir() || fi.Mode()&0o111 == 0 {
+		return nil, errdefs.InvalidArgument("oci: conmon-go %q is not an executable file", o.ConmonPath)
+	}
+	if o.RuntimePath == "" {
+		o.RuntimePath = filepath.Join(filepath.Dir(o.ConmonPath), "conmon-go-runtime")
+	}
+	if fi, err := os.Stat(o.RuntimePath); err != nil || fi.IsDir() || fi.Mode()&0o111 == 0 {
+		return nil, errdefs.InvalidArgument("oci: conmon-go-runtime %q is not an executable file", o.RuntimePath)
+	}
+	if !filepath.IsAbs(o.RunDir) || !filepath.IsAbs(o.StateDir) {
+		return nil, errdefs.InvalidArgument("oci: run dir and state dir must be absolute paths")
+	}
+	o.RunDir, o.StateDir = filepath.Clean(o.RunDir), filepath.Clean(o.StateDir)
+	if l := len(wire.SocketPath(o.RunDir, "123456789012")); l > wire.MaxSocketPath {
+		return nil, errdefs.InvalidArgument("oci: run dir %q is too long for unix socket paths (%d > %d bytes)", o.RunDir, l, wire.MaxSocketPath)
+	}
+	for _, d := range []string{o.RunDir, o.StateDir} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return nil, fmt.Errorf("oci: %w", err)
+		}
+	}
+	if o.MonitorLogLevel == "" {
+		o.MonitorLogLevel = "info"
+	}
+	log := o.Logger
+	if log == nil {
+		log = logrus.NewEntry(logrus.StandardLogger())
+	}
+	return &Runtime{o: o, log: log.WithField("component", "oci")}, nil
+}
+
+// CreateRequest describes a container to create.
+type CreateRequest struct {
+	Pod PodID
+	ID  ContainerID
+	// Bundle is a directory with the OCI config.json; the rootfs is
+	// spec.Root.Path (relative paths are relative to the bundle).
+	Bundle string
+	// LogPath is the CRI log file the container's output goes to.
+	LogPath string
+	// Stdin keeps a stdin pipe open for a later attach; StdinOnce closes
+	// it after the first attach ends. Tty gives the container a terminal
+	// (its output is logged as stdout).
+	Stdin, StdinOnce, Tty bool
+}
+
+func checkIDs(pod PodID, id ContainerID) error {
+	if !wire.ValidID(string(pod)) {
+		return errdefs.InvalidArgument("invalid pod id %q", pod)
+	}
+	if !wire.ValidID(string(id)) {
+		return errdefs.InvalidArgument("invalid container id %q", id)
+	}
+	return nil
+}
+
+// Create creates the container: its init process exists, in its
+// namespaces and cgroup, but the user's program does not run before Start.
+func (r *Runtime) Create(ctx context.Context, c CreateRequest) (State, error) {
+	if err := checkIDs(c.Pod, c.ID); err != nil {
+		return State{}, err
+	}
+	if !filepath.IsAbs(c.Bundle) || !filepath.IsAbs(c.LogPath) {
+		return State{}, errdefs.InvalidArgument("bundle and log path must be absolute paths")
+	}
+	resp, err := r.callStarting(ctx, c.Pod, &wire.Request{
+		Op: wire.OpCreate, Container: string(c.ID), Bundle: c.Bundle, LogPath: c.LogPath,
+		Stdin: c.Stdin, StdinOnce: c.StdinOnce, Tty: c.Tty,
+	})
+	if err != nil {
+		return State{}, err
+	}
+	return stateOf(resp)
+}
+
+// Start runs the user's program of a created container.
+func (r *Runtime) Start(ctx context.Context, pod PodID, id ContainerID) error {
+	if err := checkIDs(pod, id); err != nil {
+		return err
+	}
+	_, err := r.callStarting(ctx, pod, &wire.Request{Op: wire.OpStart, Container: string(id)})
+	return err
+}
+
+// Kill sends sig to the container's init (SIGKILL also kills every process
+// of a container without its own PID namespace). It fails with
+// FailedPrecondition once the container has exited.
+func (r *Runtime) Kill(ctx context.Context, pod PodID, id ContainerID, sig syscall.Signal) error {
+	if err := checkIDs(pod, id); err != nil {
+		return err
+	}
+	_, err := r.callStarting(ctx, pod, &wire.Request{Op: wire.OpKill, Container: string(id), Signal: int(sig)})
+	return err
+}
+
+// State returns the container's state. Without a monitor it reads the
+// state file: a container recorded as created or running whose process is
+// gone is reported exited with code 255 and reason "Unknown".
+func (r *Runtime) State(ctx context.Context, pod PodID, id ContainerID) (State, error) {
+	if err := checkIDs(pod, id); err != nil {
+		return State{}, err
+	}
+	resp, err := r.call(ctx, pod, &wire.Request{Op: wire.OpState, Container: string(id)})
+	if err == nil {
+		return stateOf(resp)
+	}
+	if !errdefs.IsNotFound(err) && !isUnavailable(err) {
+		return State{}, err
+	}
+	st, ferr := r.stateFromFile(id)
+	if ferr != nil {
+		if errdefs.IsNotFound(ferr) {
+			return State{}, ferr
+		}
+		return State{}, err
+	}
+	return st, nil
+}
+
+// List returns the states of the pod's containers known to its monitor.
+func (r *Runtime) List(ctx context.Context, pod PodID) ([]State, error) {
+	if !wire.ValidID(string(pod)) {
+		return nil, errdefs.InvalidArgument("invalid pod id %q", pod)
+	}
+	resp, err := r.call(ctx, pod, &wire.Request{Op: wire.OpList})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]State, 0, len(resp.States))
+	for i := range resp.States {
+		out = append(out, fromWire(&resp.States[i]))
+	}
+	return out, nil
+}
+
+// Wait blocks until the container exited, then returns its state; it
+// returns the context's error when ctx ends first. Without a monitor it
+// polls the state file.
+func (r *Runtime) Wait(ctx context.Context, pod PodID, id ContainerID) (State, error) {
+	if err := checkIDs(pod, id); err != nil {
+		return State{}, err
+	}
+	for {
+		resp, err := r.call(ctx, pod, &wire.Request{Op: wire.OpWait, Container: string(id)})
+		if err == nil {
+			return stateOf(resp)
+		}
+		if ctx.Err() != nil {
+			return State{}, ctx.Err()
+		}
+		if !isUnavailable(err) {
+			return State{}, err
+		}
+		st, ferr := r.stateFromFile(id)
+		if ferr != nil {
+			return State{}, err
+		}
+		if st.Status == StatusExited {
+			return st, nil
+		}
+		select {
+		case <-ctx.Done():
+			return State{}, ctx.Err()
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
+// ExecSync runs cmd in the running container and returns its output and
+// exit code. When timeout (> 0) expires the process is killed and the
+// error is of class DeadlineExceeded (the output so far is returned).
+func (r *Runtime) ExecSync(ctx context.Context, pod PodID, id ContainerID, cmd []string, timeout time.Duration) (stdout, stderr []byte, exitCode int32, err error) {
+	if err := checkIDs(pod, id); err != nil {
+		return nil, nil, -1, err
+	}
+	if len(cmd) == 0 {
+		return nil, nil, -1, errdefs.InvalidArgument("empty command")
+	}
+	req := &wire.Request{Op: wire.OpExec, Container: string(id), Args: cmd}
+	if timeout > 0 {
+		req.TimeoutMs = max(timeout.Milliseconds(), 1)
+		// The monitor enforces the timeout; leave it time to kill, reap
+		// and answer.
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, timeout+10*time.Second)
+		defer cancel()
+	}
+	resp, err := r.callStarting(ctx, pod, req)
+	if err != nil {
+		return nil, nil, -1, err
+	}
+	res := resp.Exec
+	if res == nil {
+		return nil, nil, -1, fmt.Errorf("exec in %s: empty answer from the monitor", id)
+	}
+	if res.TimedOut {
+		return res.Stdout, res.Stderr, res.ExitCode, errdefs.DeadlineExceeded("command %q in container %s timed out after %s", strings.Join(cmd, " "), id, timeout)
+	}
+	return res.Stdout, res.Stderr, res.ExitCode, nil
+}
+
+// ReopenLog makes the monitor reopen the container's log file (after the
+// kubelet rotated it).
+func (r *Runtime) ReopenLog(ctx context.Context, pod PodID, id ContainerID) error {
+	if err := checkIDs(pod, id); err != nil {
+		return err
+	}
+	_, err := r.callStarting(ctx, pod, &wire.Request{Op: wire.OpReopenLog, Container: string(id)})
+	return err
+}
+
+// Delete removes the container: a container that has not exited is killed
+// with SIGKILL first (as CRI's RemoveContainer requires), then its cgroups,
+// runtime state and state file are removed. Its log file stays (the kubelet
+// owns it). Deleting an unknown container gives NotFound.
+func (r *Runtime) Delete(ctx context.Context, pod PodID, id ContainerID) error {
+	if err := checkIDs(pod, id); err != nil {
+		return err
+	}
+	req := &wire.Request{Op: wire.OpDelete, Container: string(id), Force: true}
+	_, err := r.call(ctx, pod, req)
+	if isUnavailable(err) && r.hasLeftovers(pod, id) {
+		// The monitor died with the container still set up: a new
+		// monitor adopts it and can destroy it.
+		if err := r.StartMonitor(ctx, pod); err != nil {
+			return err
+		}
+		_, err = r.call(ctx, pod, req)
+	}
+	switch {
+	case err == nil:
+		return nil
+	case errdefs.IsNotFound(err) || isUnavailable(err):
+		// Unknown to the monitor (e.g. after a reboot): only the state
+		// file may be left.
+		rmErr := os.Remove(wire.StateFilePath(r.o.StateDir, string(id)))
+		if rmErr == nil {
+			return nil
+		}
+		if os.IsNotExist(rmErr) {
+			return errdefs.NotFound("container %s not found", id)
+		}
+		return rmErr
+	}
+	return err
+}
+
+// hasLeftovers reports whether libcontainer state of the container exists
+// under the pod's monitor directory.
+func (r *Runtime) hasLeftovers(pod PodID, id ContainerID) bool {
+	_, err := os.Stat(filepath.Join(wire.MonitorDir(r.o.RunDir, string(pod)), string(id)))
+	return err == nil
+}
+
+func stateOf(resp *wire.Response) (State, error) {
+	if resp.State == nil {
+		return State{}, fmt.Errorf("monitor answered without a state")
+	}
+	return fromWire(resp.State), nil
+}
+
+// stateFromFile reads the state file, checking that a process recorded as
+// alive still is.
+func (r *Runtime) stateFromFile(id ContainerID) (State, error) {
+	ws, err := wire.ReadStateFile(r.o.StateDir, string(id))
+	if err != nil {
+		if os.IsNotExist(err) {
+			return State{}, errdefs.NotFound("container %s not found", id)
+		}
+		return State{}, err
+	}
+	st := fromWire(ws)
+	if st.Status != StatusExited && !processAlive(ws.Pid, ws.PidStartTime) {
+		st.Status = StatusExited
+		st.ExitCode = 255
+		st.Reason = "Unknown"
+		st.Message = "the container exited while no monitor watched it; its exit status is unknown"
+	}
+	return st, nil
+}
+
+// processAlive reports whether pid runs and, when startTime is known, is
+// the same process (not a recycled pid).
+func processAlive(pid int, startTime uint64) bool {
+	if pid <= 0 {
+		return false
+	}
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return false
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return false
+	}
+	f := strings.Fields(s[i+1:])
+	if len(f) < 20 || f[0] == "Z" || f[0] == "X" {
+		return false
+	}
+	if startTime == 0 {
+		return true
+	}
+	v, _ := strconv.ParseUint(f[19], 10, 64)
+	return v == startTime
+}
