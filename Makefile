@@ -64,7 +64,7 @@ bench-pods: build
 
 lint: vet
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo 'gofmt: files above need formatting'; exit 1; }
-	$(TOOLS)/staticcheck -tags "$(BUILDTAGS)" $(PKGS)
+	$(TOOLS)/golangci-lint run ./...
 
 vet:
 	$(GO) vet $(GOFLAGS_BUILD) $(PKGS)

@@ -4,14 +4,18 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
+	"fmt"
 	"path"
+	"runtime/debug"
 	"time"
 
-	"github.com/containerd/errdefs/pkg/errgrpc"
 	"github.com/sirupsen/logrus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"github.com/noded-dev/noded/internal/errdefs"
 )
 
 type loggerKey struct{}
@@ -49,7 +53,7 @@ func UnaryInterceptor(base *logrus.Entry, obs Observer) grpc.UnaryServerIntercep
 		start := time.Now()
 		log.WithField("request", req).Debug("request")
 
-		resp, err := handler(ctx, req)
+		resp, err := callRecovering(ctx, req, handler, log)
 		err = toGRPC(err)
 
 		elapsed := time.Since(start)
@@ -71,13 +75,54 @@ func UnaryInterceptor(base *logrus.Entry, obs Observer) grpc.UnaryServerIntercep
 	}
 }
 
-// toGRPC maps an errdefs class (or context error) to its gRPC code. Errors
-// that carry no class become codes.Unknown with their message intact.
+// callRecovering runs the handler; a panic becomes codes.Internal with the
+// stack in the log instead of taking the node's runtime down.
+func callRecovering(ctx context.Context, req any, handler grpc.UnaryHandler, log *logrus.Entry) (resp any, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			log.WithField("panic", p).WithField("stack", string(debug.Stack())).Error("handler panicked")
+			resp, err = nil, status.Error(codes.Internal, fmt.Sprintf("internal error: %v", p))
+		}
+	}()
+	return handler(ctx, req)
+}
+
+// codeOf lists the error classes in the order they are tested: the first
+// class found in the error's chain decides the code.
+var codeOf = []struct {
+	class error
+	code  codes.Code
+}{
+	{errdefs.ErrNotFound, codes.NotFound},
+	{errdefs.ErrAlreadyExists, codes.AlreadyExists},
+	{errdefs.ErrInvalidArgument, codes.InvalidArgument},
+	{errdefs.ErrFailedPrecondition, codes.FailedPrecondition},
+	{errdefs.ErrNotImplemented, codes.Unimplemented},
+	{errdefs.ErrUnauthenticated, codes.Unauthenticated},
+	{errdefs.ErrPermissionDenied, codes.PermissionDenied},
+	{errdefs.ErrResourceExhausted, codes.ResourceExhausted},
+	{errdefs.ErrUnavailable, codes.Unavailable},
+	{errdefs.ErrAborted, codes.Aborted},
+	{context.DeadlineExceeded, codes.DeadlineExceeded},
+	{context.Canceled, codes.Canceled},
+}
+
+// toGRPC maps an errdefs class (or context error) to its gRPC code, keeping
+// the message. An error already carrying a status keeps it; an error with
+// no class becomes codes.Unknown.
 func toGRPC(err error) error {
 	if err == nil {
 		return nil
 	}
-	return errgrpc.ToGRPC(err)
+	if _, ok := status.FromError(err); ok {
+		return err
+	}
+	for _, c := range codeOf {
+		if errors.Is(err, c.class) {
+			return status.Error(c.code, err.Error())
+		}
+	}
+	return status.Error(codes.Unknown, err.Error())
 }
 
 func newRequestID() string {

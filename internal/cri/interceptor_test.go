@@ -85,3 +85,16 @@ func TestErrdefsKeepsCause(t *testing.T) {
 		t.Fatalf("message = %q", err.Error())
 	}
 }
+
+func TestInterceptorRecoversPanics(t *testing.T) {
+	ic := UnaryInterceptor(logrus.NewEntry(logrus.New()), nil)
+	info := &grpc.UnaryServerInfo{FullMethod: "/runtime.v1.ImageService/PullImage"}
+	_, err := ic(context.Background(), struct{}{}, info, func(context.Context, any) (any, error) {
+		var m map[string]int
+		m["boom"]++ // nil map write panics
+		return nil, nil
+	})
+	if status.Code(err) != codes.Internal {
+		t.Fatalf("panic became %v, want Internal", err)
+	}
+}

@@ -1,0 +1,116 @@
+#!/usr/bin/env bash
+# The README's "test" command (and what CI runs): installs the test
+# dependencies, then runs every test suite and prints a closing summary.
+#
+#   make build        the binaries every later step uses
+#   make test         unit tests
+#   make integration  integration tests (./test/integration/..., build tag
+#                     `integration`); skipped while that directory has none
+#   make critest      CRI validation (test/critest/run.sh) against a private
+#                     noded, checked against test/critest/expected-failures.txt
+#
+# Every step runs even when an earlier one failed (except that integration
+# and critest need a build), so one run reports everything that is broken.
+# Exits non-zero if any step failed.
+#
+# Safe under CI=true with no stdin: nothing reads stdin (it is /dev/null for
+# every step) and apt runs non-interactively.
+set -euo pipefail
+
+# shellcheck source=lib.sh source-path=SCRIPTDIR
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+# Nothing below may wait for a terminal: CI has no stdin.
+exec </dev/null
+
+if [[ $EUID -ne 0 ]]; then
+	die "the tests need root (critest runs a real noded that mounts and creates namespaces); try: sudo $0"
+fi
+
+cd "$NODED_REPO_ROOT"
+
+steps=()   # step names, in order
+results=() # PASS / FAIL / SKIP (reason) per step
+durations=()
+failed=0
+
+record() {
+	steps+=("$1")
+	results+=("$2")
+	durations+=("$3")
+}
+
+# run_step NAME CMD...: runs one step, streaming its output, and records how
+# it ended; never aborts the script.
+run_step() {
+	local name=$1 start rc
+	shift
+	log "===== $name: $* ====="
+	start=$SECONDS
+	if "$@"; then
+		rc=0
+		record "$name" PASS $((SECONDS - start))
+	else
+		rc=$?
+		record "$name" "FAIL (exit $rc)" $((SECONDS - start))
+		failed=1
+	fi
+	return 0
+}
+
+run_step "install test deps" "$NODED_REPO_ROOT/scripts/install-test-deps.sh"
+ensure_go
+
+run_step "build (make build)" make build
+build_ok=1
+[[ "${results[-1]}" == PASS ]] || build_ok=0
+
+# Unit tests do not need the binaries: run them even when the build broke.
+run_step "unit (make test)" make test
+
+critest_ran=0
+if ((build_ok)); then
+	# The integration suite may not exist yet; `go test` on a pattern that
+	# matches no package is an error, so look for test files first.
+	if [[ -d test/integration ]] && [[ -n "$(find test/integration -name '*_test.go' -print -quit)" ]]; then
+		run_step "integration (make integration)" make integration
+	else
+		record "integration (make integration)" "SKIP (no tests under test/integration yet)" 0
+	fi
+
+	run_step "critest (make critest)" make critest
+	critest_ran=1
+else
+	record "integration (make integration)" "SKIP (build failed)" 0
+	record "critest (make critest)" "SKIP (build failed)" 0
+fi
+
+# Closing summary. critest's own count line is repeated here so it is not
+# lost in the scroll-back.
+n_pass=0 n_fail=0 n_skip=0
+{
+	echo
+	echo "==================== test summary ===================="
+	for i in "${!steps[@]}"; do
+		printf '%-34s %-48s %5ss\n' "${steps[$i]}" "${results[$i]}" "${durations[$i]}"
+		case "${results[$i]}" in
+		PASS) n_pass=$((n_pass + 1)) ;;
+		FAIL*) n_fail=$((n_fail + 1)) ;;
+		*) n_skip=$((n_skip + 1)) ;;
+		esac
+	done
+	if ((critest_ran)) && [[ -f _build/critest/summary.txt ]]; then
+		echo "critest details: _build/critest/summary.txt"
+		grep -E '^critest: [0-9]+ passed' _build/critest/summary.txt | sed 's/^/  /' || true
+	fi
+	echo "======================================================"
+	if ((failed)); then
+		echo "RESULT: FAIL"
+	else
+		echo "RESULT: PASS"
+	fi
+	# Steps, not individual tests: each step prints its own test counts.
+	echo "steps: $n_pass passed, $n_fail failed, $n_skip skipped"
+}
+
+exit "$failed"

@@ -1,0 +1,523 @@
+#!/usr/bin/env bash
+# Runs the CRI validation suite (critest, cri-tools v1.36.0) against a
+# private, throw-away noded and checks the result against
+# test/critest/expected-failures.txt. `make critest` calls this.
+#
+# What it does:
+#   1. makes a private temp dir for noded's root, runroot, state, socket and
+#      CNI config, so it never touches (or is disturbed by) a noded running
+#      on the host, nor another engineer's critest run;
+#   2. starts the offline test registry (bin/noded-testregistry), which
+#      serves the busybox-based critest images and writes a registries.conf
+#      that mirrors docker.io, registry.k8s.io, gcr.io, ... to itself;
+#   3. writes a bridge CNI network on a private subnet;
+#   4. starts bin/noded on all of that and waits until crictl gets an answer;
+#   5. runs critest with a ginkgo JSON + JUnit report;
+#   6. summarises the report (pass/fail/skip counts, failing spec names);
+#   7. compares the failures with expected-failures.txt: a failure that is
+#      not listed, or a listed spec that passes, fails the run;
+#   8. always stops what it started (by PID), unmounts what is left under the
+#      temp dir, deletes the bridge it created and the temp dir.
+#
+# Results are kept under _build/critest/: critest.log, report.json,
+# junit.xml, summary.txt, noded.log, registry.log.
+#
+# Environment:
+#   CRITEST_ARGS      extra critest arguments, split like a shell would
+#                     (quotes work), e.g.
+#                     CRITEST_ARGS="--ginkgo.focus='Runtime info'"
+#   CRITEST_PARALLEL  ginkgo parallel processes (default 1)
+#   CRITEST_TIMEOUT   ginkgo suite timeout (default 60m)
+#   CRITEST_VERBOSE   1: stream critest's full output, not one line a spec
+#   CRITEST_KEEP_TMP  1: do not delete the temp dir (debugging; mounts are
+#                     still undone and processes still stopped)
+#   NODED_BIN, NODED_TESTREGISTRY_BIN
+#                     binaries to use instead of bin/noded and
+#                     bin/noded-testregistry
+# Arguments given to this script are passed to critest after CRITEST_ARGS.
+set -euo pipefail
+
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+tools="$repo/_build/tools"
+out="$repo/_build/critest"
+expected_file="$repo/test/critest/expected-failures.txt"
+
+# Overridable to try the harness against another build.
+noded_bin="${NODED_BIN:-$repo/bin/noded}"
+registry_bin="${NODED_TESTREGISTRY_BIN:-$repo/bin/noded-testregistry}"
+busybox_bin="$repo/_build/busybox/busybox"
+crictl="$tools/crictl"
+critest="$tools/critest"
+
+parallel="${CRITEST_PARALLEL:-1}"
+suite_timeout="${CRITEST_TIMEOUT:-60m}"
+# Bounded waits (seconds).
+registry_start_timeout=60
+noded_start_timeout=60
+stop_timeout=20
+
+say() { printf '[critest] %s\n' "$*" >&2; }
+die() {
+	say "ERROR: $*"
+	exit 1
+}
+
+# ---------------------------------------------------------------- checks
+[[ $EUID -eq 0 ]] || die "must run as root: noded mounts, creates namespaces and cgroups"
+for tool in jq findmnt ip; do
+	command -v "$tool" >/dev/null 2>&1 || die "'$tool' not found; run scripts/install-test-deps.sh"
+done
+[[ -x "$critest" && -x "$crictl" ]] || die "$critest / $crictl missing; run scripts/install-test-deps.sh"
+[[ -x "$noded_bin" ]] || die "$noded_bin missing; run make build"
+[[ -x "$registry_bin" ]] || die "$registry_bin missing; run make build"
+[[ -x "$busybox_bin" ]] || die "$busybox_bin missing; run test/images/build-busybox.sh (or scripts/install-test-deps.sh)"
+[[ -f "$expected_file" ]] || die "$expected_file missing"
+[[ "$parallel" =~ ^[1-9][0-9]*$ ]] || die "CRITEST_PARALLEL must be a positive integer, got '$parallel'"
+if ((parallel > 1)); then
+	# critest re-runs itself through the ginkgo CLI found on PATH.
+	[[ -x "$tools/ginkgo" ]] || die "CRITEST_PARALLEL=$parallel needs $tools/ginkgo; run scripts/install-test-deps.sh"
+	export PATH="$tools:$PATH"
+fi
+
+# Extra critest arguments: CRITEST_ARGS split with shell quoting rules
+# (xargs understands quotes, without eval'ing anything), then "$@".
+extra_args=()
+if [[ -n "${CRITEST_ARGS:-}" ]]; then
+	mapfile -t extra_args < <(xargs -r printf '%s\n' <<<"$CRITEST_ARGS")
+fi
+extra_args+=("$@")
+
+# ---------------------------------------------------------------- state
+# Short path under /tmp: the socket path must stay under the 108-byte
+# sun_path limit.
+tmp="$(mktemp -d /tmp/noded-critest.XXXXXX)"
+run_id="${tmp##*.}"
+# A per-run bridge name (<= 15 bytes) so concurrent runs do not share one,
+# and so cleanup deletes only ours.
+bridge="ndct-$(tr -dc 'a-z0-9' <<<"${run_id,,}" | head -c 8)"
+noded_pid=""
+registry_pid=""
+critest_pid=""
+follower_pid=""
+netns_before="$(ls -A /run/netns 2>/dev/null || true)"
+
+mkdir -p "$out"
+# Replace the previous run's results, so nothing stale is mistaken for ours.
+rm -f "$out"/{critest.log,report.json,junit.xml,summary.txt,noded.log,registry.log,failed.txt,passed.txt,skipped.txt}
+
+# stop_pid PID NAME: SIGTERM, wait up to $stop_timeout s, then SIGKILL. Only
+# ever called with PIDs this script started.
+stop_pid() {
+	local pid=$1 name=$2 i
+	[[ -n "$pid" ]] || return 0
+	kill -0 "$pid" 2>/dev/null || {
+		wait "$pid" 2>/dev/null || true
+		return 0
+	}
+	say "stopping $name (pid $pid)"
+	kill -TERM "$pid" 2>/dev/null || true
+	for ((i = 0; i < stop_timeout * 10; i++)); do
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	if kill -0 "$pid" 2>/dev/null; then
+		say "$name (pid $pid) did not stop within ${stop_timeout}s; SIGKILL"
+		kill -KILL "$pid" 2>/dev/null || true
+	fi
+	wait "$pid" 2>/dev/null || true
+}
+
+# mounts_under DIR: mount points at or below DIR, deepest first (a longer
+# path is never the parent of a shorter one, so sorting by length works).
+# Read from mountinfo, decoding the octal escapes the kernel uses there.
+mounts_under() {
+	local dir=$1
+	awk -v d="$dir" '
+		{ m = $5
+		  gsub(/\\040/, " ", m); gsub(/\\011/, "\t", m); gsub(/\\012/, "\n", m); gsub(/\\134/, "\\", m)
+		  if (m == d || index(m, d "/") == 1) print length(m) "\t" m }' /proc/self/mountinfo |
+		sort -rn -k1,1 | cut -f2- | uniq
+}
+
+# leftover_pids: processes created by this run that outlived noded:
+#   - anything whose command line names our temp dir (conmon-go, pause);
+#   - processes in another mount namespace whose mounts come from our temp
+#     dir (the containers: their rootfs is an overlay over $tmp/root).
+# Processes in our own mount namespace see our mounts too, so they are only
+# matched by command line; a process whose namespace we cannot stat (PID 1
+# of the machine) is never matched, nor is this script.
+leftover_pids() {
+	local f pid
+	{
+		grep -lsF -- "$tmp/" /proc/[0-9]*/cmdline
+		grep -lsF -- "$tmp/" /proc/[0-9]*/mountinfo |
+			while read -r f; do
+				f="${f%/mountinfo}"
+				[[ -e "$f/ns/mnt" ]] || continue
+				[[ "$f/ns/mnt" -ef /proc/self/ns/mnt ]] && continue
+				echo "$f"
+			done
+	} | sed -E 's#^/proc/([0-9]+).*#\1#' | sort -un |
+		while read -r pid; do
+			((pid > 1 && pid != $$)) && echo "$pid"
+		done
+}
+
+# cleanup undoes everything this run did. Idempotent: it runs before the
+# summary is printed (so the count line comes last) and again from the EXIT
+# trap, where it matters after a failure or a signal.
+cleanup_done=0
+cleanup() {
+	((cleanup_done)) && return 0
+	cleanup_done=1
+	set +e
+
+	stop_pid "$critest_pid" critest
+	stop_pid "$follower_pid" "log follower"
+	stop_pid "$noded_pid" noded
+	stop_pid "$registry_pid" noded-testregistry
+
+	# Containers and their monitors outlive noded by design (a CRI runtime
+	# restart must not kill pods). Critest removes its pods as it goes, so
+	# these exist only after a failure or an interrupted run.
+	local pids=() i
+	mapfile -t pids < <(leftover_pids)
+	if ((${#pids[@]})); then
+		say "killing ${#pids[@]} leftover process(es) of this run:"
+		for i in "${pids[@]}"; do
+			say "  $i: $(tr '\0' ' ' 2>/dev/null <"/proc/$i/cmdline" | cut -c1-200)"
+		done
+		kill -KILL "${pids[@]}" 2>/dev/null
+		for ((i = 0; i < 50; i++)); do
+			mapfile -t pids < <(leftover_pids)
+			((${#pids[@]})) || break
+			sleep 0.1
+		done
+	fi
+
+	# Keep the daemons' logs next to critest's.
+	[[ -f "$tmp/noded.log" ]] && cp "$tmp/noded.log" "$out/noded.log"
+	[[ -f "$tmp/registry.log" ]] && cp "$tmp/registry.log" "$out/registry.log"
+
+	# Unmount what is left under the temp dir (overlays, shm, pinned
+	# network namespaces, critest's propagation test mounts), deepest first.
+	# A few passes: a mount can be stacked on another; the last pass is lazy.
+	local pass m left
+	for pass in 1 2 3 4; do
+		mapfile -t left < <(mounts_under "$tmp")
+		((${#left[@]})) || break
+		for m in "${left[@]}"; do
+			if ((pass < 4)); then
+				umount "$m" 2>/dev/null
+			else
+				umount -l "$m" 2>/dev/null
+			fi
+		done
+	done
+
+	# The bridge plugin leaves its bridge behind when the last pod goes.
+	if ip link show "$bridge" >/dev/null 2>&1; then
+		ip link del "$bridge" 2>/dev/null || say "warning: could not delete bridge $bridge"
+	fi
+
+	local netns_after
+	netns_after="$(ls -A /run/netns 2>/dev/null || true)"
+	if [[ "$netns_after" != "$netns_before" ]]; then
+		say "warning: /run/netns changed during the run (noded should pin its netns under its own dirs); not touching it:"
+		diff <(printf '%s\n' "$netns_before") <(printf '%s\n' "$netns_after") | sed 's/^/    /' >&2
+	fi
+
+	mapfile -t left < <(mounts_under "$tmp")
+	if ((${#left[@]})); then
+		# rm -rf through a bind mount would delete the bind source: keep it.
+		say "warning: still mounted under $tmp, so it is NOT deleted: ${left[*]}"
+	elif [[ "${CRITEST_KEEP_TMP:-0}" == 1 ]]; then
+		say "CRITEST_KEEP_TMP=1: keeping $tmp"
+	else
+		rm -rf --one-file-system "$tmp"
+	fi
+	set -e
+}
+on_exit() {
+	local rc=$?
+	trap - INT TERM
+	cleanup
+	exit "$rc"
+}
+trap on_exit EXIT
+# Turn signals into a normal exit, so the EXIT trap runs once and exits
+# with the conventional 128+N.
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+say "temp dir: $tmp"
+
+# ------------------------------------------------------- 1. private dirs
+mkdir -p "$tmp/root" "$tmp/runroot" "$tmp/state" "$tmp/cni" "$tmp/cni-ipam" "$tmp/noded.toml.d" "$tmp/tmp"
+# Empty config file and drop-in dir: the host's /etc/noded must not change
+# what is tested.
+: >"$tmp/noded.toml"
+sock="$tmp/noded.sock"
+endpoint="unix://$sock"
+
+# Accept any image: the test registry's images are unsigned.
+cat >"$tmp/policy.json" <<'EOF'
+{ "default": [ { "type": "insecureAcceptAnything" } ] }
+EOF
+
+# crictl reads /etc/crictl.yaml by default and warns when it is absent;
+# give it (and critest, for the same reason) an explicit one.
+cat >"$tmp/crictl.yaml" <<EOF
+runtime-endpoint: $endpoint
+image-endpoint: $endpoint
+timeout: 10
+EOF
+
+# ------------------------------------------------------- 2. test registry
+say "starting the test registry"
+"$registry_bin" --addr 127.0.0.1:0 --busybox "$busybox_bin" \
+	--registries-conf "$tmp/registries.conf" --ready-file "$tmp/registry.ready" \
+	>"$tmp/registry.log" 2>&1 </dev/null &
+registry_pid=$!
+for ((i = 0; i < registry_start_timeout * 10; i++)); do
+	[[ -s "$tmp/registry.ready" ]] && break
+	if ! kill -0 "$registry_pid" 2>/dev/null; then
+		tail -n 30 "$tmp/registry.log" >&2
+		die "the test registry exited before it was ready (log above)"
+	fi
+	sleep 0.1
+done
+[[ -s "$tmp/registry.ready" ]] || {
+	tail -n 30 "$tmp/registry.log" >&2
+	die "the test registry was not ready within ${registry_start_timeout}s"
+}
+[[ -s "$tmp/registries.conf" ]] || die "the test registry did not write $tmp/registries.conf"
+say "test registry (pid $registry_pid) at $(head -n1 "$tmp/registry.ready")"
+
+# ------------------------------------------------------- 3. CNI network
+# A random /24 in 10.213.0.0/16: far from the usual defaults (podman's
+# 10.88/16, docker's 172.17/16, kube's 10.244/16 and 10.96/12) and
+# different per run, so two runs at once rarely clash. host-local keeps its
+# leases in the temp dir. No ipMasq: pods have no business reaching out.
+# noded brings the pod's lo up itself, so no loopback plugin is needed (it
+# uses only the first config file, and loopback in a chain would act on
+# eth0).
+subnet_octet=$((RANDOM % 256))
+cat >"$tmp/cni/10-noded-critest.conflist" <<EOF
+{
+  "cniVersion": "1.0.0",
+  "name": "noded-critest-$run_id",
+  "plugins": [
+    {
+      "type": "bridge",
+      "bridge": "$bridge",
+      "isGateway": true,
+      "ipMasq": false,
+      "hairpinMode": true,
+      "ipam": {
+        "type": "host-local",
+        "dataDir": "$tmp/cni-ipam",
+        "ranges": [[{ "subnet": "10.213.$subnet_octet.0/24" }]],
+        "routes": [{ "dst": "0.0.0.0/0" }]
+      }
+    },
+    {
+      "type": "portmap",
+      "capabilities": { "portMappings": true }
+    }
+  ]
+}
+EOF
+
+# ------------------------------------------------------- 4. noded
+say "starting noded"
+"$noded_bin" \
+	--config "$tmp/noded.toml" \
+	--config-dir "$tmp/noded.toml.d" \
+	--listen "$sock" \
+	--root "$tmp/root" \
+	--runroot "$tmp/runroot" \
+	--state-dir "$tmp/state" \
+	--registries-conf "$tmp/registries.conf" \
+	--signature-policy "$tmp/policy.json" \
+	--cni-config-dir "$tmp/cni" \
+	--log-level debug \
+	--log-format text \
+	>"$tmp/noded.log" 2>&1 </dev/null &
+noded_pid=$!
+ready=0
+for ((i = 0; i < noded_start_timeout * 5; i++)); do
+	if ! kill -0 "$noded_pid" 2>/dev/null; then
+		tail -n 30 "$tmp/noded.log" >&2
+		die "noded exited during start-up (log above)"
+	fi
+	if [[ -S "$sock" ]] &&
+		"$crictl" --config "$tmp/crictl.yaml" --runtime-endpoint "$endpoint" --timeout 2s version >/dev/null 2>&1; then
+		ready=1
+		break
+	fi
+	sleep 0.2
+done
+if ((!ready)); then
+	tail -n 30 "$tmp/noded.log" >&2
+	die "noded did not answer crictl version within ${noded_start_timeout}s (log above)"
+fi
+say "noded (pid $noded_pid) is up: $("$crictl" --config "$tmp/crictl.yaml" --runtime-endpoint "$endpoint" version 2>/dev/null | tr '\n' ' ')"
+
+# ------------------------------------------------------- 5. critest
+critest_args=(
+	--runtime-endpoint "$endpoint"
+	--image-endpoint "$endpoint"
+	--config "$tmp/crictl.yaml"
+	--ginkgo.v
+	--ginkgo.no-color
+	--ginkgo.timeout "$suite_timeout"
+	--ginkgo.json-report "$out/report.json"
+	--ginkgo.junit-report "$out/junit.xml"
+)
+# Only when > 1: ginkgo rejects a suite run in-process with -parallel set
+# ("Use of go test -parallel"); > 1 makes critest re-run itself through
+# the ginkgo CLI instead.
+if ((parallel > 1)); then
+	critest_args+=(--parallel "$parallel")
+fi
+critest_args+=("${extra_args[@]}")
+say "running: critest ${critest_args[*]}"
+say "full output: $out/critest.log"
+# Run from the temp dir (critest looks for crictl.yaml in its working dir)
+# with TMPDIR there too, so whatever critest creates is cleaned up with it.
+# The outer timeout is a backstop should ginkgo's own not fire. critest runs
+# in the background and we `wait` for it, so a SIGTERM to this script is
+# handled at once (bash defers traps while a foreground job runs).
+: >"$out/critest.log"
+(cd "$tmp" && exec env TMPDIR="$tmp/tmp" timeout --kill-after=30s 90m "$critest" "${critest_args[@]}") \
+	>"$out/critest.log" 2>&1 </dev/null &
+critest_pid=$!
+if [[ "${CRITEST_VERBOSE:-0}" == 1 ]]; then
+	tail -n +1 -F --pid="$critest_pid" "$out/critest.log" 2>/dev/null &
+else
+	# One line per finished spec: ginkgo -v prints "• [FAILED] [1.2 seconds]"
+	# (or "• [0.1 seconds]" for a pass) and the spec name on the next line.
+	tail -n +1 -F --pid="$critest_pid" "$out/critest.log" 2>/dev/null |
+		awk '/^• / { line = $0; if ((getline nxt) > 0) print line " " nxt; else print line; fflush() }' &
+fi
+follower_pid=$!
+critest_rc=0
+wait "$critest_pid" || critest_rc=$?
+critest_pid=""
+# tail --pid notices critest's end within a second and drains the log.
+wait "$follower_pid" 2>/dev/null || true
+follower_pid=""
+say "critest exited with $critest_rc"
+
+# A crash of noded makes every later spec fail, expected or not; that must
+# never pass as "expected failures", so it fails the run on its own.
+noded_died=""
+if ! kill -0 "$noded_pid" 2>/dev/null; then
+	noded_rc=0
+	wait "$noded_pid" 2>/dev/null || noded_rc=$?
+	noded_pid=""
+	noded_died="noded EXITED during the run (exit status $noded_rc); see $out/noded.log"
+	say "ERROR: $noded_died; its last lines:"
+	grep -m1 -A12 -E '^(panic|fatal error):' "$tmp/noded.log" >&2 || tail -n 20 "$tmp/noded.log" >&2
+fi
+
+# ------------------------------------------------------- 6. summary
+[[ -s "$out/report.json" ]] || {
+	tail -n 40 "$out/critest.log" >&2
+	die "critest wrote no report ($out/report.json); see $out/critest.log"
+}
+
+# Spec name = ginkgo's full text: container texts and the It text joined by
+# spaces (what --ginkgo.focus matches). Suite-level nodes (BeforeSuite, ...)
+# have no text: name them by their type so their failure is not lost.
+# Suite nodes that pass or are skipped are not specs and are not counted.
+jq_specs='
+	def name: if .LeafNodeType == "It"
+		then (((.ContainerHierarchyTexts // []) + [.LeafNodeText]) | join(" "))
+		else "[" + .LeafNodeType + "]" end;
+	def failed: .State != "passed" and .State != "skipped" and .State != "pending";
+	def specs: .[].SpecReports[] | select(.LeafNodeType == "It" or failed);
+'
+export LC_ALL=C
+jq -r "$jq_specs"'specs | select(.State == "passed") | name' "$out/report.json" | sort -u >"$out/passed.txt"
+jq -r "$jq_specs"'specs | select(.State == "skipped" or .State == "pending") | name' "$out/report.json" | sort -u >"$out/skipped.txt"
+# Everything else (failed, panicked, timedout, interrupted, aborted) failed.
+jq -r "$jq_specs"'specs | select(failed) | name' "$out/report.json" | sort -u >"$out/failed.txt"
+
+n_pass=$(wc -l <"$out/passed.txt")
+n_fail=$(wc -l <"$out/failed.txt")
+n_skip=$(wc -l <"$out/skipped.txt")
+
+# ------------------------------------------------------- 7. expectations
+# "<full spec name> | <reason>"; the name ends at the first " | " (spec
+# names contain "|" but never " | "). Blank lines and #-comments ignored.
+expected="$tmp/expected.txt"
+sed -e '/^[[:space:]]*#/d' -e '/^[[:space:]]*$/d' "$expected_file" |
+	awk '{ i = index($0, " | "); n = (i ? substr($0, 1, i - 1) : $0); sub(/^[[:space:]]+/, "", n); sub(/[[:space:]]+$/, "", n); print n }' |
+	sort >"$expected.all"
+sort -u "$expected.all" >"$expected"
+dups="$(uniq -d "$expected.all")"
+[[ -z "$dups" ]] || say "warning: listed more than once in $(basename "$expected_file"): $dups"
+
+unexpected_fail="$(comm -23 "$out/failed.txt" "$expected")"
+unexpected_pass="$(comm -12 "$out/passed.txt" "$expected")"
+# Listed specs that critest does not know at all (renamed or removed
+# upstream): not an error, but the list should be tidied.
+stale="$(comm -23 "$expected" <(sort -u "$out/passed.txt" "$out/failed.txt" "$out/skipped.txt"))"
+
+summary_line="critest: $n_pass passed, $n_fail failed, $n_skip skipped"
+{
+	echo "critest ${CRITEST_ARGS:+(CRITEST_ARGS=$CRITEST_ARGS) }against $("$noded_bin" --version 2>/dev/null | head -n1)"
+	echo "report: $out/report.json   log: $out/critest.log   noded log: $out/noded.log"
+	# critest randomises the spec order; the seed replays it.
+	seed="$(jq -r '.[0].SuiteConfig.RandomSeed // empty' "$out/report.json" 2>/dev/null || true)"
+	[[ -z "$seed" ]] || echo "random seed: $seed (CRITEST_ARGS=--ginkgo.seed=$seed replays this order)"
+	echo
+	echo "failed specs ($n_fail):"
+	if ((n_fail)); then sed 's/^/  /' "$out/failed.txt"; else echo "  (none)"; fi
+	echo
+	if [[ -n "$unexpected_fail" ]]; then
+		echo "UNEXPECTED FAILURES (fail, not in $(basename "$expected_file")):"
+		printf '%s\n' "$unexpected_fail" | sed 's/^/  /'
+		echo
+	fi
+	if [[ -n "$unexpected_pass" ]]; then
+		echo "UNEXPECTED PASSES (listed in $(basename "$expected_file"), but pass: remove them):"
+		printf '%s\n' "$unexpected_pass" | sed 's/^/  /'
+		echo
+	fi
+	if [[ -n "$stale" ]]; then
+		echo "note: listed in $(basename "$expected_file") but not in this critest at all:"
+		printf '%s\n' "$stale" | sed 's/^/  /'
+		echo
+	fi
+	if [[ -n "$noded_died" ]]; then
+		echo "NODED CRASHED: $noded_died"
+		echo
+	fi
+	if [[ -z "$unexpected_fail" && -z "$unexpected_pass" && -z "$noded_died" ]]; then
+		echo "result: OK (every failure is expected, no expected failure passed)"
+	else
+		echo "result: FAIL ($(grep -c . <<<"$unexpected_fail" || true) unexpected failure(s), $(grep -c . <<<"$unexpected_pass" || true) unexpected pass(es)${noded_died:+, noded crashed})"
+	fi
+	echo "$summary_line"
+} >"$out/summary.txt"
+
+# For unexpected failures, show why: the first lines of ginkgo's failure
+# message for each, which is usually enough to see what broke.
+if [[ -n "$unexpected_fail" ]]; then
+	jq -r --rawfile names <(printf '%s\n' "$unexpected_fail") "$jq_specs"'
+		($names | split("\n") | map(select(length > 0))) as $want
+		| specs | select(failed) | name as $n
+		| select(any($want[]; . == $n))
+		| "--- \($n) [\(.State)]\n"
+		  + ((.Failure.Message // "") | split("\n") | .[0:6] | map("    " + .) | join("\n"))
+	' "$out/report.json" >&2 || true
+fi
+
+# Tear down now rather than in the EXIT trap, so that the count line is the
+# last thing printed.
+cleanup
+cat "$out/summary.txt"
+[[ -z "$unexpected_fail" && -z "$unexpected_pass" && -z "$noded_died" ]]
