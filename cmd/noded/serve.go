@@ -34,7 +34,6 @@ func serve(cfg *config.Config, log *logrus.Entry) error {
 		return err
 	}
 	defer closeImages()
-	_ = images // wired into cri.Options by the image service
 
 	network, err := netcni.New(netcni.Options{
 		ConfDir:    cfg.CNIConfigDir,
@@ -47,9 +46,23 @@ func serve(cfg *config.Config, log *logrus.Entry) error {
 		return err
 	}
 
+	podImgs := &podImages{svc: images, pauseRef: cfg.PauseImage, builtin: cfg.PauseImage == config.DefaultPauseImage}
+	if podImgs.builtin {
+		if podImgs.pausePath, err = helperPath(cfg.PausePath, "noded-pause"); err != nil {
+			return err
+		}
+	}
+	pods, err := newRuntimeService(context.Background(), cfg, log, images.Store(), podImgs, network)
+	if err != nil {
+		return err
+	}
+	defer pods.Close()
+
 	srv := cri.NewServer(cri.Options{
 		Version:      version,
 		Network:      network,
+		Images:       images,
+		Runtime:      pods,
 		CgroupDriver: cfg.CgroupManager,
 		Logger:       log,
 	})

@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -30,6 +31,7 @@ const (
 	DefaultRoot         = "/var/lib/noded/storage"
 	DefaultRunRoot      = "/run/noded/storage"
 	DefaultStateDir     = "/var/lib/noded/state"
+	DefaultRunDir       = "/run/noded/run"
 	DefaultCNIConfigDir = "/etc/cni/net.d"
 	// DefaultPauseImage is the built-in pause image: noded creates it in
 	// storage itself from its bundled pause binary, so pods run on a node
@@ -59,6 +61,9 @@ type Config struct {
 	// StateDir keeps noded's own pod and container records, which survive a
 	// restart of the daemon.
 	StateDir Path `toml:"state-dir"`
+	// RunDir holds what must not survive a reboot: monitor sockets,
+	// pinned network namespaces, libcontainer state (a tmpfs).
+	RunDir Path `toml:"run-dir"`
 
 	LogLevel  string `toml:"log-level"`
 	LogFormat string `toml:"log-format"`
@@ -80,6 +85,9 @@ type Config struct {
 	// PullProgressTimeout fails a pull that makes no progress for this long;
 	// 0 disables the check.
 	PullProgressTimeout Duration `toml:"pull-progress-timeout"`
+	// MaxParallelDownloads bounds concurrent blob downloads across all
+	// pulls.
+	MaxParallelDownloads Count `toml:"max-parallel-downloads"`
 
 	PauseImage string `toml:"pause-image"`
 
@@ -116,24 +124,40 @@ func (d *Duration) UnmarshalText(b []byte) error {
 // MarshalText writes the duration as a Go duration string.
 func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
 
+// Count is a non-negative integer that a file may write as a number (3)
+// and a command-line flag as a string ("3").
+type Count int
+
+// UnmarshalText parses a decimal integer.
+func (c *Count) UnmarshalText(b []byte) error {
+	v, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		return fmt.Errorf("not an integer: %q", string(b))
+	}
+	*c = Count(v)
+	return nil
+}
+
 // Default returns the built-in configuration.
 func Default() *Config {
 	return &Config{
-		Listen:              DefaultListen,
-		Root:                DefaultRoot,
-		RunRoot:             DefaultRunRoot,
-		StorageDriver:       "overlay",
-		StorageOptions:      []string{},
-		StateDir:            DefaultStateDir,
-		LogLevel:            "info",
-		LogFormat:           "text",
-		CNIConfigDir:        DefaultCNIConfigDir,
-		CNIPluginDirs:       append([]Path(nil), DefaultCNIPluginDirs...),
-		PullProgressTimeout: Duration{5 * time.Minute},
-		PauseImage:          DefaultPauseImage,
-		CgroupManager:       defaultCgroupManager(),
-		StreamAddress:       "127.0.0.1:0",
-		ShutdownTimeout:     Duration{30 * time.Second},
+		Listen:               DefaultListen,
+		Root:                 DefaultRoot,
+		RunRoot:              DefaultRunRoot,
+		StorageDriver:        "overlay",
+		StorageOptions:       []string{},
+		StateDir:             DefaultStateDir,
+		RunDir:               DefaultRunDir,
+		LogLevel:             "info",
+		LogFormat:            "text",
+		CNIConfigDir:         DefaultCNIConfigDir,
+		CNIPluginDirs:        append([]Path(nil), DefaultCNIPluginDirs...),
+		PullProgressTimeout:  Duration{5 * time.Minute},
+		MaxParallelDownloads: 3,
+		PauseImage:           DefaultPauseImage,
+		CgroupManager:        defaultCgroupManager(),
+		StreamAddress:        "127.0.0.1:0",
+		ShutdownTimeout:      Duration{30 * time.Second},
 	}
 }
 
@@ -236,7 +260,7 @@ func (c *Config) Merge(source, doc string) error {
 // Validate checks every value and names the offending key.
 func (c *Config) Validate() error {
 	paths := map[string]Path{
-		"listen": c.Listen, "root": c.Root, "runroot": c.RunRoot, "state-dir": c.StateDir,
+		"listen": c.Listen, "root": c.Root, "runroot": c.RunRoot, "state-dir": c.StateDir, "run-dir": c.RunDir,
 		"cni-config-dir": c.CNIConfigDir,
 	}
 	optionalPaths := map[string]Path{
@@ -283,6 +307,9 @@ func (c *Config) Validate() error {
 	if c.PullProgressTimeout.Duration < 0 {
 		return fmt.Errorf("invalid value for %q: must not be negative", "pull-progress-timeout")
 	}
+	if c.MaxParallelDownloads < 1 || c.MaxParallelDownloads > 64 {
+		return fmt.Errorf("invalid value for %q: %d (want 1 to 64)", "max-parallel-downloads", c.MaxParallelDownloads)
+	}
 	if c.ShutdownTimeout.Duration <= 0 {
 		return fmt.Errorf("invalid value for %q: must be positive", "shutdown-timeout")
 	}
@@ -327,6 +354,7 @@ var Keys = []Key{
 	{"storage-driver", "containers/storage graph driver."},
 	{"storage-options", "Graph driver options, e.g. [\"overlay.mountopt=nodev\"]."},
 	{"state-dir", "Directory of noded's pod and container records; survives restarts."},
+	{"run-dir", "Directory of monitor sockets, pinned network namespaces and runtime state; a tmpfs, short (unix socket paths)."},
 	{"log-level", "Log level: trace, debug, info, warn, error, fatal or panic."},
 	{"log-format", "Log format: text or json."},
 	{"metrics-address", "host:port serving Prometheus /metrics; empty turns metrics off."},
@@ -335,6 +363,7 @@ var Keys = []Key{
 	{"registries-conf", "containers-registries.conf(5) file; empty: $CONTAINERS_REGISTRIES_CONF or /etc/containers/registries.conf."},
 	{"signature-policy", "containers-policy.json(5) file; empty: /etc/containers/policy.json, or accept anything when it is absent."},
 	{"pull-progress-timeout", "Fail a pull that makes no progress for this long; 0 disables the check."},
+	{"max-parallel-downloads", "Blobs downloaded at once, across all pulls (1 to 64)."},
 	{"pause-image", "Image of the pod sandbox (pause) container; the default is built into noded."},
 	{"cgroup-manager", "Cgroup driver, cgroupfs or systemd; must match the kubelet's cgroupDriver."},
 	{"conmon-path", "Path of the conmon-go monitor; empty: conmon-go next to the noded binary."},

@@ -144,7 +144,7 @@ func TestGracefulStopAndMetrics(t *testing.T) {
 		}
 	}
 
-	if err := d.cmd.Process.Signal(os.Interrupt); err != nil {
+	if err := d.Cmd.Process.Signal(os.Interrupt); err != nil {
 		t.Fatal(err)
 	}
 	if err := d.Wait(t, 20*time.Second); err != nil {

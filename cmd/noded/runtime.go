@@ -1,0 +1,82 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/noded-dev/noded/internal/config"
+	"github.com/noded-dev/noded/internal/netcni"
+	"github.com/noded-dev/noded/internal/oci"
+	"github.com/noded-dev/noded/internal/sandbox"
+	"github.com/noded-dev/noded/internal/specgen"
+	"github.com/noded-dev/noded/internal/state"
+	"github.com/noded-dev/noded/internal/storage"
+)
+
+// newRuntimeService builds the pod and container service: records, the
+// monitors, CNI and spec generation, on the image store and service. It
+// recovers the state of pods that outlived a previous noded.
+func newRuntimeService(ctx context.Context, cfg *config.Config, log *logrus.Entry, store *storage.Store, images sandboxImages, network *netcni.Manager) (*sandbox.Service, error) {
+	records, warnings, err := state.Open(filepath.Join(cfg.StateDir, "records"))
+	if err != nil {
+		return nil, fmt.Errorf("opening the state directory: %w", err)
+	}
+	for _, w := range warnings {
+		log.WithError(w).Warn("skipping an unreadable record")
+	}
+	conmon, err := helperPath(cfg.ConmonPath, "conmon-go")
+	if err != nil {
+		return nil, err
+	}
+
+	monitors, err := oci.New(oci.Options{
+		ConmonPath: conmon,
+		RunDir:     filepath.Join(cfg.RunDir, "oci"),
+		StateDir:   filepath.Join(cfg.StateDir, "oci"),
+		Logger:     log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	node, err := specgen.DetectNode()
+	if err != nil {
+		return nil, fmt.Errorf("reading host facts: %w", err)
+	}
+	node.CgroupManager = cfg.CgroupManager
+	node.UnprivilegedPorts, node.UnprivilegedICMP = true, true
+
+	svc := sandbox.New(sandbox.Options{
+		Store:    records,
+		Images:   images,
+		Rootfs:   store,
+		Network:  network,
+		Monitor:  monitors,
+		Node:     node,
+		PodsDir:  filepath.Join(cfg.StateDir, "pods"),
+		NetNSDir: filepath.Join(cfg.RunDir, "netns"),
+		Logger:   log,
+	})
+	svc.Recover(ctx)
+	return svc, nil
+}
+
+// helperPath is the configured path of a helper binary, or the binary of
+// that name next to the noded executable.
+func helperPath(configured, name string) (string, error) {
+	if configured != "" {
+		return configured, nil
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return "", err
+	}
+	p := filepath.Join(filepath.Dir(self), name)
+	if _, err := os.Stat(p); err != nil {
+		return "", fmt.Errorf("%s not found next to noded (%s); set its path in the configuration", name, p)
+	}
+	return p, nil
+}

@@ -1,0 +1,413 @@
+package imagesvc
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"go.podman.io/image/v5/manifest"
+	"go.podman.io/image/v5/types"
+	"go.podman.io/storage/pkg/archive"
+
+	"github.com/noded-dev/noded/internal/errdefs"
+	"github.com/noded-dev/noded/internal/storage"
+)
+
+// maxConfigSize bounds an image config read into memory.
+const maxConfigSize = 16 << 20
+
+// plan is what committing one image needs, taken from its manifest.
+type plan struct {
+	id             storage.ImageID
+	src            *blobSource
+	config         types.BlobInfo
+	layers         []types.BlobInfo
+	manifest       []byte
+	manifestDigest digest.Digest
+}
+
+// planFromManifest checks that a (per-platform) manifest describes a
+// container image noded can run and returns what to fetch.
+func planFromManifest(blob []byte, mime string, d digest.Digest, src *blobSource) (*plan, error) {
+	if mime == "" {
+		mime = manifest.GuessMIMEType(blob)
+	}
+	m, err := manifest.FromBlob(blob, manifest.NormalizedMIMEType(mime))
+	if err != nil {
+		return nil, errdefs.InvalidArgument("parsing manifest %s: %v", d, err)
+	}
+	cfg := m.ConfigInfo()
+	if cfg.Digest == "" {
+		return nil, errdefs.FailedPrecondition("manifest %s is a Docker schema 1 manifest, which noded does not support", d)
+	}
+	if cfg.Digest.Algorithm() != digest.Canonical {
+		return nil, errdefs.FailedPrecondition("image config digest %s: only sha256 is supported", cfg.Digest)
+	}
+	switch cfg.MediaType {
+	case "", ocispec.MediaTypeImageConfig, manifest.DockerV2Schema2ConfigMediaType:
+	default:
+		return nil, errdefs.InvalidArgument("manifest %s is not a container image (config media type %q)", d, cfg.MediaType)
+	}
+	p := &plan{id: storage.ImageIDFromDigest(cfg.Digest), src: src, config: cfg, manifest: blob, manifestDigest: d}
+	for _, l := range m.LayerInfos() {
+		if l.EmptyLayer {
+			continue
+		}
+		if strings.Contains(l.MediaType, "+encrypted") {
+			return nil, errdefs.FailedPrecondition("layer %s is encrypted, which noded does not support", l.Digest)
+		}
+		p.layers = append(p.layers, l.BlobInfo)
+	}
+	return p, nil
+}
+
+// commitAndName makes sure the image is in storage and gives it names
+// and the manifests it was pulled by. If the image is removed between the
+// two steps, it is committed again.
+func (s *Service) commitAndName(ctx context.Context, p *plan, names []string, manifests map[digest.Digest][]byte) error {
+	for attempt := 0; ; attempt++ {
+		if err := s.ensureImage(ctx, p); err != nil {
+			return err
+		}
+		err := s.record(p.id, names, manifests)
+		if err == nil || !errdefs.IsNotFound(err) || attempt > 0 {
+			return err
+		}
+		s.log.WithField("id", p.id).Info("image removed while being pulled; committing it again")
+	}
+}
+
+// record adds names and manifests to a committed image.
+func (s *Service) record(id storage.ImageID, names []string, manifests map[digest.Digest][]byte) error {
+	img, err := s.store.Image(string(id))
+	if err != nil {
+		return err
+	}
+	for d, blob := range manifests {
+		key := storage.ManifestKeyFor(d)
+		if _, ok := img.BigDataSizes[key]; ok {
+			continue
+		}
+		if err := s.store.SetImageBigData(id, key, blob, d); err != nil {
+			return err
+		}
+	}
+	return s.store.AddImageNames(id, names)
+}
+
+// ensureImage joins (or starts) the commit of p's image. A joined commit
+// that failed at another source is retried once from p's.
+func (s *Service) ensureImage(ctx context.Context, p *plan) error {
+	for attempt := 0; ; attempt++ {
+		p.src.acquire()
+		c, started := s.images.join(p.id, func(fctx context.Context) (struct{}, error) {
+			defer p.src.release()
+			return struct{}{}, s.commitImage(fctx, p)
+		})
+		if !started {
+			p.src.release()
+		}
+		_, err := c.wait(ctx)
+		c.release()
+		var se *sourcedError
+		if err != nil && !started && attempt == 0 && ctx.Err() == nil && errors.As(err, &se) && se.key != p.src.key {
+			continue
+		}
+		return err
+	}
+}
+
+// commitImage is the shared work of committing one image: fetch its
+// config, make sure each layer is in storage (joining layer work in
+// flight), then create the image record. On failure the layers it made
+// that nothing else uses are deleted again.
+func (s *Service) commitImage(ctx context.Context, p *plan) error {
+	if _, err := s.store.Image(string(p.id)); err == nil {
+		s.metrics.layersReused.Add(float64(len(p.layers)))
+		s.metrics.blobsSkipped.WithLabelValues("present").Add(float64(len(p.layers) + 1))
+		return nil
+	}
+	// Download priorities: the config, then the layers bottom up.
+	prio := s.seq.Add(uint64(len(p.layers))+1) - uint64(len(p.layers)) - 1
+	configBlob, cfg, err := s.readConfig(ctx, p, prio)
+	if err != nil {
+		return err
+	}
+	diffIDs := cfg.RootFS.DiffIDs
+	if cfg.RootFS.Type != "layers" || len(diffIDs) != len(p.layers) {
+		return errdefs.InvalidArgument("image %s: config lists %d layers (rootfs type %q), the manifest %d", p.id, len(diffIDs), cfg.RootFS.Type, len(p.layers))
+	}
+	ids := storage.LayerIDs(diffIDs)
+	s.pin(ids)
+	calls := make([]*call[storage.LayerID, struct{}], len(ids))
+	for i := range ids {
+		var parent *call[storage.LayerID, struct{}]
+		var parentID storage.LayerID
+		if i > 0 {
+			parent, parentID = calls[i-1], ids[i-1]
+		}
+		calls[i], _ = s.layers.join(ids[i], s.layerWork(p, ids[i], parentID, parent, diffIDs[i], p.layers[i], prio+1+uint64(i)))
+	}
+	// Wait for every layer, even after a failure, so that nothing is
+	// still being unpacked when the failure is cleaned up.
+	var firstErr error
+	for _, c := range calls {
+		if _, err := c.wait(ctx); err != nil && firstErr == nil {
+			firstErr = err
+		}
+		c.release()
+	}
+	if firstErr == nil {
+		firstErr = s.createImage(p, ids, configBlob, cfg)
+	}
+	s.unpin(ids, firstErr != nil)
+	return firstErr
+}
+
+func (s *Service) createImage(p *plan, ids []storage.LayerID, configBlob []byte, cfg *ocispec.Image) error {
+	var top storage.LayerID
+	if len(ids) > 0 {
+		top = ids[len(ids)-1]
+	}
+	created := time.Now().UTC()
+	if cfg.Created != nil {
+		created = *cfg.Created
+	}
+	_, err := s.store.CreateImage(p.id, top, storage.CreateImageOptions{
+		Created: created,
+		Digest:  p.manifestDigest,
+		BigData: []storage.BigData{
+			{Key: storage.ManifestKey, Data: p.manifest, Digest: p.manifestDigest},
+			{Key: storage.ManifestKeyFor(p.manifestDigest), Data: p.manifest, Digest: p.manifestDigest},
+			{Key: storage.ConfigKey(p.id), Data: configBlob},
+		},
+	})
+	if errdefs.IsAlreadyExists(err) {
+		return nil
+	}
+	return err
+}
+
+// readConfig fetches (once per concurrent group) and parses the config.
+func (s *Service) readConfig(ctx context.Context, p *plan, prio uint64) ([]byte, *ocispec.Image, error) {
+	if p.config.Size > maxConfigSize {
+		return nil, nil, errdefs.InvalidArgument("image config %s is %d bytes, more than %d", p.config.Digest, p.config.Size, maxConfigSize)
+	}
+	b, release, err := s.fetchBlob(ctx, p.src, p.config, prio, false)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer release()
+	data, err := os.ReadFile(b.path)
+	if err != nil {
+		return nil, nil, err
+	}
+	var cfg ocispec.Image
+	if err := json.Unmarshal(data, &cfg); err != nil {
+		return nil, nil, errdefs.InvalidArgument("image config %s: %v", p.config.Digest, err)
+	}
+	return data, &cfg, nil
+}
+
+// layerWork returns the shared work of making one layer: nothing if it is
+// in storage, else download its blob while its parent is being made, then
+// unpack it on the parent.
+func (s *Service) layerWork(p *plan, id, parentID storage.LayerID, parent *call[storage.LayerID, struct{}], diffID digest.Digest, info types.BlobInfo, prio uint64) func(context.Context) (struct{}, error) {
+	return func(ctx context.Context) (struct{}, error) {
+		if s.store.LayerExists(id) {
+			s.metrics.layersReused.Inc()
+			s.metrics.blobsSkipped.WithLabelValues("present").Inc()
+			return struct{}{}, nil
+		}
+		type fetched struct {
+			b       *blobFile
+			release func()
+			err     error
+		}
+		fetchCtx, cancelFetch := context.WithCancel(ctx)
+		defer cancelFetch()
+		ch := make(chan fetched, 1)
+		go func() {
+			// Follow the download: unpacking starts with its first bytes.
+			b, release, err := s.fetchBlob(fetchCtx, p.src, info, prio, true)
+			ch <- fetched{b, release, err}
+		}()
+		var f *fetched
+		if parent != nil {
+			select {
+			case r := <-ch:
+				f = &r
+				if f.err != nil {
+					return struct{}{}, f.err
+				}
+			case <-parent.done:
+			}
+			if _, err := parent.wait(ctx); err != nil {
+				cancelFetch()
+				if f == nil {
+					r := <-ch
+					f = &r
+				}
+				if f.err == nil {
+					f.release()
+				}
+				return struct{}{}, err
+			}
+		}
+		if f == nil {
+			r := <-ch
+			f = &r
+		}
+		if f.err != nil {
+			return struct{}{}, f.err
+		}
+		defer f.release()
+		if err := s.applyLayer(ctx, id, parentID, diffID, info, f.b); err != nil {
+			return struct{}{}, err
+		}
+		s.metrics.layersUnpacked.Inc()
+		return struct{}{}, nil
+	}
+}
+
+// applyLayer unpacks a blob (possibly still downloading) as layer id on
+// parent. The layer is completed only if the blob matches its digest and
+// the uncompressed content the DiffID the config lists: either mismatch
+// surfaces as a read error at the end of the stream, which aborts it.
+func (s *Service) applyLayer(ctx context.Context, id, parent storage.LayerID, diffID digest.Digest, info types.BlobInfo, b *blobFile) error {
+	if err := diffID.Validate(); err != nil {
+		return errdefs.InvalidArgument("layer %s: DiffID %q: %v", info.Digest, diffID, err)
+	}
+	f, err := b.open()
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	uncompressed, err := archive.DecompressStream(f)
+	if err != nil {
+		return fmt.Errorf("layer %s: %w", info.Digest, err)
+	}
+	defer uncompressed.Close()
+	v := &diffReader{ctx: ctx, r: uncompressed, verifier: newAsyncVerifier(diffID), blob: info.Digest, diffID: diffID}
+	defer v.verifier.stop()
+	start := time.Now()
+	if _, err := s.store.PutLayer(id, parent, v, storage.PutLayerOptions{
+		CompressedDigest: info.Digest, CompressedSize: info.Size, DiffID: diffID,
+	}); err != nil {
+		// A download that failed (say, corrupt content) is the root cause
+		// of whatever the decompressor or unpacker made of it.
+		if bErr := b.result(ctx); bErr != nil {
+			return bErr
+		}
+		if v.err != nil {
+			return v.err
+		}
+		return err
+	}
+	if err := v.drain(); err != nil {
+		if bErr := b.result(ctx); bErr != nil {
+			err = bErr
+		}
+		if delErr := s.store.DeleteLayer(id); delErr != nil {
+			s.log.WithError(delErr).WithField("layer", id).Warn("removing a layer that failed verification")
+		}
+		return err
+	}
+	s.log.WithFields(map[string]any{"layer": id, "blob": info.Digest, "duration": time.Since(start)}).Debug("layer unpacked")
+	return nil
+}
+
+// diffReader verifies the uncompressed stream as storage reads it: at the
+// end of the stream it answers an error instead of io.EOF if the content
+// does not match the DiffID, so the layer is never completed. It also
+// stops the unpack when ctx ends.
+type diffReader struct {
+	ctx      context.Context
+	r        io.Reader
+	verifier *asyncVerifier
+	blob     digest.Digest
+	diffID   digest.Digest
+	eof      bool
+	err      error
+}
+
+func (d *diffReader) Read(p []byte) (int, error) {
+	if d.err != nil {
+		return 0, d.err
+	}
+	if err := d.ctx.Err(); err != nil {
+		d.err = err
+		return 0, err
+	}
+	n, err := d.r.Read(p)
+	d.verifier.write(p[:n])
+	if err == io.EOF {
+		d.eof = true
+		if !d.verifier.verified() {
+			d.err = errdefs.FailedPrecondition("layer %s: uncompressed content does not match DiffID %s from the image config: %w", d.blob, d.diffID, errDigestMismatch)
+			return n, d.err
+		}
+	} else if err != nil {
+		d.err = err
+	}
+	return n, err
+}
+
+// drain reads what the unpacker left (tar padding) and reports a mismatch.
+func (d *diffReader) drain() error {
+	if d.err != nil {
+		return d.err
+	}
+	if !d.eof {
+		if _, err := io.Copy(io.Discard, d); err != nil {
+			return err
+		}
+	}
+	return d.err
+}
+
+// pin protects layers a pull is about to use from removals.
+func (s *Service) pin(ids []storage.LayerID) {
+	s.gcMu.Lock()
+	defer s.gcMu.Unlock()
+	for _, id := range ids {
+		s.pins[id]++
+	}
+}
+
+// unpin drops a pull's pins; after a failure (cleanup) it deletes the
+// layers of the pull that no pull, image, container or other layer uses.
+func (s *Service) unpin(ids []storage.LayerID, cleanup bool) {
+	s.gcMu.Lock()
+	defer s.gcMu.Unlock()
+	for _, id := range ids {
+		if s.pins[id]--; s.pins[id] <= 0 {
+			delete(s.pins, id)
+		}
+	}
+	close(s.pinsChanged)
+	s.pinsChanged = make(chan struct{})
+	if !cleanup {
+		return
+	}
+	for i := len(ids) - 1; i >= 0; i-- {
+		id := ids[i]
+		if s.pins[id] > 0 || !s.store.LayerExists(id) {
+			continue
+		}
+		if err := s.store.DeleteLayer(id); err != nil {
+			if !errors.Is(err, errdefs.ErrFailedPrecondition) {
+				s.log.WithError(err).WithField("layer", id).Warn("removing a layer of a failed pull")
+			}
+			continue
+		}
+		s.log.WithField("layer", id).Debug("removed a layer of a failed pull")
+	}
+}

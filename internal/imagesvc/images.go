@@ -1,0 +1,319 @@
+package imagesvc
+
+import (
+	"context"
+	"encoding/json"
+	"slices"
+	"strconv"
+	"strings"
+
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"go.podman.io/image/v5/docker/reference"
+
+	"github.com/noded-dev/noded/internal/errdefs"
+	"github.com/noded-dev/noded/internal/storage"
+)
+
+// Image is what the CRI reports about an image.
+type Image struct {
+	ID storage.ImageID
+	// RepoTags are "registry/repo:tag"; RepoDigests "registry/repo@digest".
+	RepoTags    []string
+	RepoDigests []string
+	// Size is the image's size in storage (uncompressed layers, metadata).
+	Size uint64
+	// UID or Username: the image config's USER (its user part); neither
+	// when the image sets no user.
+	UID      *int64
+	Username string
+	// Pinned images (the pause image) are never garbage collected.
+	Pinned bool
+	// Annotations are the manifest's OCI annotations.
+	Annotations map[string]string
+	// Info is the verbose information (ImageStatus with verbose).
+	Info map[string]string
+}
+
+// imageFacts are an image's immutable properties, cached by ID.
+type imageFacts struct {
+	size        int64
+	config      *ocispec.Image
+	annotations map[string]string
+}
+
+// matchKind says how a reference matched an image.
+type matchKind int
+
+const (
+	byID matchKind = iota
+	byTag
+	byDigest
+)
+
+// lookup finds the image ref names: an image ID (full, "sha256:"-prefixed
+// or an unambiguous prefix), a tagged name or a digested name, short
+// names resolved as in pulls (see localCandidates). It returns the name
+// that matched for a tag.
+func (s *Service) lookup(ref string) (*storage.Image, matchKind, string, error) {
+	if idPrefix.MatchString(ref) {
+		if img, err := s.store.Image(strings.TrimPrefix(ref, "sha256:")); err == nil {
+			return img, byID, "", nil
+		}
+	}
+	candidates, err := s.localCandidates(ref)
+	if err != nil {
+		return nil, 0, "", err
+	}
+	for _, c := range candidates {
+		if canonical, ok := c.(reference.Canonical); ok {
+			if img, err := s.store.Image(c.String()); err == nil {
+				return img, byDigest, c.String(), nil
+			}
+			imgs, err := s.store.ImagesByDigest(canonical.Digest())
+			if err != nil {
+				return nil, 0, "", err
+			}
+			for i := range imgs {
+				if hasRepo(imgs[i].Names, c.Name()) {
+					return &imgs[i], byDigest, c.String(), nil
+				}
+			}
+			continue
+		}
+		if img, err := s.store.Image(c.String()); err == nil {
+			return img, byTag, c.String(), nil
+		}
+	}
+	return nil, 0, "", errdefs.NotFound("image %q not found", ref)
+}
+
+func hasRepo(names []string, repo string) bool {
+	for _, n := range names {
+		if named, err := reference.ParseNormalizedNamed(n); err == nil && named.Name() == repo {
+			return true
+		}
+	}
+	return false
+}
+
+// Status returns the image ref names, or an errdefs NotFound error.
+func (s *Service) Status(_ context.Context, ref string, verbose bool) (*Image, error) {
+	img, _, _, err := s.lookup(ref)
+	if err != nil {
+		return nil, err
+	}
+	return s.describe(img, verbose)
+}
+
+// List returns every image, or only the one filter names ("" for all).
+func (s *Service) List(_ context.Context, filter string) ([]*Image, error) {
+	var imgs []storage.Image
+	if filter != "" {
+		img, _, _, err := s.lookup(filter)
+		if errdefs.IsNotFound(err) {
+			return nil, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		imgs = []storage.Image{*img}
+	} else {
+		var err error
+		if imgs, err = s.store.Images(); err != nil {
+			return nil, err
+		}
+	}
+	out := make([]*Image, 0, len(imgs))
+	for i := range imgs {
+		d, err := s.describe(&imgs[i], false)
+		if errdefs.IsNotFound(err) {
+			continue // removed meanwhile
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, d)
+	}
+	return out, nil
+}
+
+// Remove removes what ref names. A tag is removed from its image, and the
+// image goes with its last tag; an ID or a digest removes the image with
+// all its names. Removing an image that is not there succeeds. An image
+// that a container uses is an errdefs FailedPrecondition error.
+func (s *Service) Remove(ctx context.Context, ref string) error {
+	img, kind, name, err := s.lookup(ref)
+	if errdefs.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if kind == byTag {
+		for _, n := range img.Names {
+			if n != name && isTaggedName(n) {
+				s.log.WithFields(map[string]any{"id": img.ID.String(), "tag": name}).Info("image tag removed")
+				return s.store.RemoveImageNames(img.ID, []string{name})
+			}
+		}
+	}
+	if err := s.deleteImage(ctx, img.ID); err != nil {
+		return err
+	}
+	s.log.WithFields(map[string]any{"id": img.ID.String(), "names": img.Names}).Info("image removed")
+	return nil
+}
+
+// deleteImage deletes an image and the layers only it uses, waiting while
+// one of those layers is pinned by a pull in flight.
+func (s *Service) deleteImage(ctx context.Context, id storage.ImageID) error {
+	for {
+		s.gcMu.Lock()
+		layers, err := s.store.DeleteImage(id, true)
+		if err != nil {
+			s.gcMu.Unlock()
+			if errdefs.IsNotFound(err) {
+				return nil
+			}
+			return err
+		}
+		if !slices.ContainsFunc(layers, func(l storage.LayerID) bool { return s.pins[l] > 0 }) {
+			_, err := s.store.DeleteImage(id, false)
+			s.gcMu.Unlock()
+			if errdefs.IsNotFound(err) {
+				err = nil
+			}
+			s.forget(id)
+			return err
+		}
+		changed := s.pinsChanged
+		s.gcMu.Unlock()
+		s.log.WithField("id", id.String()).Debug("removal waits for a pull that uses the image's layers")
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+func isTaggedName(n string) bool {
+	named, err := reference.ParseNormalizedNamed(n)
+	return err == nil && isTagged(named)
+}
+
+// describe builds the CRI view of an image.
+func (s *Service) describe(img *storage.Image, verbose bool) (*Image, error) {
+	f, err := s.facts(img)
+	if err != nil {
+		return nil, err
+	}
+	out := &Image{ID: img.ID, Size: uint64(max(f.size, 0)), Annotations: f.annotations}
+	withDigest := map[string]bool{}
+	var tagged []reference.Named
+	for _, n := range img.Names {
+		named, err := reference.ParseNormalizedNamed(n)
+		if err != nil {
+			continue
+		}
+		if _, ok := named.(reference.Canonical); ok {
+			out.RepoDigests = append(out.RepoDigests, named.String())
+			withDigest[named.Name()] = true
+		} else if isTagged(named) {
+			out.RepoTags = append(out.RepoTags, named.String())
+			tagged = append(tagged, named)
+		}
+		if s.pause != "" && n == s.pause {
+			out.Pinned = true
+		}
+	}
+	// Every repository the image is tagged in gets a digest, as in CRI-O.
+	for _, named := range tagged {
+		if withDigest[named.Name()] || img.Digest == "" {
+			continue
+		}
+		if d, err := reference.WithDigest(reference.TrimNamed(named), img.Digest); err == nil {
+			out.RepoDigests = append(out.RepoDigests, d.String())
+			withDigest[named.Name()] = true
+		}
+	}
+	if f.config != nil {
+		out.UID, out.Username = userOf(f.config.Config.User)
+	}
+	if verbose {
+		info := map[string]any{
+			"id":             img.ID.String(),
+			"names":          img.Names,
+			"manifestDigest": img.Digest,
+			"digests":        img.Digests,
+			"topLayer":       img.TopLayer,
+			"created":        img.Created,
+			"size":           f.size,
+			"imageSpec":      f.config,
+		}
+		b, err := json.Marshal(info)
+		if err != nil {
+			return nil, err
+		}
+		out.Info = map[string]string{"info": string(b)}
+	}
+	return out, nil
+}
+
+// userOf splits a config USER ("uid", "name", "uid:gid", "name:group")
+// into a numeric UID or a user name, as the kubelet's runAsNonRoot check
+// expects.
+func userOf(user string) (*int64, string) {
+	if user == "" {
+		return nil, ""
+	}
+	u, _, _ := strings.Cut(user, ":")
+	if uid, err := strconv.ParseInt(u, 10, 64); err == nil {
+		return &uid, ""
+	}
+	return nil, u
+}
+
+// facts returns an image's cached immutable properties.
+func (s *Service) facts(img *storage.Image) (*imageFacts, error) {
+	s.cacheMu.Lock()
+	f, ok := s.cache[img.ID]
+	s.cacheMu.Unlock()
+	if ok {
+		return f, nil
+	}
+	f = &imageFacts{}
+	var err error
+	if f.size, err = s.store.ImageSize(img.ID); err != nil {
+		return nil, err
+	}
+	if b, err := s.store.ImageBigData(img.ID, storage.ConfigKey(img.ID)); err == nil {
+		var cfg ocispec.Image
+		if json.Unmarshal(b, &cfg) == nil {
+			f.config = &cfg
+		}
+	} else if !errdefs.IsNotFound(err) {
+		return nil, err
+	}
+	if b, err := s.store.ImageBigData(img.ID, storage.ManifestKey); err == nil {
+		var m ocispec.Manifest
+		if json.Unmarshal(b, &m) == nil && len(m.Annotations) > 0 {
+			f.annotations = m.Annotations
+		}
+	}
+	s.cacheMu.Lock()
+	s.cache[img.ID] = f
+	s.cacheMu.Unlock()
+	return f, nil
+}
+
+func (s *Service) forget(id storage.ImageID) {
+	s.cacheMu.Lock()
+	delete(s.cache, id)
+	s.cacheMu.Unlock()
+}
+
+// FsInfo reports the image and container filesystems' usage.
+func (s *Service) FsInfo(_ context.Context) (images, containers storage.FsUsage, err error) {
+	return s.store.FsInfo()
+}

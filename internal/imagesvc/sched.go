@@ -1,0 +1,149 @@
+package imagesvc
+
+import (
+	"container/heap"
+	"context"
+	"sync"
+
+	"github.com/opencontainers/go-digest"
+)
+
+// slots bounds concurrent downloads and hands free slots out lowest
+// priority value first. Pulls number their blobs config first, then
+// layers bottom up, and earlier pulls before later ones, so a pull's
+// bottom layer, which the unpacking waits for first, is downloaded first.
+type slots struct {
+	mu      sync.Mutex
+	free    int
+	waiting slotQueue
+}
+
+func newSlots(n int) *slots { return &slots{free: n} }
+
+type slotWaiter struct {
+	prio  uint64
+	ready chan struct{}
+	index int // in the heap; -1 once granted
+}
+
+func (s *slots) acquire(ctx context.Context, prio uint64) error {
+	s.mu.Lock()
+	if s.free > 0 && len(s.waiting) == 0 {
+		s.free--
+		s.mu.Unlock()
+		return nil
+	}
+	w := &slotWaiter{prio: prio, ready: make(chan struct{})}
+	heap.Push(&s.waiting, w)
+	s.mu.Unlock()
+	select {
+	case <-w.ready:
+		return nil
+	case <-ctx.Done():
+		s.mu.Lock()
+		if w.index >= 0 {
+			heap.Remove(&s.waiting, w.index)
+			s.mu.Unlock()
+			return context.Cause(ctx)
+		}
+		s.mu.Unlock()
+		s.release() // granted meanwhile: pass it on
+		return context.Cause(ctx)
+	}
+}
+
+func (s *slots) release() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.waiting) == 0 {
+		s.free++
+		return
+	}
+	w := heap.Pop(&s.waiting).(*slotWaiter)
+	w.index = -1
+	close(w.ready)
+}
+
+type slotQueue []*slotWaiter
+
+func (q slotQueue) Len() int           { return len(q) }
+func (q slotQueue) Less(i, j int) bool { return q[i].prio < q[j].prio }
+func (q slotQueue) Swap(i, j int) {
+	q[i], q[j] = q[j], q[i]
+	q[i].index, q[j].index = i, j
+}
+func (q *slotQueue) Push(x any) {
+	w := x.(*slotWaiter)
+	w.index = len(*q)
+	*q = append(*q, w)
+}
+func (q *slotQueue) Pop() any {
+	old := *q
+	w := old[len(old)-1]
+	*q = old[:len(old)-1]
+	return w
+}
+
+// asyncVerifier digests a stream on its own goroutine, so that hashing
+// the uncompressed layer runs beside the unpacking instead of in series
+// with it (on this 2-core class of machine, that is most of a core).
+type asyncVerifier struct {
+	verifier digest.Verifier
+	buf      []byte
+	ch       chan []byte
+	done     chan struct{}
+	closed   bool
+	pool     sync.Pool
+}
+
+const asyncChunk = 256 << 10
+
+func newAsyncVerifier(d digest.Digest) *asyncVerifier {
+	a := &asyncVerifier{verifier: d.Verifier(), ch: make(chan []byte, 16), done: make(chan struct{})}
+	a.pool.New = func() any { return make([]byte, 0, asyncChunk) }
+	go func() {
+		defer close(a.done)
+		for b := range a.ch {
+			_, _ = a.verifier.Write(b)
+			a.pool.Put(b[:0]) //nolint:staticcheck // a slice header is fine here
+		}
+	}()
+	return a
+}
+
+// write queues p for hashing (p is copied).
+func (a *asyncVerifier) write(p []byte) {
+	for len(p) > 0 {
+		if a.buf == nil {
+			a.buf = a.pool.Get().([]byte)
+		}
+		n := min(len(p), asyncChunk-len(a.buf))
+		a.buf = append(a.buf, p[:n]...)
+		p = p[n:]
+		if len(a.buf) == asyncChunk {
+			a.ch <- a.buf
+			a.buf = nil
+		}
+	}
+}
+
+// verified waits for the hashing to finish and reports the result. It
+// must be called once, after the last write.
+func (a *asyncVerifier) verified() bool {
+	if len(a.buf) > 0 {
+		a.ch <- a.buf
+		a.buf = nil
+	}
+	a.stop()
+	return a.verifier.Verified()
+}
+
+// stop ends the hashing goroutine (without a result if verified was not
+// called); it may be called more than once.
+func (a *asyncVerifier) stop() {
+	if !a.closed {
+		a.closed = true
+		close(a.ch)
+	}
+	<-a.done
+}

@@ -1,0 +1,119 @@
+package storage
+
+import (
+	"fmt"
+	"slices"
+
+	cstorage "go.podman.io/storage"
+)
+
+// Container is a storage container: a writable layer on top of an image's
+// top layer, plus per-container directories.
+type Container struct {
+	ID      ContainerID
+	Names   []string
+	ImageID ImageID
+	LayerID LayerID
+	// Metadata is the caller's opaque string.
+	Metadata string
+}
+
+func toContainer(c *cstorage.Container) *Container {
+	return &Container{
+		ID:       ContainerID(c.ID),
+		Names:    slices.Clone(c.Names),
+		ImageID:  ImageID(c.ImageID),
+		LayerID:  LayerID(c.LayerID),
+		Metadata: c.Metadata,
+	}
+}
+
+// CreateContainerOptions describe a new storage container.
+type CreateContainerOptions struct {
+	// Names must be unique among containers (e.g. the CRI container name).
+	Names []string
+	// Metadata is stored with the container, opaque to the store.
+	Metadata string
+	// MountOptions override the driver's default mount options.
+	MountOptions []string
+}
+
+// CreateContainer creates a container with a writable layer on top of the
+// image's top layer. An empty id lets the store pick a random one. The
+// image cannot be removed while the container exists.
+func (s *Store) CreateContainer(id ContainerID, image ImageID, o CreateContainerOptions) (*Container, error) {
+	opts := &cstorage.ContainerOptions{Metadata: o.Metadata, MountOpts: o.MountOptions}
+	c, err := s.s.CreateContainer(string(id), o.Names, string(image), "", o.Metadata, opts)
+	if err != nil {
+		return nil, mapErr(err, fmt.Sprintf("creating container on image %s", image))
+	}
+	return toContainer(c), nil
+}
+
+// Container returns a container by ID or name.
+func (s *Store) Container(idOrName string) (*Container, error) {
+	c, err := s.s.Container(idOrName)
+	if err != nil {
+		return nil, mapErr(err, fmt.Sprintf("container %q", idOrName))
+	}
+	return toContainer(c), nil
+}
+
+// Containers lists every storage container.
+func (s *Store) Containers() ([]Container, error) {
+	cs, err := s.s.Containers()
+	if err != nil {
+		return nil, mapErr(err, "listing containers")
+	}
+	out := make([]Container, len(cs))
+	for i := range cs {
+		out[i] = *toContainer(&cs[i])
+	}
+	return out, nil
+}
+
+// Mount mounts the container's root filesystem (reference counted) and
+// returns the mount point.
+func (s *Store) Mount(id ContainerID, mountLabel string) (string, error) {
+	p, err := s.s.Mount(string(id), mountLabel)
+	if err != nil {
+		return "", mapErr(err, fmt.Sprintf("mounting container %s", id))
+	}
+	return p, nil
+}
+
+// Unmount drops one reference to the container's mount (every reference
+// with force) and unmounts it when none remain.
+func (s *Store) Unmount(id ContainerID, force bool) error {
+	if _, err := s.s.Unmount(string(id), force); err != nil {
+		return mapErr(err, fmt.Sprintf("unmounting container %s", id))
+	}
+	return nil
+}
+
+// DeleteContainer unmounts and deletes the container and its writable
+// layer and directories.
+func (s *Store) DeleteContainer(id ContainerID) error {
+	if err := s.s.DeleteContainer(string(id)); err != nil {
+		return mapErr(err, fmt.Sprintf("deleting container %s", id))
+	}
+	return nil
+}
+
+// ContainerDirectory is a persistent per-container directory.
+func (s *Store) ContainerDirectory(id ContainerID) (string, error) {
+	d, err := s.s.ContainerDirectory(string(id))
+	if err != nil {
+		return "", mapErr(err, fmt.Sprintf("container %s", id))
+	}
+	return d, nil
+}
+
+// ContainerRunDirectory is a per-container directory under the run root.
+func (s *Store) ContainerRunDirectory(id ContainerID) (string, error) {
+	d, err := s.s.ContainerRunDirectory(string(id))
+	if err != nil {
+		return "", mapErr(err, fmt.Sprintf("container %s", id))
+	}
+	return d, nil
+}

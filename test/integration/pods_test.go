@@ -1,0 +1,321 @@
+//go:build integration
+
+package integration
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/noded-dev/noded/test/testenv"
+)
+
+const busyboxImage = "registry.k8s.io/e2e-test-images/busybox:1.29-2"
+
+// podEnv is a daemon with an offline registry and a bridge network of its
+// own (bridge name and subnet unused elsewhere), torn down at the end.
+type podEnv struct {
+	d      *Daemon
+	rt     runtimeapi.RuntimeServiceClient
+	img    runtimeapi.ImageServiceClient
+	bridge string
+	logDir string
+	// removed is set once removeAll succeeded (it runs again at cleanup).
+	removed bool
+}
+
+func newPodEnv(t *testing.T, extraArgs ...string) *podEnv {
+	t.Helper()
+	if _, err := os.Stat("/usr/lib/cni/bridge"); err != nil {
+		if _, err2 := os.Stat("/opt/cni/bin/bridge"); err2 != nil {
+			t.Skip("CNI plugins not installed: run scripts/install-test-deps.sh")
+		}
+	}
+	reg := StartTestRegistry(t)
+	dir, err := os.MkdirTemp("", "noded-it-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cleanupDir(t, dir) })
+	policy := filepath.Join(dir, "policy.json")
+	_ = os.WriteFile(policy, []byte(testenv.InsecurePolicy), 0o644)
+	bridge := fmt.Sprintf("nit%d", os.Getpid()%100000)
+	conf := testenv.BridgeConf("noded-it", bridge, "10.233.0.0/24", filepath.Join(dir, "ipam"))
+	if err := os.MkdirAll(filepath.Join(dir, "cni"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "cni", "10-it.conflist"), []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = exec.Command("ip", "link", "del", bridge).Run() })
+	args := append([]string{"--registries-conf", reg.RegistriesConf, "--signature-policy", policy}, extraArgs...)
+	d := StartDaemon(t, DaemonOptions{Dir: dir, Args: args})
+	e := &podEnv{d: d, rt: d.Runtime(t), img: d.Images(t), bridge: bridge, logDir: filepath.Join(dir, "logs")}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if _, err := e.img.PullImage(ctx, &runtimeapi.PullImageRequest{Image: &runtimeapi.ImageSpec{Image: busyboxImage}}); err != nil {
+		t.Fatalf("pull %s: %v\n%s", busyboxImage, err, d.Log)
+	}
+	// Remove every pod before the daemon stops (cleanups run LIFO).
+	t.Cleanup(func() { e.removeAll(t) })
+	return e
+}
+
+func (e *podEnv) removeAll(t *testing.T) {
+	if e.removed {
+		return
+	}
+	ctx := context.Background()
+	pods, err := e.rt.ListPodSandbox(ctx, &runtimeapi.ListPodSandboxRequest{})
+	if err != nil {
+		t.Errorf("list pods at cleanup (pods may be left running): %v", err)
+		return
+	}
+	for _, p := range pods.GetItems() {
+		if _, err := e.rt.RemovePodSandbox(ctx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: p.GetId()}); err != nil {
+			t.Errorf("removing pod %s: %v", p.GetId(), err)
+			return
+		}
+	}
+	e.removed = true
+}
+
+func (e *podEnv) podConfig(name string, ports ...*runtimeapi.PortMapping) *runtimeapi.PodSandboxConfig {
+	return &runtimeapi.PodSandboxConfig{
+		Metadata:     &runtimeapi.PodSandboxMetadata{Name: name, Namespace: "it", Uid: "uid-" + name},
+		Hostname:     name,
+		LogDirectory: filepath.Join(e.logDir, name),
+		PortMappings: ports,
+		Labels:       map[string]string{"test": "pods"},
+		Linux:        &runtimeapi.LinuxPodSandboxConfig{CgroupParent: "/noded-it/" + name},
+	}
+}
+
+// runPod starts a pod with one container running cmd and returns the pod
+// ID, the container ID and the pod's IP.
+func (e *podEnv) runPod(t *testing.T, name string, cmd []string, ports ...*runtimeapi.PortMapping) (string, string, string) {
+	t.Helper()
+	ctx := context.Background()
+	pcfg := e.podConfig(name, ports...)
+	if err := os.MkdirAll(pcfg.LogDirectory, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	pod, err := e.rt.RunPodSandbox(ctx, &runtimeapi.RunPodSandboxRequest{Config: pcfg})
+	if err != nil {
+		t.Fatalf("RunPodSandbox %s: %v\n%s", name, err, e.d.Log)
+	}
+	ctr := e.createStart(t, pod.GetPodSandboxId(), pcfg, "main", cmd)
+	st, err := e.rt.PodSandboxStatus(ctx, &runtimeapi.PodSandboxStatusRequest{PodSandboxId: pod.GetPodSandboxId()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pod.GetPodSandboxId(), ctr, st.GetStatus().GetNetwork().GetIp()
+}
+
+func (e *podEnv) createStart(t *testing.T, pod string, pcfg *runtimeapi.PodSandboxConfig, name string, cmd []string) string {
+	t.Helper()
+	ctx := context.Background()
+	c, err := e.rt.CreateContainer(ctx, &runtimeapi.CreateContainerRequest{
+		PodSandboxId: pod, SandboxConfig: pcfg,
+		Config: &runtimeapi.ContainerConfig{
+			Metadata: &runtimeapi.ContainerMetadata{Name: name},
+			Image:    &runtimeapi.ImageSpec{Image: busyboxImage},
+			Command:  cmd,
+			LogPath:  name + ".log",
+		},
+	})
+	if err != nil {
+		t.Fatalf("CreateContainer %s: %v\n%s", name, err, e.d.Log)
+	}
+	if _, err := e.rt.StartContainer(ctx, &runtimeapi.StartContainerRequest{ContainerId: c.GetContainerId()}); err != nil {
+		t.Fatalf("StartContainer %s: %v\n%s", name, err, e.d.Log)
+	}
+	return c.GetContainerId()
+}
+
+func (e *podEnv) exec(t *testing.T, ctr string, timeout int64, cmd ...string) (*runtimeapi.ExecSyncResponse, error) {
+	t.Helper()
+	return e.rt.ExecSync(context.Background(), &runtimeapi.ExecSyncRequest{ContainerId: ctr, Cmd: cmd, Timeout: timeout})
+}
+
+func (e *podEnv) waitExited(t *testing.T, ctr string, within time.Duration) *runtimeapi.ContainerStatus {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		st, err := e.rt.ContainerStatus(context.Background(), &runtimeapi.ContainerStatusRequest{ContainerId: ctr})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.GetStatus().GetState() == runtimeapi.ContainerState_CONTAINER_EXITED {
+			return st.GetStatus()
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("container %s still %v after %s", ctr, st.GetStatus().GetState(), within)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func TestPodsOverTheBridge(t *testing.T) {
+	e := newPodEnv(t)
+	_, ctrA, ipA := e.runPod(t, "alpha", []string{"sleep", "3600"})
+	_, _, ipB := e.runPod(t, "beta", []string{"httpd", "-f", "-p", "8080", "-h", "/etc"})
+	if net.ParseIP(ipA) == nil || net.ParseIP(ipB) == nil || ipA == ipB {
+		t.Fatalf("pod IPs %q %q", ipA, ipB)
+	}
+
+	t.Run("pod to pod", func(t *testing.T) {
+		var resp *runtimeapi.ExecSyncResponse
+		var err error
+		for range 20 { // httpd may still be starting
+			resp, err = e.exec(t, ctrA, 10, "wget", "-q", "-O", "-", "http://"+ipB+":8080/hostname")
+			if err == nil && resp.GetExitCode() == 0 {
+				break
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		if err != nil || resp.GetExitCode() != 0 || strings.TrimSpace(string(resp.GetStdout())) != "beta" {
+			t.Fatalf("wget from alpha to beta: %v %q %q", err, resp.GetStdout(), resp.GetStderr())
+		}
+	})
+
+	t.Run("hostPort on 127.0.0.1", func(t *testing.T) {
+		hostPort := int32(20000 + os.Getpid()%10000)
+		e.runPod(t, "gamma", []string{"httpd", "-f", "-p", "80", "-h", "/etc"},
+			&runtimeapi.PortMapping{Protocol: runtimeapi.Protocol_TCP, ContainerPort: 80, HostPort: hostPort})
+		addr := fmt.Sprintf("127.0.0.1:%d", hostPort)
+		var got string
+		for range 50 {
+			out, err := exec.Command("wget", "-q", "-T", "2", "-O", "-", "http://"+addr+"/hostname").Output()
+			if err == nil {
+				got = strings.TrimSpace(string(out))
+				break
+			}
+			if _, err := exec.LookPath("wget"); err != nil {
+				got = httpGet(t, addr)
+				break
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		if got != "gamma" {
+			t.Fatalf("GET http://%s/hostname = %q", addr, got)
+		}
+	})
+}
+
+func httpGet(t *testing.T, addr string) string {
+	t.Helper()
+	for range 50 {
+		c, err := net.DialTimeout("tcp", addr, 2*time.Second)
+		if err == nil {
+			_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+			fmt.Fprintf(c, "GET /hostname HTTP/1.0\r\n\r\n")
+			b := make([]byte, 4096)
+			n, _ := c.Read(b)
+			_ = c.Close()
+			_, body, _ := strings.Cut(string(b[:n]), "\r\n\r\n")
+			return strings.TrimSpace(body)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	return ""
+}
+
+func TestExecSyncLogsAndExit(t *testing.T) {
+	e := newPodEnv(t)
+	pod, ctr, _ := e.runPod(t, "delta", []string{"sleep", "3600"})
+
+	t.Run("exec output and exit code", func(t *testing.T) {
+		resp, err := e.exec(t, ctr, 10, "sh", "-c", "echo out; echo err >&2; exit 3")
+		if err != nil || resp.GetExitCode() != 3 || string(resp.GetStdout()) != "out\n" || string(resp.GetStderr()) != "err\n" {
+			t.Fatalf("ExecSync = %v, %+v", err, resp)
+		}
+	})
+	t.Run("exec timeout kills the command", func(t *testing.T) {
+		start := time.Now()
+		_, err := e.exec(t, ctr, 1, "sleep", "30")
+		if status.Code(err) != codes.DeadlineExceeded || time.Since(start) > 10*time.Second {
+			t.Fatalf("ExecSync with timeout: %v after %s", err, time.Since(start))
+		}
+		ps, _ := e.exec(t, ctr, 10, "sh", "-c", "ps -o comm | grep -c '^sleep' || true")
+		if got := strings.TrimSpace(string(ps.GetStdout())); got != "1" {
+			t.Fatalf("sleep processes after the timeout: %s (the exec'd sleep must be killed)", got)
+		}
+	})
+	t.Run("log file in CRI format and exit code", func(t *testing.T) {
+		pcfg := e.podConfig("delta")
+		c := e.createStart(t, pod, pcfg, "talker", []string{"sh", "-c", "echo hello; echo oops >&2; printf partial; exit 7"})
+		st := e.waitExited(t, c, 20*time.Second)
+		if st.GetExitCode() != 7 || st.GetReason() != "Error" {
+			t.Fatalf("exit: %+v", st)
+		}
+		b, err := os.ReadFile(st.GetLogPath())
+		if err != nil {
+			t.Fatal(err)
+		}
+		lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+		want := []string{"stdout F hello", "stderr F oops", "stdout P partial"}
+		if len(lines) != len(want) {
+			t.Fatalf("log lines: %q", lines)
+		}
+		for i, l := range lines {
+			ts, rest, _ := strings.Cut(l, " ")
+			if _, err := time.Parse(time.RFC3339Nano, ts); err != nil || rest != want[i] {
+				t.Errorf("log line %d = %q, want <timestamp> %s", i, l, want[i])
+			}
+		}
+	})
+	t.Run("stop uses SIGTERM then SIGKILL", func(t *testing.T) {
+		pcfg := e.podConfig("delta")
+		c := e.createStart(t, pod, pcfg, "stubborn", []string{"sh", "-c", "trap '' TERM; sleep 3600 & wait"})
+		start := time.Now()
+		if _, err := e.rt.StopContainer(context.Background(), &runtimeapi.StopContainerRequest{ContainerId: c, Timeout: 1}); err != nil {
+			t.Fatal(err)
+		}
+		st := e.waitExited(t, c, 5*time.Second)
+		if st.GetExitCode() != 137 || time.Since(start) < time.Second {
+			t.Fatalf("stop: exit %d after %s", st.GetExitCode(), time.Since(start))
+		}
+	})
+}
+
+func TestRecoveryAfterKill9(t *testing.T) {
+	e := newPodEnv(t)
+	pod, runner, _ := e.runPod(t, "epsilon", []string{"sleep", "3600"})
+	quitter := e.createStart(t, pod, e.podConfig("epsilon"), "quitter", []string{"sh", "-c", "sleep 2; exit 42"})
+
+	e.d.Kill(t)
+	time.Sleep(3 * time.Second) // quitter exits while noded is down
+	d2 := e.d.Restart(t)
+	e.d, e.rt = d2, d2.Runtime(t)
+	// The new daemon stops at cleanup before the first one's pod removal
+	// would run: remove the pods through it.
+	t.Cleanup(func() { e.removeAll(t) })
+
+	ctx := context.Background()
+	pods, err := e.rt.ListPodSandbox(ctx, &runtimeapi.ListPodSandboxRequest{})
+	if err != nil || len(pods.GetItems()) != 1 || pods.GetItems()[0].GetState() != runtimeapi.PodSandboxState_SANDBOX_READY {
+		t.Fatalf("pods after restart: %v %v", pods, err)
+	}
+	st, err := e.rt.ContainerStatus(ctx, &runtimeapi.ContainerStatusRequest{ContainerId: runner})
+	if err != nil || st.GetStatus().GetState() != runtimeapi.ContainerState_CONTAINER_RUNNING {
+		t.Fatalf("running container after restart: %v %v", st, err)
+	}
+	if resp, err := e.exec(t, runner, 10, "echo", "alive"); err != nil || string(resp.GetStdout()) != "alive\n" {
+		t.Fatalf("exec after restart: %v %v", resp, err)
+	}
+	qs := e.waitExited(t, quitter, 5*time.Second)
+	if qs.GetExitCode() != 42 {
+		t.Fatalf("exit code recorded across the restart: %d", qs.GetExitCode())
+	}
+}
