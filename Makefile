@@ -60,7 +60,7 @@ bench-pull: build
 	$(GO) run $(GOFLAGS_BUILD) ./test/bench/pull
 
 bench-pods: build
-	test/bench/pods.sh
+	$(GO) run $(GOFLAGS_BUILD) ./test/bench/pods
 
 lint: vet
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo 'gofmt: files above need formatting'; exit 1; }

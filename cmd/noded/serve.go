@@ -20,6 +20,7 @@ import (
 	"github.com/noded-dev/noded/internal/cri"
 	"github.com/noded-dev/noded/internal/metrics"
 	"github.com/noded-dev/noded/internal/netcni"
+	"github.com/noded-dev/noded/internal/sandbox"
 )
 
 // socketMode lets root and the socket's group (e.g. a crictl group) connect.
@@ -59,12 +60,15 @@ func serve(cfg *config.Config, log *logrus.Entry) error {
 	defer pods.Close()
 
 	srv := cri.NewServer(cri.Options{
-		Version:      version,
-		Network:      network,
-		Images:       images,
-		Runtime:      pods,
-		CgroupDriver: cfg.CgroupManager,
-		Logger:       log,
+		Version:  version,
+		Network:  network,
+		Images:   images,
+		Runtime:  pods,
+		Handlers: sandbox.Handlers,
+		// mount_setattr(2) with AT_RECURSIVE, which runc uses for rro.
+		RecursiveReadOnlyMounts: kernelAtLeast(5, 12),
+		CgroupDriver:            cfg.CgroupManager,
+		Logger:                  log,
 	})
 
 	grpcServer := grpc.NewServer(grpc.ChainUnaryInterceptor(cri.UnaryInterceptor(log, reg)))

@@ -27,6 +27,8 @@ type runtimeService interface {
 	ListContainers(f *runtimeapi.ContainerFilter) []*runtimeapi.Container
 	ExecSync(ctx context.Context, id string, cmd []string, timeout time.Duration) ([]byte, []byte, int32, error)
 	ReopenContainerLog(ctx context.Context, id string) error
+	ContainerStats(id string) (*runtimeapi.ContainerStats, error)
+	ListContainerStats(f *runtimeapi.ContainerStatsFilter) []*runtimeapi.ContainerStats
 }
 
 // runtime returns the runtime service, or NotImplemented when noded runs

@@ -38,7 +38,12 @@ type Options struct {
 	Runtime runtimeService
 	// CgroupDriver is "cgroupfs" or "systemd", reported by RuntimeConfig.
 	CgroupDriver string
-	Logger       *logrus.Entry
+	// Handlers are the RuntimeClass handlers served ("" is the default).
+	Handlers []string
+	// RecursiveReadOnlyMounts says the kernel can make bind mounts
+	// read-only recursively (mount_setattr, Linux 5.12).
+	RecursiveReadOnlyMounts bool
+	Logger                  *logrus.Entry
 }
 
 // Server implements runtimeapi.RuntimeServiceServer and

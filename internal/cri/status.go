@@ -26,6 +26,14 @@ func (s *Server) Status(_ context.Context, req *runtimeapi.StatusRequest) (*runt
 			{Type: runtimeapi.RuntimeReady, Status: true},
 			network,
 		}},
+		// The kubelet and critest gate features on these answers.
+		Features: &runtimeapi.RuntimeFeatures{SupplementalGroupsPolicy: s.opts.Runtime != nil},
+	}
+	for _, h := range s.opts.Handlers {
+		resp.RuntimeHandlers = append(resp.RuntimeHandlers, &runtimeapi.RuntimeHandler{
+			Name:     h,
+			Features: &runtimeapi.RuntimeHandlerFeatures{RecursiveReadOnlyMounts: s.opts.RecursiveReadOnlyMounts},
+		})
 	}
 	if req.GetVerbose() {
 		info, err := json.Marshal(map[string]any{

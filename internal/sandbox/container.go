@@ -25,6 +25,7 @@ const (
 	extraStopSignal  = "stopSignal"
 	extraUser        = "user" // "uid:gid:g1,g2"
 	extraTermination = "terminationMessageFile"
+	extraCgroupsPath = "cgroupsPath"
 )
 
 func storageID(id ids.ContainerID) storage.ContainerID { return storage.ContainerID(id) }
@@ -118,6 +119,7 @@ func (s *Service) CreateContainer(ctx context.Context, podRef string, cfg *runti
 			extraStopSignal:  strconv.Itoa(int(res.StopSignal)),
 			extraUser:        formatUser(res.User),
 			extraTermination: termFile,
+			extraCgroupsPath: res.Spec.Linux.CgroupsPath,
 		},
 	}
 	if err := s.o.Store.AddContainer(rec); err != nil {
@@ -284,10 +286,14 @@ func (s *Service) recordExit(id ids.ContainerID, st oci.State) {
 var errAlreadyRecorded = fmt.Errorf("exit already recorded")
 
 // StopContainer stops a running container with its stop signal, then
-// SIGKILL after timeout. Stopping a stopped container succeeds.
+// SIGKILL after timeout. Stopping a stopped or unknown container succeeds:
+// the CRI makes stops idempotent, and the kubelet retries them.
 func (s *Service) StopContainer(ctx context.Context, ref string, timeout time.Duration) error {
 	id, err := s.resolveContainer(ref)
 	if err != nil {
+		if errdefs.IsNotFound(err) {
+			return nil
+		}
 		return err
 	}
 	return s.stopContainer(ctx, id, timeout)
@@ -370,6 +376,7 @@ func (s *Service) removeContainer(ctx context.Context, id ids.ContainerID) error
 	if err := s.o.Store.DeleteContainer(c.ID); err != nil {
 		return err
 	}
+	s.cpu.forget(string(c.ID))
 	s.names.Release(string(c.ID))
 	return nil
 }

@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -238,9 +239,9 @@ func podNetwork(rec *state.Sandbox) netcni.PodNetwork {
 	return pn
 }
 
-// supportedHandlers are the RuntimeClass handlers noded runs: the default
-// and "runc", the name kubelets and critest use for it.
-var supportedHandlers = map[string]bool{"": true, "runc": true}
+// Handlers are the RuntimeClass handlers noded runs: the default and
+// "runc", the name kubelets and critest use for it.
+var Handlers = []string{"", "runc"}
 
 func validateSandboxConfig(cfg *runtimeapi.PodSandboxConfig, handler string) error {
 	if cfg == nil {
@@ -250,7 +251,7 @@ func validateSandboxConfig(cfg *runtimeapi.PodSandboxConfig, handler string) err
 	if m == nil || m.GetName() == "" || m.GetNamespace() == "" || m.GetUid() == "" {
 		return errdefs.InvalidArgument("pod sandbox metadata needs name, namespace and uid")
 	}
-	if !supportedHandlers[handler] {
+	if !slices.Contains(Handlers, handler) {
 		return errdefs.InvalidArgument("runtime handler %q is not configured", handler)
 	}
 	for _, p := range cfg.GetPortMappings() {

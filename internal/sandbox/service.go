@@ -29,6 +29,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/sirupsen/logrus"
 
+	"github.com/noded-dev/noded/internal/cgroupstats"
 	"github.com/noded-dev/noded/internal/ids"
 	"github.com/noded-dev/noded/internal/netcni"
 	"github.com/noded-dev/noded/internal/oci"
@@ -110,6 +111,9 @@ type Service struct {
 
 	locks keyedMutex
 
+	cgroups cgroupstats.Reader
+	cpu     cpuSamples
+
 	// watchCtx ends the exit watchers when the service is closed.
 	watchCtx    context.Context
 	watchCancel context.CancelFunc
@@ -123,7 +127,10 @@ func New(o Options) *Service {
 		log = logrus.NewEntry(logrus.StandardLogger())
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Service{o: o, log: log.WithField("component", "sandbox"), names: ids.NewNames(), watchCtx: ctx, watchCancel: cancel}
+	return &Service{
+		o: o, log: log.WithField("component", "sandbox"), names: ids.NewNames(),
+		cgroups: cgroupstats.NewReader(), watchCtx: ctx, watchCancel: cancel,
+	}
 }
 
 // Close stops the exit watchers. Containers keep running: their monitors

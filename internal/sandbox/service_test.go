@@ -307,6 +307,9 @@ func TestIdempotentOnUnknownIDs(t *testing.T) {
 	if err := s.RemoveContainer(ctx, unknown); err != nil {
 		t.Errorf("RemoveContainer: %v", err)
 	}
+	if err := s.StopContainer(ctx, unknown, time.Second); err != nil {
+		t.Errorf("StopContainer: %v", err)
+	}
 	if _, _, err := s.PodSandboxStatus(unknown, false); !errdefs.IsNotFound(err) {
 		t.Errorf("PodSandboxStatus: %v", err)
 	}

@@ -45,6 +45,11 @@ type securityUser interface {
 // user was chosen, since the kubelet itself fills run_as_user from the image.
 func newUserRequest(sc securityUser, username, imageUser string) (userRequest, error) {
 	var r userRequest
+	// As containerd: a group alone is ambiguous (whose group?), and the
+	// kubelet always names the user when it sets the group.
+	if sc.GetRunAsGroup() != nil && username == "" && sc.GetRunAsUser() == nil {
+		return r, errdefs.InvalidArgument("run_as_group is set without run_as_user or run_as_username")
+	}
 	switch {
 	case username != "":
 		r.user = username

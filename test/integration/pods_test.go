@@ -241,6 +241,16 @@ func TestExecSyncLogsAndExit(t *testing.T) {
 			t.Fatalf("ExecSync = %v, %+v", err, resp)
 		}
 	})
+	t.Run("stats come from the container's cgroup", func(t *testing.T) {
+		resp, err := e.rt.ContainerStats(context.Background(), &runtimeapi.ContainerStatsRequest{ContainerId: ctr})
+		if err != nil {
+			t.Fatal(err)
+		}
+		st := resp.GetStats()
+		if st.GetAttributes().GetId() != ctr || st.GetMemory().GetWorkingSetBytes().GetValue() == 0 || st.GetCpu().GetUsageCoreNanoSeconds() == nil {
+			t.Fatalf("stats: %+v", st)
+		}
+	})
 	t.Run("exec timeout kills the command", func(t *testing.T) {
 		start := time.Now()
 		_, err := e.exec(t, ctr, 1, "sleep", "30")

@@ -48,8 +48,11 @@ func busyboxTree(busybox []byte, applets []string) *tree {
 		dir("usr/sbin", 0o755).
 		dir("var/spool/mail", 0o755).
 		dir("var/www", 0o755)
+	// Hard links, as in the official busybox image: masking one applet
+	// path (critest masks /bin/ls) must not mask the shell with it, which
+	// a symlink to /bin/busybox would.
 	for _, a := range applets {
-		t.symlink("bin/"+a, "busybox")
+		t.hardlink("bin/"+a, "bin/busybox")
 	}
 	return t
 }

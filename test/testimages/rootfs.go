@@ -74,21 +74,28 @@ func (t *tree) ownedDir(p string, mode int64, uid, gid int) *tree {
 	return t
 }
 
-// symlink adds a symbolic link p -> target.
-func (t *tree) symlink(p, target string) *tree {
+// hardlink adds a hard link p to the file target (both archive paths).
+func (t *tree) hardlink(p, target string) *tree {
 	p = clean(p)
 	t.parents(p)
-	t.entries[p] = &tar.Header{Typeflag: tar.TypeSymlink, Name: p, Linkname: target, Mode: 0o777}
+	t.entries[p] = &tar.Header{Typeflag: tar.TypeLink, Name: p, Linkname: clean(target), Mode: 0o755}
 	return t
 }
 
-// tar serialises the tree in sorted order (parents before children).
+// tar serialises the tree in sorted order (parents before children), hard
+// links last so that their targets always precede them.
 func (t *tree) tar() ([]byte, error) {
 	names := make([]string, 0, len(t.entries))
 	for name := range t.entries {
 		names = append(names, name)
 	}
-	sort.Strings(names)
+	sort.SliceStable(names, func(i, j int) bool {
+		li, lj := t.entries[names[i]].Typeflag == tar.TypeLink, t.entries[names[j]].Typeflag == tar.TypeLink
+		if li != lj {
+			return lj
+		}
+		return names[i] < names[j]
+	})
 
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
