@@ -2,26 +2,14 @@ package main
 
 import (
 	"fmt"
-	"os"
 
 	"github.com/sirupsen/logrus"
-	"go.podman.io/storage/pkg/reexec"
 
 	"github.com/noded-dev/noded/internal/config"
 	"github.com/noded-dev/noded/internal/imagesvc"
 	"github.com/noded-dev/noded/internal/metrics"
 	"github.com/noded-dev/noded/internal/storage"
 )
-
-// containers/storage unpacks layers in a re-executed copy of this binary
-// (chrooted into the layer): when noded starts as such a helper, run it
-// and exit before anything else happens. In an init function so that it
-// precedes main.
-func init() { //nolint:gochecknoinits // must run before main; see above
-	if reexec.Init() {
-		os.Exit(0)
-	}
-}
 
 // newImageService opens the image store and builds the image service on
 // it, registering its metrics. The returned function stops pulls in

@@ -12,12 +12,19 @@ import (
 	"os"
 
 	"github.com/sirupsen/logrus"
+	"go.podman.io/storage/pkg/reexec"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
 var version = "0.1.0-dev"
 
 func main() {
+	// containers/storage unpacks layers in a re-executed copy of this
+	// binary (chrooted into the layer); when started as such a helper, do
+	// that work and exit before anything else happens.
+	if reexec.Init() {
+		return
+	}
 	if err := run(os.Args[1:], os.Stdout, os.Stderr); err != nil {
 		if !errors.Is(err, errUsage) {
 			fmt.Fprintf(os.Stderr, "noded: %v\n", err)

@@ -18,17 +18,14 @@ import (
 	_ "github.com/opencontainers/runc/libcontainer/nsenter" // nsexec() runs before the Go runtime for "init"
 )
 
-func init() {
+func main() {
 	// The "init" re-exec: nsenter's C constructor has already joined or
 	// created the namespaces; Init sets the container up and execs the
-	// user's process. It never returns. Done in init() so that nothing
-	// else runs first.
+	// user's process. It never returns. First in main, so that nothing of
+	// this program runs before it (this package has no init functions).
 	if len(os.Args) > 1 && os.Args[1] == "init" {
 		libcontainer.Init()
 	}
-}
-
-func main() {
 	if len(os.Args) == 2 && os.Args[1] == "helper" {
 		os.Exit(runHelper())
 	}
