@@ -31,10 +31,11 @@ conmon-go:
 	$(GO) build $(GOFLAGS_BUILD) -ldflags "-s -w" -o $(BIN)/conmon-go ./conmon-go
 	$(GO) build -trimpath -tags "$(BUILDTAGS) seccomp runc_nocriu" -ldflags "-s -w" -o $(BIN)/conmon-go-runtime ./conmon-go/runtime
 
-# The pause process is C, static and tiny: it sits in every pod.
+# The pause process is C, static and tiny: it sits in every pod. musl keeps
+# it at ~17 KB and ~32 kB resident (glibc static: ~700 kB resident).
 pause:
 	@mkdir -p $(BIN)
-	gcc -Os -static -s -o $(BIN)/noded-pause internal/pause/pause.c
+	musl-gcc -Os -static -s -o $(BIN)/noded-pause internal/pause/pause.c
 
 testregistry:
 	$(GO) build $(GOFLAGS_BUILD) -o $(BIN)/noded-testregistry ./test/registry

@@ -23,6 +23,8 @@ build_packages=(
 	make
 	pkg-config
 	libseccomp-dev
+	# musl-gcc builds the static pause binary a tenth the size of glibc's.
+	musl-tools
 	libgpgme-dev
 	libbtrfs-dev
 	# go needs git for modules not on the proxy; ca-certificates for TLS to

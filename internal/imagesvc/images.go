@@ -59,6 +59,11 @@ func (s *Service) lookup(ref string) (*storage.Image, matchKind, string, error) 
 		if img, err := s.store.Image(strings.TrimPrefix(ref, "sha256:")); err == nil {
 			return img, byID, "", nil
 		}
+		// A full ID can only be an ID (the reference grammar forbids 64-hex
+		// repository names): an unknown one is not found, not malformed.
+		if fullID.MatchString(ref) {
+			return nil, 0, "", errdefs.NotFound("image %q not found", ref)
+		}
 	}
 	candidates, err := s.localCandidates(ref)
 	if err != nil {

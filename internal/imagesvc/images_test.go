@@ -103,6 +103,17 @@ func TestSameImageTwoNames(t *testing.T) {
 	if list, _ := e.svc.List(ctx, ""); len(list) != 0 {
 		t.Errorf("%d images left", len(list))
 	}
+	// Removing an ID that is not there is not an error (critest
+	// Idempotence), and its status is NotFound, not a malformed reference.
+	unknown := strings.Repeat("0", 64)
+	for _, ref := range []string{unknown, "sha256:" + unknown} {
+		if err := e.svc.Remove(ctx, ref); err != nil {
+			t.Errorf("Remove(%q): %v", ref, err)
+		}
+		if _, err := e.svc.Status(ctx, ref, false); !errdefs.IsNotFound(err) {
+			t.Errorf("Status(%q): %v", ref, err)
+		}
+	}
 	e.assertNoLeftovers()
 }
 

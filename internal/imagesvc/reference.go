@@ -85,6 +85,9 @@ func (s *Service) localCandidates(ref string) ([]reference.Named, error) {
 // idPrefix matches what may be a (possibly shortened) image ID.
 var idPrefix = regexp.MustCompile(`^(sha256:)?[a-f0-9]{3,64}$`)
 
+// fullID matches a complete image ID, with or without its algorithm.
+var fullID = regexp.MustCompile(`^(sha256:)?[a-f0-9]{64}$`)
+
 // isTagged reports whether named carries a tag and no digest.
 func isTagged(named reference.Named) bool {
 	_, tagged := named.(reference.NamedTagged)
