@@ -50,7 +50,7 @@ func (l *logger) logf(level int, name, format string, args ...any) {
 	}
 	line := fmt.Sprintf("%s level=%s%s msg=%q\n", time.Now().UTC().Format(time.RFC3339Nano), name, l.fields, fmt.Sprintf(format, args...))
 	logMu.Lock()
-	os.Stderr.WriteString(line) //nolint:errcheck
+	os.Stderr.WriteString(line)
 	logMu.Unlock()
 }
 

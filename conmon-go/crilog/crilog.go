@@ -176,7 +176,12 @@ func (c *Copier) emit(t time.Time, partial bool, b []byte) {
 // Write implements io.Writer; it never fails so that a full disk does not
 // block the container (see Err).
 func (c *Copier) Write(p []byte) (int, error) {
-	n := len(p)
+	c.write(p)
+	return len(p), nil
+}
+
+// write splits p into log entries; a write error is kept for Flush.
+func (c *Copier) write(p []byte) {
 	t := c.w.now()
 	max := c.w.maxLine
 	for len(p) > 0 {
@@ -230,7 +235,6 @@ func (c *Copier) Write(p []byte) (int, error) {
 			c.pending = nil // do not keep a 16 KiB buffer for a quiet stream
 		}
 	}
-	return n, nil
 }
 
 // Flush writes what is left of an unterminated line as a partial entry and
@@ -256,7 +260,7 @@ func (c *Copier) ReadFrom(r io.Reader) (int64, error) {
 		n, err := r.Read(buf)
 		if n > 0 {
 			total += int64(n)
-			c.Write(buf[:n])
+			c.write(buf[:n])
 		}
 		if err != nil {
 			if !errors.Is(err, io.EOF) && !isHangup(err) {

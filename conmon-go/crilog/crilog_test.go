@@ -155,16 +155,22 @@ func TestReopen(t *testing.T) {
 	}
 	defer w.Close()
 	c := w.NewCopier(Stdout, false)
-	c.Write([]byte("before\n"))
+	if _, err := c.Write([]byte("before\n")); err != nil {
+		t.Fatal(err)
+	}
 	// The kubelet renames the file, then asks for a reopen.
 	if err := os.Rename(path, path+".1"); err != nil {
 		t.Fatal(err)
 	}
-	c.Write([]byte("between\n"))
+	if _, err := c.Write([]byte("between\n")); err != nil {
+		t.Fatal(err)
+	}
 	if err := w.Reopen(); err != nil {
 		t.Fatal(err)
 	}
-	c.Write([]byte("after\n"))
+	if _, err := c.Write([]byte("after\n")); err != nil {
+		t.Fatal(err)
+	}
 	if got := readLog(t, path+".1"); len(got) != 2 || !strings.HasSuffix(got[1], "F between") {
 		t.Fatalf("rotated file: %q", got)
 	}
@@ -210,7 +216,10 @@ func TestConcurrentStreams(t *testing.T) {
 			defer wg.Done()
 			c := w.NewCopier(s, false)
 			for i := 0; i < 500; i++ {
-				c.Write([]byte(strings.Repeat(string(s[3]), 40) + "\n"))
+				if _, err := c.Write([]byte(strings.Repeat(string(s[3]), 40) + "\n")); err != nil {
+					t.Error(err)
+					return
+				}
 			}
 			c.Flush()
 		}(s)

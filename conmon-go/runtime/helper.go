@@ -51,7 +51,7 @@ func runHelper() int {
 		}
 	}
 	out, _ := json.Marshal(resp)
-	os.Stdout.Write(out) //nolint:errcheck
+	os.Stdout.Write(out)
 	return 0
 }
 

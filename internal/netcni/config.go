@@ -1,6 +1,7 @@
 package netcni
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -135,14 +136,18 @@ func loadConfFile(file string) (*libcni.NetworkConfigList, error) {
 		}
 		list = l
 	} else {
-		conf, err := libcni.ConfFromFile(file)
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return nil, fmt.Errorf("error reading %s: %w", file, err)
+		}
+		conf, err := libcni.NetworkPluginConfFromBytes(b)
 		if err != nil {
 			return nil, err
 		}
 		if conf.Network.Type == "" {
 			return nil, fmt.Errorf("no plugin 'type' (a network list needs the .conflist extension)")
 		}
-		if list, err = libcni.ConfListFromConf(conf); err != nil {
+		if list, err = confListFromPlugin(conf); err != nil {
 			return nil, err
 		}
 	}
@@ -162,14 +167,36 @@ func confListFromBytes(b []byte) (*libcni.NetworkConfigList, error) {
 	if err == nil && len(list.Plugins) > 0 {
 		return list, nil
 	}
-	conf, cerr := libcni.ConfFromBytes(b)
+	conf, cerr := libcni.NetworkPluginConfFromBytes(b)
 	if cerr != nil {
 		if err == nil {
 			err = cerr
 		}
 		return nil, err
 	}
-	return libcni.ConfListFromConf(conf)
+	return confListFromPlugin(conf)
+}
+
+// confListFromPlugin upgrades a single-plugin config (a .conf file, which the
+// kubelet and containerd still accept) to a list holding just that plugin.
+// It does what the deprecated libcni.ConfListFromConf does, with the
+// supported API: the list's name and cniVersion are the plugin's, and the
+// plugin keeps its original JSON rather than one littered with Go zero
+// values.
+func confListFromPlugin(conf *libcni.PluginConfig) (*libcni.NetworkConfigList, error) {
+	raw := make(map[string]any)
+	if err := json.Unmarshal(conf.Bytes, &raw); err != nil {
+		return nil, err
+	}
+	b, err := json.Marshal(map[string]any{
+		"name":       conf.Network.Name,
+		"cniVersion": conf.Network.CNIVersion,
+		"plugins":    []any{raw},
+	})
+	if err != nil {
+		return nil, err
+	}
+	return libcni.NetworkConfFromBytes(b)
 }
 
 // missingPlugins returns an error naming the plugin binaries (main and IPAM)

@@ -331,7 +331,9 @@ func newTestEnv(t *testing.T) *testEnv {
 		pod:      PodID(fmt.Sprintf("%016x%016x", rand.Uint64(), rand.Uint64())),
 		seccomp:  seccomp,
 	}
-	os.MkdirAll(filepath.Join(dir, "logs"), 0o755)
+	if err := os.MkdirAll(filepath.Join(dir, "logs"), 0o755); err != nil {
+		t.Fatal(err)
+	}
 	e.opts = Options{ConmonPath: conmon, RunDir: run, StateDir: filepath.Join(dir, "state"), MonitorLogLevel: "debug"}
 	e.rt, err = New(e.opts)
 	if err != nil {
@@ -598,8 +600,12 @@ func TestIntegration(t *testing.T) {
 		// A process that cannot start: the create fails and leaves nothing.
 		bad := e.spec("bad", "/nope")
 		b, _ := json.Marshal(bad)
-		os.MkdirAll(filepath.Join(e.dir, "bundles", "bad"), 0o700)
-		os.WriteFile(filepath.Join(e.dir, "bundles", "bad", "config.json"), b, 0o600)
+		if err := os.MkdirAll(filepath.Join(e.dir, "bundles", "bad"), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(e.dir, "bundles", "bad", "config.json"), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
 		if _, err := e.rt.Create(ctx, CreateRequest{Pod: e.pod, ID: "bad", Bundle: filepath.Join(e.dir, "bundles", "bad"), LogPath: filepath.Join(e.dir, "logs", "bad.log")}); err == nil {
 			t.Errorf("create of a missing program succeeded")
 		} else if !strings.Contains(err.Error(), "nope") {
@@ -801,12 +807,14 @@ func removeCgroups(t *testing.T, parent string) {
 			continue
 		}
 		var dirs []string
-		filepath.WalkDir(top, func(p string, d os.DirEntry, err error) error {
+		if err := filepath.WalkDir(top, func(p string, d os.DirEntry, err error) error {
 			if err == nil && d.IsDir() {
 				dirs = append(dirs, p)
 			}
 			return nil
-		})
+		}); err != nil {
+			t.Errorf("walking cgroup %s: %v", top, err)
+		}
 		for i := len(dirs) - 1; i >= 0; i-- {
 			if err := os.Remove(dirs[i]); err != nil && !os.IsNotExist(err) {
 				t.Errorf("cgroup %s left: %v", dirs[i], err)

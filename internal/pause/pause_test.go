@@ -55,7 +55,7 @@ func buildPause(t *testing.T) string {
 		case bytes.Contains(b, []byte("cannot find -lc")):
 			buildSkip = "no static libc (libc6-dev) to build pause.c"
 		default:
-			buildErr = fmt.Errorf("gcc: %v\n%s", err, b)
+			buildErr = fmt.Errorf("gcc: %w\n%s", err, b)
 		}
 	})
 	if buildSkip != "" {
@@ -100,7 +100,7 @@ func TestPauseSignalsExitZero(t *testing.T) {
 				}
 			case <-time.After(5 * time.Second):
 				_ = cmd.Process.Kill()
-				<-done
+				<-done //nolint:errcheck // only reaps the process: after the SIGKILL, Wait fails by design
 				t.Fatalf("pause did not exit on %v", sig)
 			}
 		})

@@ -2,6 +2,7 @@ package sandbox
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -100,7 +101,7 @@ func (s *Service) CreateContainer(ctx context.Context, podRef string, cfg *runti
 
 	logPath := containerLogPath(pod.Config, cfg)
 	req := oci.CreateRequest{
-		Pod: oci.PodID(podID), ID: oci.ContainerID(id), Bundle: bundle, LogPath: logPath,
+		Pod: podID, ID: id, Bundle: bundle, LogPath: logPath,
 		Stdin: cfg.GetStdin(), StdinOnce: cfg.GetStdinOnce(), Tty: cfg.GetTty(),
 	}
 	undo.Push("delete container from monitor", func(ctx context.Context) error { return s.forceDelete(ctx, req.Pod, req.ID) })
@@ -149,7 +150,7 @@ func (s *Service) generateContainerSpec(ctx context.Context, pod *state.Sandbox,
 		if err != nil {
 			return nil, errdefs.InvalidArgument("target container %q of the PID namespace: %v", nsOpts.GetTargetId(), err)
 		}
-		st, err := s.o.Monitor.State(ctx, oci.PodID(target.SandboxID), oci.ContainerID(target.ID))
+		st, err := s.o.Monitor.State(ctx, target.SandboxID, target.ID)
 		if err != nil || st.Pid == 0 {
 			return nil, errdefs.FailedPrecondition("target container %s is not running", target.ID.Short())
 		}
@@ -198,7 +199,7 @@ func (s *Service) StartContainer(ctx context.Context, ref string) error {
 	if pod, err := s.o.Store.Sandbox(c.SandboxID); err != nil || pod.State != state.SandboxReady {
 		return errdefs.FailedPrecondition("pod sandbox %s is not ready", c.SandboxID.Short())
 	}
-	pod, ctr := oci.PodID(c.SandboxID), oci.ContainerID(c.ID)
+	pod, ctr := c.SandboxID, c.ID
 	if err := s.o.Monitor.Start(ctx, pod, ctr); err != nil {
 		return fmt.Errorf("starting container: %w", err)
 	}
@@ -259,7 +260,7 @@ func (s *Service) watch(pod ids.SandboxID, id ids.ContainerID) {
 	s.watchers.Add(1)
 	go func() {
 		defer s.watchers.Done()
-		st, err := s.o.Monitor.Wait(s.watchCtx, oci.PodID(pod), oci.ContainerID(id))
+		st, err := s.o.Monitor.Wait(s.watchCtx, pod, id)
 		if err != nil {
 			if s.watchCtx.Err() == nil {
 				s.log.WithError(err).WithField("container", id.Short()).Warn("lost track of container exit")
@@ -278,7 +279,7 @@ func (s *Service) recordExit(id ids.ContainerID, st oci.State) {
 		applyState(r, st)
 		return nil
 	})
-	if err != nil && err != errAlreadyRecorded && !errdefs.IsNotFound(err) {
+	if err != nil && !errors.Is(err, errAlreadyRecorded) && !errdefs.IsNotFound(err) {
 		s.log.WithError(err).WithField("container", id.Short()).Warn("recording container exit")
 	}
 }
@@ -309,7 +310,7 @@ func (s *Service) stopContainer(ctx context.Context, id ids.ContainerID, timeout
 	if c.State == state.ContainerExited {
 		return nil
 	}
-	pod, ctr := oci.PodID(c.SandboxID), oci.ContainerID(c.ID)
+	pod, ctr := c.SandboxID, c.ID
 	sig := syscall.SIGTERM
 	if n, _ := strconv.Atoi(c.Extra[extraStopSignal]); n > 0 {
 		sig = syscall.Signal(n)
@@ -364,7 +365,7 @@ func (s *Service) removeContainer(ctx context.Context, id ids.ContainerID) error
 		}
 		return err
 	}
-	if err := s.o.Monitor.Delete(ctx, oci.PodID(c.SandboxID), oci.ContainerID(c.ID)); err != nil && !errdefs.IsNotFound(err) {
+	if err := s.o.Monitor.Delete(ctx, c.SandboxID, c.ID); err != nil && !errdefs.IsNotFound(err) {
 		return fmt.Errorf("deleting container: %w", err)
 	}
 	if err := s.removeRootfs(storageID(c.ID)); err != nil {
@@ -394,7 +395,7 @@ func (s *Service) ExecSync(ctx context.Context, ref string, cmd []string, timeou
 	if c.State != state.ContainerRunning {
 		return nil, nil, 0, errdefs.FailedPrecondition("container %s is not running", id.Short())
 	}
-	return s.o.Monitor.ExecSync(ctx, oci.PodID(c.SandboxID), oci.ContainerID(c.ID), cmd, timeout)
+	return s.o.Monitor.ExecSync(ctx, c.SandboxID, c.ID, cmd, timeout)
 }
 
 // ReopenContainerLog asks the monitor to reopen the container's log file
@@ -411,7 +412,7 @@ func (s *Service) ReopenContainerLog(ctx context.Context, ref string) error {
 	if c.State != state.ContainerRunning {
 		return errdefs.FailedPrecondition("container %s is not running", id.Short())
 	}
-	return s.o.Monitor.ReopenLog(ctx, oci.PodID(c.SandboxID), oci.ContainerID(c.ID))
+	return s.o.Monitor.ReopenLog(ctx, c.SandboxID, c.ID)
 }
 
 // lockedContainer resolves ref and returns its record under its lock.

@@ -18,7 +18,7 @@ func (s *Service) Recover(ctx context.Context) {
 			s.log.WithError(err).WithField("pod", sb.ID.Short()).Warn("duplicate pod name on disk")
 		}
 		if sb.State == state.SandboxReady {
-			st, err := s.o.Monitor.State(ctx, oci.PodID(sb.ID), oci.ContainerID(sb.ID))
+			st, err := s.o.Monitor.State(ctx, sb.ID, oci.ContainerID(sb.ID))
 			if err != nil || st.Status != oci.StatusRunning {
 				// The pause process is gone (node reboot, killed): the pod
 				// can no longer run containers; the kubelet will stop it.
@@ -37,7 +37,7 @@ func (s *Service) Recover(ctx context.Context) {
 		if c.State != state.ContainerRunning && c.State != state.ContainerUnknown {
 			continue
 		}
-		st, err := s.o.Monitor.State(ctx, oci.PodID(c.SandboxID), oci.ContainerID(c.ID))
+		st, err := s.o.Monitor.State(ctx, c.SandboxID, c.ID)
 		if err != nil {
 			if !errdefs.IsNotFound(err) {
 				s.log.WithError(err).WithField("container", c.ID.Short()).Warn("reading container state")

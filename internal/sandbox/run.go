@@ -124,7 +124,7 @@ func (s *Service) setupNetwork(ctx context.Context, rec *state.Sandbox, undo *cl
 // startPause creates the pause container's rootfs and bundle and runs it
 // under the pod's new monitor. It returns the pause process ID.
 func (s *Service) startPause(ctx context.Context, rec *state.Sandbox, img Image, files specgen.SandboxFiles, undo *cleanup.Stack) (int, error) {
-	pod, ctr := oci.PodID(rec.ID), oci.ContainerID(rec.ID)
+	pod, ctr := rec.ID, oci.ContainerID(rec.ID)
 	rootPath, err := s.createRootfs(ctx, storage.ContainerID(rec.ID), img.ID, rec.Name, undo)
 	if err != nil {
 		return 0, err

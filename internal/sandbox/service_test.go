@@ -422,7 +422,7 @@ func TestRecoverRecordsExitsAndNames(t *testing.T) {
 	// "noded" goes away; the container exits meanwhile.
 	s.Close()
 	f.mu.Lock()
-	st := f.ctrs[oci.ContainerID(ctrID)]
+	st := f.ctrs[ctrID]
 	st.Status, st.ExitCode, st.FinishedAt = oci.StatusExited, 3, time.Now()
 	f.mu.Unlock()
 

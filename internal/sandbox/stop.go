@@ -87,7 +87,7 @@ func (s *Service) stopPodLocked(ctx context.Context, id ids.SandboxID) error {
 			return fmt.Errorf("stopping container %s: %w", c.ID.Short(), err)
 		}
 	}
-	if err := s.killAndWait(ctx, oci.PodID(id), oci.ContainerID(id), 0, 0); err != nil && !errdefs.IsNotFound(err) && !errors.Is(err, errdefs.ErrUnavailable) {
+	if err := s.killAndWait(ctx, id, oci.ContainerID(id), 0, 0); err != nil && !errdefs.IsNotFound(err) && !errors.Is(err, errdefs.ErrUnavailable) {
 		return fmt.Errorf("stopping the pause container: %w", err)
 	}
 	if rec.NetNSPath != "" {
@@ -129,7 +129,7 @@ func (s *Service) RemovePodSandbox(ctx context.Context, idOrPrefix string) error
 			return fmt.Errorf("removing container %s: %w", c.ID.Short(), err)
 		}
 	}
-	pod := oci.PodID(id)
+	pod := id
 	if err := s.o.Monitor.Delete(ctx, pod, oci.ContainerID(id)); err != nil && !errdefs.IsNotFound(err) && !errors.Is(err, errdefs.ErrUnavailable) {
 		return fmt.Errorf("deleting the pause container: %w", err)
 	}

@@ -94,9 +94,9 @@ func unmarshalSandbox(b []byte) (*Sandbox, error) {
 	if err := json.Unmarshal(b, &f); err != nil {
 		return nil, err
 	}
-	f.Sandbox.Config = &runtimeapi.PodSandboxConfig{}
+	f.Config = &runtimeapi.PodSandboxConfig{}
 	if len(f.ConfigJSON) > 0 {
-		if err := protojson.Unmarshal(f.ConfigJSON, f.Sandbox.Config); err != nil {
+		if err := protojson.Unmarshal(f.ConfigJSON, f.Config); err != nil {
 			return nil, err
 		}
 	}
@@ -122,9 +122,9 @@ func unmarshalContainer(b []byte) (*Container, error) {
 	if err := json.Unmarshal(b, &f); err != nil {
 		return nil, err
 	}
-	f.Container.Config = &runtimeapi.ContainerConfig{}
+	f.Config = &runtimeapi.ContainerConfig{}
 	if len(f.ConfigJSON) > 0 {
-		if err := protojson.Unmarshal(f.ConfigJSON, f.Container.Config); err != nil {
+		if err := protojson.Unmarshal(f.ConfigJSON, f.Config); err != nil {
 			return nil, err
 		}
 	}

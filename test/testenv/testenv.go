@@ -15,7 +15,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"sync"
 	"syscall"
 	"time"
@@ -27,10 +26,26 @@ import (
 	"github.com/noded-dev/noded/test/testimages"
 )
 
-// RepoRoot is the repository root, found from this file's location.
+// RepoRoot is the repository root: $NODED_REPO, else the nearest directory
+// at or above the working directory holding noded's go.mod (go test runs
+// in the package directory, go run where it is called; with -trimpath the
+// source file's own path is not a real path).
 func RepoRoot() string {
-	_, file, _, _ := runtime.Caller(0)
-	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
+	if r := os.Getenv("NODED_REPO"); r != "" {
+		return r
+	}
+	dir, err := os.Getwd()
+	if err != nil {
+		return "."
+	}
+	for d := dir; ; d = filepath.Dir(d) {
+		if b, err := os.ReadFile(filepath.Join(d, "go.mod")); err == nil && bytes.Contains(b, []byte("module github.com/noded-dev/noded\n")) {
+			return d
+		}
+		if filepath.Dir(d) == d {
+			return dir
+		}
+	}
 }
 
 // NodedBin is bin/noded, or $NODED_BIN.
@@ -144,7 +159,7 @@ func Start(o Options) (*Daemon, error) {
 		case err := <-d.done:
 			d.done <- err
 			_ = conn.Close()
-			return nil, fmt.Errorf("noded exited during start-up: %v\n%s", err, d.Log)
+			return nil, fmt.Errorf("noded exited during start-up: %w\n%s", err, d.Log)
 		case <-ctx.Done():
 			d.Kill()
 			return nil, fmt.Errorf("noded did not answer within 30s\n%s", d.Log)
@@ -175,7 +190,7 @@ func (d *Daemon) Stop() error {
 	defer d.closeConn()
 	_ = d.Cmd.Process.Signal(syscall.SIGTERM)
 	select {
-	case <-d.done:
+	case <-d.done: //nolint:errcheck // Stop reports whether the daemon stopped by itself, not its exit status
 		d.done = nil
 		return nil
 	case <-time.After(20 * time.Second):
@@ -190,7 +205,7 @@ func (d *Daemon) Kill() {
 		return
 	}
 	_ = d.Cmd.Process.Kill()
-	<-d.done
+	<-d.done //nolint:errcheck // only reaps the process: after the SIGKILL, Wait fails by design
 	d.done = nil
 	d.closeConn()
 }
