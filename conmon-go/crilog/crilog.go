@@ -174,7 +174,7 @@ func (c *Copier) emit(t time.Time, partial bool, b []byte) {
 }
 
 // Write implements io.Writer; it never fails so that a full disk does not
-// block the container (see Err).
+// block the container; Flush reports the first write error.
 func (c *Copier) Write(p []byte) (int, error) {
 	c.write(p)
 	return len(p), nil
