@@ -70,14 +70,39 @@ func (s *Service) RunPodSandbox(ctx context.Context, cfg *runtimeapi.PodSandboxC
 		ID: id, Name: name, State: state.SandboxReady, Config: cfg, RuntimeHandler: handler,
 		CgroupParent: cfg.GetLinux().GetCgroupParent(), Dir: dir,
 	}
-	if err := s.setupNetwork(ctx, rec, &undo); err != nil {
+	// CNI ADD (plugin processes, IPAM) runs while the pause container is
+	// made: the pause process only needs the pinned namespace, not the
+	// addresses. The attach is waited for on every path, before any
+	// rollback step can run (defers run last-in first-out).
+	attached, err := s.setupNetwork(ctx, rec, &undo)
+	if err != nil {
 		return "", err
 	}
+	var ips []string
+	waited := false
+	waitNetwork := func() error {
+		waited = true
+		res := <-attached
+		ips = res.ips
+		return res.err
+	}
+	defer func() {
+		if !waited {
+			_ = waitNetwork()
+		}
+	}()
 
 	pid, err := s.startPause(ctx, rec, pauseImage, files, &undo)
 	if err != nil {
 		return "", err
 	}
+	if err := waitNetwork(); err != nil {
+		return "", err
+	}
+	if err := s.inject("cni"); err != nil {
+		return "", err
+	}
+	rec.IPs, rec.NetworkReady = ips, rec.NetNSPath != ""
 	rec.PausePID = pid
 	rec.CreatedAt = time.Now().UnixNano()
 	if err := s.o.Store.AddSandbox(rec); err != nil {
@@ -92,33 +117,47 @@ func (s *Service) RunPodSandbox(ctx context.Context, cfg *runtimeapi.PodSandboxC
 	return id, nil
 }
 
-// setupNetwork pins a network namespace and attaches it through CNI,
-// unless the pod uses the host's network.
-func (s *Service) setupNetwork(ctx context.Context, rec *state.Sandbox, undo *cleanup.Stack) error {
+// attachResult is the outcome of a pod's CNI ADD.
+type attachResult struct {
+	ips []string
+	err error
+}
+
+// setupNetwork pins a network namespace and starts attaching it through
+// CNI in the background, unless the pod uses the host's network. The
+// returned channel yields the attach's outcome exactly once.
+func (s *Service) setupNetwork(ctx context.Context, rec *state.Sandbox, undo *cleanup.Stack) (<-chan attachResult, error) {
+	done := make(chan attachResult, 1)
 	if hostNetwork(rec.Config) {
-		return nil
+		done <- attachResult{}
+		return done, nil
 	}
 	path, err := netcni.NewNetNS(s.o.NetNSDir, string(rec.ID))
 	if err != nil {
-		return fmt.Errorf("network namespace: %w", err)
+		return nil, fmt.Errorf("network namespace: %w", err)
 	}
 	undo.Push("remove network namespace", func(context.Context) error { return netcni.RemoveNetNS(path) })
 	rec.NetNSPath = path
 	if err := s.inject("netns"); err != nil {
-		return err
+		return nil, err
 	}
 
 	pn := podNetwork(rec)
+	// Teardown is idempotent and works whether or not ADD got anywhere.
 	undo.Push("CNI teardown", func(ctx context.Context) error { return s.o.Network.Teardown(ctx, pn) })
-	res, err := s.o.Network.Setup(ctx, pn)
-	if err != nil {
-		return fmt.Errorf("setting up pod network: %w", err)
-	}
-	for _, ip := range res.IPs {
-		rec.IPs = append(rec.IPs, ip.String())
-	}
-	rec.NetworkReady = true
-	return s.inject("cni")
+	go func() {
+		res, err := s.o.Network.Setup(ctx, pn)
+		if err != nil {
+			done <- attachResult{err: fmt.Errorf("setting up pod network: %w", err)}
+			return
+		}
+		var ips []string
+		for _, ip := range res.IPs {
+			ips = append(ips, ip.String())
+		}
+		done <- attachResult{ips: ips}
+	}()
+	return done, nil
 }
 
 // startPause creates the pause container's rootfs and bundle and runs it

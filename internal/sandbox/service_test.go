@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"sort"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"golang.org/x/sys/unix"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/noded-dev/noded/internal/errdefs"
@@ -69,12 +71,17 @@ func (f *fakes) DeleteContainer(id storage.ContainerID) error {
 	return nil
 }
 
-// network
+// network: Setup is slow, as plugin processes are, so that the pause
+// container is made while it runs.
 func (f *fakes) Setup(_ context.Context, pn netcni.PodNetwork) (*netcni.Result, error) {
+	time.Sleep(20 * time.Millisecond)
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if _, err := os.Stat(pn.NetNSPath); err != nil {
+		return nil, fmt.Errorf("netns: %w", err)
+	}
 	f.networks[pn.ID] = true
-	return &netcni.Result{}, nil
+	return &netcni.Result{IPs: []net.IP{net.ParseIP("10.1.2.3")}}, nil
 }
 func (f *fakes) Teardown(_ context.Context, pn netcni.PodNetwork) error {
 	f.mu.Lock()
@@ -206,6 +213,9 @@ func newTestService(t *testing.T, failAfter failHook) (*Service, *fakes) {
 			}
 		}
 		s.Close()
+		// NewNetNS makes the netns directory a mount point of its own, as
+		// `ip netns` does with /run/netns.
+		_ = unix.Unmount(s.o.NetNSDir, unix.MNT_DETACH)
 	})
 	return s, f
 }
@@ -440,4 +450,45 @@ func TestRecoverRecordsExitsAndNames(t *testing.T) {
 
 func contains(s, sub string) bool {
 	return len(sub) == 0 || (len(s) >= len(sub) && (s[:len(sub)] == sub || contains(s[1:], sub)))
+}
+
+// With a pod network, CNI ADD runs concurrently with the pause container;
+// a failure on either side, or after both, still leaves nothing behind.
+func TestPodNetworkAttachAndRollback(t *testing.T) {
+	withNet := func(name string) *runtimeapi.PodSandboxConfig {
+		c := podConfig(name)
+		c.Linux.SecurityContext.NamespaceOptions.Network = runtimeapi.NamespaceMode_POD
+		return c
+	}
+	for _, step := range []string{"", "netns", "monitor", "pause", "cni", "record"} {
+		t.Run("fail after "+step, func(t *testing.T) {
+			s, f := newTestService(t, func(at string) error {
+				if at == step {
+					return fmt.Errorf("injected failure after %s", at)
+				}
+				return nil
+			})
+			id, err := s.RunPodSandbox(context.Background(), withNet("n"), "")
+			if step == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				st, _, _ := s.PodSandboxStatus(string(id), false)
+				if st.GetNetwork().GetIp() != "10.1.2.3" {
+					t.Fatalf("pod IP = %q", st.GetNetwork().GetIp())
+				}
+				if err := s.RemovePodSandbox(context.Background(), string(id)); err != nil {
+					t.Fatal(err)
+				}
+			} else if err == nil {
+				t.Fatal("RunPodSandbox succeeded despite the failure")
+			}
+			if held := f.held(); len(held) != 0 {
+				t.Fatalf("left behind: %v", held)
+			}
+			if entries, _ := os.ReadDir(s.o.NetNSDir); len(entries) != 0 {
+				t.Fatalf("network namespaces left: %v", entries)
+			}
+		})
+	}
 }
