@@ -1,7 +1,6 @@
 package sandbox
 
 import (
-	"strings"
 	"sync"
 	"time"
 
@@ -62,18 +61,9 @@ func (s *Service) ContainerStats(ref string) (*runtimeapi.ContainerStats, error)
 func (s *Service) ListContainerStats(f *runtimeapi.ContainerStatsFilter) []*runtimeapi.ContainerStats {
 	var out []*runtimeapi.ContainerStats
 	for _, c := range s.o.Store.Containers() {
-		if f != nil {
-			if f.GetId() != "" && !strings.HasPrefix(string(c.ID), f.GetId()) {
-				continue
-			}
-			if f.GetPodSandboxId() != "" && !strings.HasPrefix(string(c.SandboxID), f.GetPodSandboxId()) {
-				continue
-			}
-			if !matchLabels(f.GetLabelSelector(), c.Config.GetLabels()) {
-				continue
-			}
+		if matchContainer(c, f) {
+			out = append(out, s.statsOf(c))
 		}
-		out = append(out, s.statsOf(c))
 	}
 	return out
 }

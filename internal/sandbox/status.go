@@ -193,19 +193,11 @@ func parseUser(s string) *runtimeapi.ContainerUser {
 func (s *Service) ListContainers(f *runtimeapi.ContainerFilter) []*runtimeapi.Container {
 	var out []*runtimeapi.Container
 	for _, c := range s.o.Store.Containers() {
-		if f != nil {
-			if f.GetId() != "" && !strings.HasPrefix(string(c.ID), f.GetId()) {
-				continue
-			}
-			if f.GetPodSandboxId() != "" && !strings.HasPrefix(string(c.SandboxID), f.GetPodSandboxId()) {
-				continue
-			}
-			if f.GetState() != nil && f.GetState().GetState() != containerStateCRI(c.State) {
-				continue
-			}
-			if !matchLabels(f.GetLabelSelector(), c.Config.GetLabels()) {
-				continue
-			}
+		if !matchContainer(c, f) {
+			continue
+		}
+		if f.GetState() != nil && f.GetState().GetState() != containerStateCRI(c.State) {
+			continue
 		}
 		out = append(out, &runtimeapi.Container{
 			Id: string(c.ID), PodSandboxId: string(c.SandboxID), Metadata: c.Config.GetMetadata(),
@@ -215,4 +207,22 @@ func (s *Service) ListContainers(f *runtimeapi.ContainerFilter) []*runtimeapi.Co
 		})
 	}
 	return out
+}
+
+// containerFilter is what the container list and stats filters share.
+type containerFilter interface {
+	GetId() string
+	GetPodSandboxId() string
+	GetLabelSelector() map[string]string
+}
+
+// matchContainer applies the id and pod prefixes and the label selector; a
+// nil filter matches everything.
+func matchContainer(c *state.Container, f containerFilter) bool {
+	if f == nil {
+		return true
+	}
+	return strings.HasPrefix(string(c.ID), f.GetId()) &&
+		strings.HasPrefix(string(c.SandboxID), f.GetPodSandboxId()) &&
+		matchLabels(f.GetLabelSelector(), c.Config.GetLabels())
 }

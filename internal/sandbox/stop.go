@@ -62,16 +62,25 @@ func isExited(err error) bool {
 // and releases its network. Stopping an unknown or stopped pod succeeds
 // (the kubelet retries stops, and critest checks this).
 func (s *Service) StopPodSandbox(ctx context.Context, idOrPrefix string) error {
-	id, err := s.resolveSandbox(idOrPrefix)
-	if err != nil {
-		if errdefs.IsNotFound(err) {
-			return nil
-		}
+	id, unlock, err := s.lockKnownPod(idOrPrefix)
+	if err != nil || unlock == nil {
 		return err
 	}
-	unlock := s.lockPod(id)
 	defer unlock()
 	return s.stopPodLocked(ctx, id)
+}
+
+// lockKnownPod resolves a pod and takes its lock. An unknown pod gives a
+// nil unlock and no error: stops and removes of unknown pods succeed.
+func (s *Service) lockKnownPod(idOrPrefix string) (ids.SandboxID, func(), error) {
+	id, err := s.resolveSandbox(idOrPrefix)
+	if errdefs.IsNotFound(err) {
+		return "", nil, nil
+	}
+	if err != nil {
+		return "", nil, err
+	}
+	return id, s.lockPod(id), nil
 }
 
 func (s *Service) stopPodLocked(ctx context.Context, id ids.SandboxID) error {
@@ -112,14 +121,10 @@ func (s *Service) stopPodLocked(ctx context.Context, id ids.SandboxID) error {
 // RemovePodSandbox stops the pod if needed and removes it with all its
 // containers. Removing an unknown pod succeeds.
 func (s *Service) RemovePodSandbox(ctx context.Context, idOrPrefix string) error {
-	id, err := s.resolveSandbox(idOrPrefix)
-	if err != nil {
-		if errdefs.IsNotFound(err) {
-			return nil
-		}
+	id, unlock, err := s.lockKnownPod(idOrPrefix)
+	if err != nil || unlock == nil {
 		return err
 	}
-	unlock := s.lockPod(id)
 	defer unlock()
 	if err := s.stopPodLocked(ctx, id); err != nil {
 		return err
