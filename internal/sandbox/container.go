@@ -78,7 +78,7 @@ func (s *Service) CreateContainer(ctx context.Context, podRef string, cfg *runti
 	if err != nil {
 		return "", err
 	}
-	if err := s.inject("container-rootfs"); err != nil {
+	if err := s.step("container-rootfs"); err != nil {
 		return "", err
 	}
 
@@ -108,7 +108,7 @@ func (s *Service) CreateContainer(ctx context.Context, podRef string, cfg *runti
 	if _, err := s.o.Monitor.Create(ctx, req); err != nil {
 		return "", fmt.Errorf("creating container: %w", err)
 	}
-	if err := s.inject("container-create"); err != nil {
+	if err := s.step("container-create"); err != nil {
 		return "", err
 	}
 

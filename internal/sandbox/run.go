@@ -3,6 +3,7 @@ package sandbox
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -52,7 +53,7 @@ func (s *Service) RunPodSandbox(ctx context.Context, cfg *runtimeapi.PodSandboxC
 	if err != nil {
 		return "", fmt.Errorf("pause image: %w", err)
 	}
-	if err := s.inject("pause-image"); err != nil {
+	if err := s.step("pause-image"); err != nil {
 		return "", err
 	}
 
@@ -62,7 +63,7 @@ func (s *Service) RunPodSandbox(ctx context.Context, cfg *runtimeapi.PodSandboxC
 	if err != nil {
 		return "", fmt.Errorf("pod files: %w", err)
 	}
-	if err := s.inject("pod-files"); err != nil {
+	if err := s.step("pod-files"); err != nil {
 		return "", err
 	}
 
@@ -99,7 +100,7 @@ func (s *Service) RunPodSandbox(ctx context.Context, cfg *runtimeapi.PodSandboxC
 	if err := waitNetwork(); err != nil {
 		return "", err
 	}
-	if err := s.inject("cni"); err != nil {
+	if err := s.step("cni"); err != nil {
 		return "", err
 	}
 	rec.IPs, rec.NetworkReady = ips, rec.NetNSPath != ""
@@ -109,7 +110,7 @@ func (s *Service) RunPodSandbox(ctx context.Context, cfg *runtimeapi.PodSandboxC
 		return "", err
 	}
 	undo.Push("forget sandbox record", func(context.Context) error { return s.o.Store.DeleteSandbox(id) })
-	if err := s.inject("record"); err != nil {
+	if err := s.step("record"); err != nil {
 		return "", err
 	}
 	undo.Release()
@@ -138,7 +139,7 @@ func (s *Service) setupNetwork(ctx context.Context, rec *state.Sandbox, undo *cl
 	}
 	undo.Push("remove network namespace", func(context.Context) error { return netcni.RemoveNetNS(path) })
 	rec.NetNSPath = path
-	if err := s.inject("netns"); err != nil {
+	if err := s.step("netns"); err != nil {
 		return nil, err
 	}
 
@@ -164,34 +165,30 @@ func (s *Service) setupNetwork(ctx context.Context, rec *state.Sandbox, undo *cl
 // under the pod's new monitor. It returns the pause process ID.
 func (s *Service) startPause(ctx context.Context, rec *state.Sandbox, img Image, files specgen.SandboxFiles, undo *cleanup.Stack) (int, error) {
 	pod, ctr := rec.ID, oci.ContainerID(rec.ID)
-	rootPath, err := s.createRootfs(ctx, storage.ContainerID(rec.ID), img.ID, rec.Name, undo)
-	if err != nil {
-		return 0, err
-	}
-	gen := &specgen.Sandbox{
-		ID: string(rec.ID), Config: rec.Config, Image: img.Config, ImageName: img.Name,
-		RootfsPath: rootPath, NetNS: rec.NetNSPath, Files: files, CgroupParent: rec.CgroupParent, Node: s.o.Node,
-	}
-	res, err := gen.Generate()
-	if err != nil {
-		return 0, err
-	}
-	bundle := s.bundleDir(rec.ID, ids.ContainerID(rec.ID))
-	if err := writeBundle(bundle, res.Spec); err != nil {
-		return 0, err
+	// The monitor starts (a fork, exec and socket) while the root
+	// filesystem and bundle are made. Its undo step is pushed first so it
+	// runs last, after the pause container and root filesystem are gone.
+	undo.Push("stop pod monitor", func(ctx context.Context) error { return s.o.Monitor.StopMonitor(ctx, pod) })
+	monitorStarted := make(chan error, 1)
+	go func() { monitorStarted <- s.o.Monitor.StartMonitor(ctx, pod) }()
+	monitorErr := func() error {
+		if err := <-monitorStarted; err != nil {
+			return fmt.Errorf("starting the pod monitor: %w", err)
+		}
+		return s.step("monitor")
 	}
 
-	if err := s.o.Monitor.StartMonitor(ctx, pod); err != nil {
-		return 0, fmt.Errorf("starting the pod monitor: %w", err)
-	}
-	undo.Push("stop pod monitor", func(ctx context.Context) error { return s.o.Monitor.StopMonitor(ctx, pod) })
-	if err := s.inject("monitor"); err != nil {
+	bundle, err := s.pauseBundle(ctx, rec, img, files, undo)
+	if err := errors.Join(err, monitorErr()); err != nil {
 		return 0, err
 	}
 
 	undo.Push("delete pause container", func(ctx context.Context) error { return s.forceDelete(ctx, pod, ctr) })
 	if _, err := s.o.Monitor.Create(ctx, oci.CreateRequest{Pod: pod, ID: ctr, Bundle: bundle, LogPath: filepath.Join(rec.Dir, "pause.log")}); err != nil {
 		return 0, fmt.Errorf("creating the pause container: %w", err)
+	}
+	if err := s.step("pause-created"); err != nil {
+		return 0, err
 	}
 	if err := s.o.Monitor.Start(ctx, pod, ctr); err != nil {
 		return 0, fmt.Errorf("starting the pause container: %w", err)
@@ -203,7 +200,29 @@ func (s *Service) startPause(ctx context.Context, rec *state.Sandbox, img Image,
 	if st.Status != oci.StatusRunning || st.Pid == 0 {
 		return 0, fmt.Errorf("pause container is %s (exit code %d)", st.Status, st.ExitCode)
 	}
-	return st.Pid, s.inject("pause")
+	return st.Pid, s.step("pause")
+}
+
+// pauseBundle makes the pause container's root filesystem and writes its
+// OCI bundle, returning the bundle directory.
+func (s *Service) pauseBundle(ctx context.Context, rec *state.Sandbox, img Image, files specgen.SandboxFiles, undo *cleanup.Stack) (string, error) {
+	rootPath, err := s.createRootfs(ctx, storage.ContainerID(rec.ID), img.ID, rec.Name, undo)
+	if err != nil {
+		return "", err
+	}
+	gen := &specgen.Sandbox{
+		ID: string(rec.ID), Config: rec.Config, Image: img.Config, ImageName: img.Name,
+		RootfsPath: rootPath, NetNS: rec.NetNSPath, Files: files, CgroupParent: rec.CgroupParent, Node: s.o.Node,
+	}
+	res, err := gen.Generate()
+	if err != nil {
+		return "", err
+	}
+	bundle := s.bundleDir(rec.ID, ids.ContainerID(rec.ID))
+	if err := writeBundle(bundle, res.Spec); err != nil {
+		return "", err
+	}
+	return bundle, s.step("pause-bundle")
 }
 
 // createRootfs makes and mounts a storage container on the image.
@@ -252,11 +271,15 @@ func writeBundle(dir string, spec *specs.Spec) error {
 	return os.WriteFile(filepath.Join(dir, "config.json"), b, 0o600)
 }
 
-func (s *Service) inject(step string) error {
+// step marks the end of a create step: it is logged at debug level (with
+// the logger's timestamps, a slow step shows) and is where tests inject
+// failures.
+func (s *Service) step(name string) error {
+	s.log.WithField("step", name).Debug("create step done")
 	if s.o.FailAfter == nil {
 		return nil
 	}
-	return s.o.FailAfter(step)
+	return s.o.FailAfter(name)
 }
 
 func hostNetwork(cfg *runtimeapi.PodSandboxConfig) bool {

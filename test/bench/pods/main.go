@@ -36,8 +36,10 @@ const image = "registry.k8s.io/e2e-test-images/busybox:1.29-2"
 func main() {
 	sequential := flag.Int("sequential", 20, "pods started one after another")
 	concurrent := flag.Int("concurrent", 10, "pods started at once")
+	logLevel := flag.String("log-level", "info", "noded's log level")
+	daemonLog := flag.String("daemon-log", "", "write noded's log to this file")
 	flag.Parse()
-	if err := run(*sequential, *concurrent); err != nil {
+	if err := run(*sequential, *concurrent, *logLevel, *daemonLog); err != nil {
 		fmt.Fprintln(os.Stderr, "bench-pods:", err)
 		os.Exit(1)
 	}
@@ -50,7 +52,7 @@ type bench struct {
 	n      int
 }
 
-func run(sequential, concurrent int) (retErr error) {
+func run(sequential, concurrent int, logLevel, daemonLog string) (retErr error) {
 	if os.Geteuid() != 0 {
 		return fmt.Errorf("needs root")
 	}
@@ -79,12 +81,17 @@ func run(sequential, concurrent int) (retErr error) {
 	defer func() { _ = exec.Command("ip", "link", "del", bridge).Run() }()
 
 	d, err := testenv.Start(testenv.Options{Dir: dir, Args: []string{
-		"--registries-conf", reg.RegistriesConf, "--signature-policy", policy, "--log-level", "info",
+		"--registries-conf", reg.RegistriesConf, "--signature-policy", policy, "--log-level", logLevel,
 	}})
 	if err != nil {
 		return err
 	}
-	defer func() { _ = d.Stop() }()
+	defer func() {
+		_ = d.Stop()
+		if daemonLog != "" {
+			_ = os.WriteFile(daemonLog, []byte(d.Log.String()), 0o644)
+		}
+	}()
 	b := &bench{d: d, rt: d.Runtime(), logDir: filepath.Join(dir, "logs")}
 	defer b.removeAll()
 
