@@ -67,6 +67,8 @@ func (m *monitor) writeState(c *ctr) {
 	}
 }
 
+// create creates a container (wire.OpCreate) or, for wire.OpRun, creates
+// and starts it with a single helper run.
 func (m *monitor) create(req *wire.Request) (_ *wire.ContainerState, retErr error) {
 	id := req.Container
 	if !filepath.IsAbs(req.Bundle) {
@@ -115,7 +117,12 @@ func (m *monitor) create(req *wire.Request) (_ *wire.ContainerState, retErr erro
 			c.closeIO()
 		}
 	}()
-	hreq := &helperapi.Request{Op: helperapi.OpCreate, ID: id, Bundle: req.Bundle, Tty: tty,
+	run := req.Op == wire.OpRun
+	hop := helperapi.OpCreate
+	if run {
+		hop = helperapi.OpRun
+	}
+	hreq := &helperapi.Request{Op: hop, ID: id, Bundle: req.Bundle, Tty: tty,
 		StdinFd: -1, StdoutFd: -1, StderrFd: -1, ConsoleFd: -1}
 	nextFd := func(f *os.File) int {
 		childFiles = append(childFiles, f)
@@ -182,6 +189,10 @@ func (m *monitor) create(req *wire.Request) (_ *wire.ContainerState, retErr erro
 	c.st.Pid = hresp.Pid
 	c.st.PidStartTime = hresp.PidStartTime
 	c.st.CreatedAt = time.Now().UnixNano()
+	if run {
+		c.st.StartedAt = c.st.CreatedAt
+		c.st.Status = wire.StatusRunning
+	}
 	c.memCg, c.cgV2 = hresp.MemCg, hresp.CgV2
 	c.oomBase = oomCount(c.memCg, c.cgV2)
 	var consoleErr error
@@ -216,11 +227,15 @@ func (m *monitor) create(req *wire.Request) (_ *wire.ContainerState, retErr erro
 	m.ctrs[id] = c
 	m.mu.Unlock()
 	c.mu.Lock()
-	if c.st.Status == wire.StatusCreated {
+	if c.st.Status != wire.StatusExited {
 		m.writeState(c)
 	}
 	c.mu.Unlock()
-	log.Infof("created, pid %d", c.st.Pid)
+	if run {
+		log.Infof("created and started, pid %d", c.st.Pid)
+	} else {
+		log.Infof("created, pid %d", c.st.Pid)
+	}
 	m.scheduleTrim()
 	return c.snapshot(), nil
 }

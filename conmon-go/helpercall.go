@@ -13,6 +13,8 @@ import (
 	"github.com/noded-dev/noded/internal/oci/wire"
 )
 
+var traceHelpers = os.Getenv("NODED_HELPER_TRACE") != ""
+
 // helperTimeout bounds one libcontainer operation.
 const helperTimeout = 2 * time.Minute
 
@@ -21,6 +23,7 @@ const helperTimeout = 2 * time.Minute
 // callHelper returned, tracks the pids the helper started: they are our
 // children by then, because callHelper waits for the helper's exit.
 func (m *monitor) callHelper(req *helperapi.Request, files ...*os.File) (*helperapi.Response, error) {
+	t0 := time.Now()
 	req.Version = helperapi.Version
 	req.Root = m.root
 	req.LogLevel = m.logLevel
@@ -47,6 +50,7 @@ func (m *monitor) callHelper(req *helperapi.Request, files ...*os.File) (*helper
 		inW.Close()
 		return nil, fmt.Errorf("starting helper: %w", err)
 	}
+	tSpawn := time.Now()
 	exited := make(chan struct{})
 	pid := proc.Pid
 	m.reaper.track(pid, func(unix.WaitStatus, bool) { close(exited) })
@@ -58,6 +62,7 @@ func (m *monitor) callHelper(req *helperapi.Request, files ...*os.File) (*helper
 	inW.Close()
 	_ = outR.SetReadDeadline(time.Now().Add(helperTimeout))
 	out, rerr := io.ReadAll(io.LimitReader(outR, 1<<20))
+	tAnswer := time.Now()
 	if rerr != nil {
 		_ = m.reaper.kill(pid, unix.SIGKILL)
 	}
@@ -66,6 +71,9 @@ func (m *monitor) callHelper(req *helperapi.Request, files ...*os.File) (*helper
 	case <-time.After(helperTimeout):
 		_ = m.reaper.kill(pid, unix.SIGKILL)
 		<-exited
+	}
+	if traceHelpers {
+		traceHelper(fmt.Sprintf("monitor-trace %s: spawn %s answer %s reaped %s\n", req.Op, tSpawn.Sub(t0), tAnswer.Sub(t0), time.Since(t0)))
 	}
 	if rerr != nil {
 		return nil, fmt.Errorf("helper %s: %w", req.Op, rerr)
@@ -82,4 +90,15 @@ func (m *monitor) callHelper(req *helperapi.Request, files ...*os.File) (*helper
 		return &resp, errf(code, "%s", resp.Error)
 	}
 	return &resp, nil
+}
+
+// traceHelper appends a line to the file NODED_HELPER_TRACE names
+// (profiling).
+func traceHelper(line string) {
+	f, err := os.OpenFile(os.Getenv("NODED_HELPER_TRACE"), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		return
+	}
+	_, _ = f.WriteString(line)
+	f.Close()
 }

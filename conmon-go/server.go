@@ -239,7 +239,7 @@ func (m *monitor) dispatch(conn *os.File, req *wire.Request) (*wire.Response, er
 		err error
 	)
 	switch req.Op {
-	case wire.OpCreate:
+	case wire.OpCreate, wire.OpRun:
 		st, err = m.create(req)
 	case wire.OpStart:
 		st, err = m.start(req.Container)

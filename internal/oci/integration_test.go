@@ -227,6 +227,29 @@ func (e *testEnv) run(id string, s *specs.Spec, o ...ctrOpts) (State, string) {
 	return st, logPath
 }
 
+// runCombined writes the bundle and creates and starts the container
+// with the single "run" operation.
+func (e *testEnv) runCombined(id string, s *specs.Spec) (State, string) {
+	e.t.Helper()
+	bundle := filepath.Join(e.dir, "bundles", id)
+	if err := os.MkdirAll(bundle, 0o700); err != nil {
+		e.t.Fatal(err)
+	}
+	b, _ := json.Marshal(s)
+	if err := os.WriteFile(filepath.Join(bundle, "config.json"), b, 0o600); err != nil {
+		e.t.Fatal(err)
+	}
+	logPath := filepath.Join(e.dir, "logs", id+".log")
+	st, err := e.rt.Run(context.Background(), CreateRequest{Pod: e.pod, ID: ContainerID(id), Bundle: bundle, LogPath: logPath})
+	if err != nil {
+		e.t.Fatalf("run %s: %v", id, err)
+	}
+	if st.Pid <= 0 || st.StartedAt.IsZero() || (st.Status != StatusRunning && st.Status != StatusExited) {
+		e.t.Fatalf("run %s: state %+v", id, st)
+	}
+	return st, logPath
+}
+
 func (e *testEnv) wait(id string, d time.Duration) State {
 	e.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), d)
@@ -386,10 +409,25 @@ func TestIntegration(t *testing.T) {
 	// lacks (it is dropped) and its oom_score_adj is negative (clamped).
 	pauseSpec := e.spec("pause", "sleep", "1000000")
 	pauseSpec.Process.Capabilities.Bounding = append(pauseSpec.Process.Capabilities.Bounding, "CAP_SYS_RESOURCE")
-	pause, _ := e.run("pause", pauseSpec)
+	pause, _ := e.runCombined("pause", pauseSpec)
 	if pause.Status != StatusRunning || pause.StartedAt.IsZero() {
 		t.Fatalf("pause: %+v", pause)
 	}
+
+	t.Run("run op", func(t *testing.T) {
+		_, logPath := e.runCombined("runop", e.spec("runop", "sh", "-c", "echo combined"))
+		st := e.wait("runop", 10*time.Second)
+		if st.ExitCode != 0 || st.Reason != "Completed" {
+			t.Errorf("runop: %+v", st)
+		}
+		if got := logEntries(t, logPath); len(got) != 1 || got[0] != "stdout F combined" {
+			t.Errorf("runop log %q", got)
+		}
+		if _, err := e.rt.Run(ctx, CreateRequest{Pod: e.pod, ID: "runop", Bundle: filepath.Join(e.dir, "bundles", "runop"), LogPath: logPath}); !errdefs.IsAlreadyExists(err) {
+			t.Errorf("second run: %v, want already exists", err)
+		}
+		e.delete("runop")
+	})
 
 	t.Run("join pod namespaces", func(t *testing.T) {
 		s := e.spec("joiner", "sh", "-c", "hostname; sleep 1000000")

@@ -184,18 +184,11 @@ func (s *Service) startPause(ctx context.Context, rec *state.Sandbox, img Image,
 	}
 
 	undo.Push("delete pause container", func(ctx context.Context) error { return s.forceDelete(ctx, pod, ctr) })
-	if _, err := s.o.Monitor.Create(ctx, oci.CreateRequest{Pod: pod, ID: ctr, Bundle: bundle, LogPath: filepath.Join(rec.Dir, "pause.log")}); err != nil {
-		return 0, fmt.Errorf("creating the pause container: %w", err)
-	}
-	if err := s.step("pause-created"); err != nil {
-		return 0, err
-	}
-	if err := s.o.Monitor.Start(ctx, pod, ctr); err != nil {
-		return 0, fmt.Errorf("starting the pause container: %w", err)
-	}
-	st, err := s.o.Monitor.State(ctx, pod, ctr)
+	// Create and start in one helper run: the pause process has nothing to
+	// wait for between the two.
+	st, err := s.o.Monitor.Run(ctx, oci.CreateRequest{Pod: pod, ID: ctr, Bundle: bundle, LogPath: filepath.Join(rec.Dir, "pause.log")})
 	if err != nil {
-		return 0, err
+		return 0, fmt.Errorf("running the pause container: %w", err)
 	}
 	if st.Status != oci.StatusRunning || st.Pid == 0 {
 		return 0, fmt.Errorf("pause container is %s (exit code %d)", st.Status, st.ExitCode)

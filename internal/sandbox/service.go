@@ -76,6 +76,8 @@ type monitor interface {
 	StartMonitor(ctx context.Context, pod oci.PodID) error
 	StopMonitor(ctx context.Context, pod oci.PodID) error
 	Create(ctx context.Context, c oci.CreateRequest) (oci.State, error)
+	// Run is Create and Start in one step.
+	Run(ctx context.Context, c oci.CreateRequest) (oci.State, error)
 	Start(ctx context.Context, pod oci.PodID, id oci.ContainerID) error
 	Kill(ctx context.Context, pod oci.PodID, id oci.ContainerID, sig syscall.Signal) error
 	State(ctx context.Context, pod oci.PodID, id oci.ContainerID) (oci.State, error)

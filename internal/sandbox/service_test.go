@@ -111,6 +111,15 @@ func (f *fakes) Create(_ context.Context, c oci.CreateRequest) (oci.State, error
 	f.exitCh[c.ID] = make(chan struct{})
 	return *st, nil
 }
+func (f *fakes) Run(ctx context.Context, c oci.CreateRequest) (oci.State, error) {
+	if _, err := f.Create(ctx, c); err != nil {
+		return oci.State{}, err
+	}
+	if err := f.Start(ctx, c.Pod, c.ID); err != nil {
+		return oci.State{}, err
+	}
+	return f.State(ctx, c.Pod, c.ID)
+}
 func (f *fakes) Start(_ context.Context, _ oci.PodID, id oci.ContainerID) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()

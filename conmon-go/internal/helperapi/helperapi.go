@@ -15,6 +15,7 @@ const Version = 1
 const (
 	OpCreate  = "create"  // Bundle, Tty, *Fd -> Pid, PidStartTime, MemCg, CgV2
 	OpStart   = "start"   // run the user's program of a created container
+	OpRun     = "run"     // OpCreate, then OpStart, in one helper
 	OpKill    = "kill"    // Signal (SIGKILL: every process of the container)
 	OpExec    = "exec"    // Bundle, Args, Env, StdoutFd, StderrFd -> Pid
 	OpDestroy = "destroy" // remove cgroups and runtime state

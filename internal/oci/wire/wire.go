@@ -26,6 +26,7 @@ const (
 	OpHello     = "hello"      // -> Pod, Pid, Version
 	OpCreate    = "create"     // Container, Bundle, LogPath, Stdin, StdinOnce, Tty -> State
 	OpStart     = "start"      // Container -> State
+	OpRun       = "run"        // create, then start, in one runtime call: fields of create -> State (running)
 	OpKill      = "kill"       // Container, Signal
 	OpState     = "state"      // Container -> State
 	OpWait      = "wait"       // Container -> State, once exited
