@@ -58,6 +58,11 @@ func newPodEnv(t *testing.T, extraArgs ...string) *podEnv {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = exec.Command("ip", "link", "del", bridge).Run() })
+	t.Cleanup(func() {
+		if err := testenv.RemoveCgroupTree("noded-it"); err != nil {
+			t.Errorf("pod cgroups left: %v", err)
+		}
+	})
 	args := append([]string{"--registries-conf", reg.RegistriesConf, "--signature-policy", policy}, extraArgs...)
 	d := StartDaemon(t, DaemonOptions{Dir: dir, Args: args})
 	e := &podEnv{d: d, rt: d.Runtime(t), img: d.Images(t), bridge: bridge, logDir: filepath.Join(dir, "logs")}

@@ -303,3 +303,36 @@ func BridgeConf(network, bridge, subnet, ipamDir string) string {
 // InsecurePolicy is a containers-policy.json accepting any image, for the
 // unsigned test images.
 const InsecurePolicy = `{"default":[{"type":"insecureAcceptAnything"}]}`
+
+// RemoveCgroupTree removes the cgroup directory name (e.g. "noded-it"), the
+// pod parent a test or benchmark gave its pods, with everything below it,
+// from every hierarchy under /sys/fs/cgroup. noded leaves pod parents in
+// place, as the kubelet owns them on a real node. Busy cgroups stay and
+// are reported.
+func RemoveCgroupTree(name string) error {
+	roots, _ := filepath.Glob("/sys/fs/cgroup/*/" + name)
+	if direct := filepath.Join("/sys/fs/cgroup", name); dirExists(direct) {
+		roots = append(roots, direct) // cgroup v2 unified mount
+	}
+	var errs []error
+	for _, root := range roots {
+		var dirs []string
+		_ = filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
+			if err == nil && d.IsDir() {
+				dirs = append(dirs, p)
+			}
+			return nil
+		})
+		for i := len(dirs) - 1; i >= 0; i-- { // children before parents
+			if err := os.Remove(dirs[i]); err != nil && !os.IsNotExist(err) {
+				errs = append(errs, err)
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func dirExists(p string) bool {
+	fi, err := os.Stat(p)
+	return err == nil && fi.IsDir()
+}

@@ -79,6 +79,7 @@ func run(sequential, concurrent int, logLevel, daemonLog string) (retErr error) 
 		return err
 	}
 	defer func() { _ = exec.Command("ip", "link", "del", bridge).Run() }()
+	defer func() { _ = testenv.RemoveCgroupTree("noded-bench") }()
 
 	d, err := testenv.Start(testenv.Options{Dir: dir, Args: []string{
 		"--registries-conf", reg.RegistriesConf, "--signature-policy", policy, "--log-level", logLevel,
