@@ -319,6 +319,7 @@ func TestCredentials(t *testing.T) {
 		{"username and password", regtest.RequireBasicAuth("user", "secret"), Auth{Username: "user", Password: "secret"}},
 		{"auth field", regtest.RequireBasicAuth("user", "secret"), Auth{Auth: "dXNlcjpzZWNyZXQ="}},
 		{"registry token", regtest.RequireBearer("tok3n"), Auth{RegistryToken: "tok3n"}},
+		{"identity token", regtest.RequireOAuthRefresh(e.reg.Host, "refresh-me", "acc3ss"), Auth{IdentityToken: "refresh-me"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e.reg.ClearHooks()
@@ -337,6 +338,13 @@ func TestCredentials(t *testing.T) {
 		_, err := e.svc.Pull(context.Background(), e.reg.Ref("app:1"), Auth{Username: "user", Password: "wrong"})
 		if !errors.Is(err, errdefs.ErrUnauthenticated) || !strings.Contains(err.Error(), e.reg.Host) {
 			t.Fatalf("error %v, want Unauthenticated naming the registry", err)
+		}
+	})
+	t.Run("wrong identity token", func(t *testing.T) {
+		e.reg.ClearHooks()
+		e.reg.AddHook(regtest.RequireOAuthRefresh(e.reg.Host, "refresh-me", "acc3ss"))
+		if _, err := e.svc.Pull(context.Background(), e.reg.Ref("app:1"), Auth{IdentityToken: "stale"}); err == nil {
+			t.Fatal("pull with a refused identity token succeeded")
 		}
 	})
 	t.Run("malformed auth", func(t *testing.T) {

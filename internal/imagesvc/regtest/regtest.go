@@ -387,6 +387,31 @@ func RequireBearer(token string) Hook {
 	}
 }
 
+// RequireOAuthRefresh makes the registry speak the token flow that an
+// identity token (an OAuth2 refresh token) goes through: registry requests
+// need "Bearer access"; the 401 names a realm, /token, which exchanges
+// grant_type=refresh_token with this refresh token for that access token.
+func RequireOAuthRefresh(host, refresh, access string) Hook {
+	return func(w http.ResponseWriter, r *Request) bool {
+		if r.HTTP.URL.Path == "/token" {
+			if err := r.HTTP.ParseForm(); err != nil || r.HTTP.Method != http.MethodPost ||
+				r.HTTP.PostForm.Get("grant_type") != "refresh_token" || r.HTTP.PostForm.Get("refresh_token") != refresh {
+				w.WriteHeader(http.StatusUnauthorized)
+				return true
+			}
+			w.Header().Set("Content-Type", "application/json")
+			_, _ = fmt.Fprintf(w, `{"access_token":%q,"expires_in":300}`, access)
+			return true
+		}
+		if r.HTTP.Header.Get("Authorization") == "Bearer "+access {
+			return false
+		}
+		w.Header().Set("WWW-Authenticate", fmt.Sprintf(`Bearer realm="http://%s/token",service="regtest"`, host))
+		w.WriteHeader(http.StatusUnauthorized)
+		return true
+	}
+}
+
 // Slow delays every blob GET by d (to make concurrent requests overlap).
 func Slow(d time.Duration) Hook {
 	return func(_ http.ResponseWriter, r *Request) bool {
