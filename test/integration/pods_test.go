@@ -340,3 +340,20 @@ func TestRecoveryAfterKill9(t *testing.T) {
 		t.Fatalf("exit code recorded across the restart: %d", qs.GetExitCode())
 	}
 }
+
+// A pause image configured from a registry is pulled on the first pod.
+func TestConfiguredPauseImageFromRegistry(t *testing.T) {
+	const pause = "registry.k8s.io/pause:3.9"
+	e := newPodEnv(t, "--pause-image", pause)
+	_, ctr, ip := e.runPod(t, "zeta", []string{"sleep", "3600"})
+	if net.ParseIP(ip) == nil {
+		t.Fatalf("pod IP %q", ip)
+	}
+	st, err := e.img.ImageStatus(context.Background(), &runtimeapi.ImageStatusRequest{Image: &runtimeapi.ImageSpec{Image: pause}})
+	if err != nil || st.GetImage() == nil || !st.GetImage().GetPinned() {
+		t.Fatalf("configured pause image after the first pod: %v %v", st, err)
+	}
+	if resp, err := e.exec(t, ctr, 10, "echo", "ok"); err != nil || string(resp.GetStdout()) != "ok\n" {
+		t.Fatalf("exec: %v %v", resp, err)
+	}
+}
