@@ -353,9 +353,15 @@ func (m *monitor) start(id string) (*wire.ContainerState, error) {
 	c.st.StartedAt = time.Now().UnixNano()
 	c.mu.Unlock()
 
+	c.mu.Lock()
+	pid := c.st.Pid
+	c.mu.Unlock()
 	m.opMu.Lock()
-	_, err = m.callHelper(&helperapi.Request{Op: helperapi.OpStart, ID: id})
+	err = startViaFifo(m.root, id, pid)
 	m.opMu.Unlock()
+	if errors.Is(err, errNotStartable) {
+		err = errf(wire.CodeFailedPrecondition, "container %s: %v", id, err)
+	}
 	m.reaper.kick()
 	c.mu.Lock()
 	defer c.mu.Unlock()
