@@ -95,10 +95,6 @@ func helperDo(req *helperapi.Request, resp *helperapi.Response, log *logrus.Entr
 		return fmt.Errorf("load %s: %w", req.ID, err)
 	}
 	switch req.Op {
-	case helperapi.OpStart:
-		if err := lc.Exec(); err != nil {
-			return errf(wire.CodeFailedPrecondition, "start %s: %v", req.ID, err)
-		}
 	case helperapi.OpKill:
 		if err := lc.Signal(unix.Signal(req.Signal)); err != nil {
 			if errors.Is(err, libcontainer.ErrNotRunning) {

@@ -101,9 +101,6 @@ type Config struct {
 	// image; empty means noded-pause next to the noded executable.
 	PausePath Path `toml:"pause-path"`
 
-	// StreamAddress is host:port of the exec/attach/port-forward server.
-	StreamAddress string `toml:"stream-address"`
-
 	// ShutdownTimeout bounds how long a SIGTERM waits for in-flight RPCs.
 	ShutdownTimeout Duration `toml:"shutdown-timeout"`
 }
@@ -156,7 +153,6 @@ func Default() *Config {
 		MaxParallelDownloads: 3,
 		PauseImage:           DefaultPauseImage,
 		CgroupManager:        defaultCgroupManager(),
-		StreamAddress:        "127.0.0.1:0",
 		ShutdownTimeout:      Duration{30 * time.Second},
 	}
 }
@@ -298,10 +294,7 @@ func (c *Config) Validate() error {
 	if c.PauseImage == "" {
 		return fmt.Errorf("invalid value for %q: must not be empty", "pause-image")
 	}
-	if err := validateHostPort("metrics-address", c.MetricsAddress, true); err != nil {
-		return err
-	}
-	if err := validateHostPort("stream-address", c.StreamAddress, false); err != nil {
+	if err := validateHostPort("metrics-address", c.MetricsAddress); err != nil {
 		return err
 	}
 	if c.PullProgressTimeout.Duration < 0 {
@@ -316,8 +309,9 @@ func (c *Config) Validate() error {
 	return nil
 }
 
-func validateHostPort(key, v string, optional bool) error {
-	if v == "" && optional {
+// validateHostPort accepts "" (off) or host:port with an IP or localhost.
+func validateHostPort(key, v string) error {
+	if v == "" {
 		return nil
 	}
 	host, port, err := net.SplitHostPort(v)
@@ -368,7 +362,6 @@ var Keys = []Key{
 	{"cgroup-manager", "Cgroup driver, cgroupfs or systemd; must match the kubelet's cgroupDriver."},
 	{"conmon-path", "Path of the conmon-go monitor; empty: conmon-go next to the noded binary."},
 	{"pause-path", "Path of the static pause binary for the built-in pause image; empty: noded-pause next to the noded binary."},
-	{"stream-address", "host:port of the exec/attach/port-forward streaming server."},
 	{"shutdown-timeout", "How long SIGTERM waits for in-flight requests before closing them."},
 }
 

@@ -28,14 +28,6 @@ func logFrom(ctx context.Context) *logrus.Entry {
 	return logrus.NewEntry(logrus.StandardLogger())
 }
 
-// WithLogger returns ctx carrying l; domain packages may use LoggerFrom.
-func WithLogger(ctx context.Context, l *logrus.Entry) context.Context {
-	return context.WithValue(ctx, loggerKey{}, l)
-}
-
-// LoggerFrom is logFrom for domain packages handed a request context.
-func LoggerFrom(ctx context.Context) *logrus.Entry { return logFrom(ctx) }
-
 // Observer records the outcome of one RPC (metrics); method is the short
 // RPC name such as "PullImage".
 type Observer interface {
@@ -49,7 +41,7 @@ func UnaryInterceptor(base *logrus.Entry, obs Observer) grpc.UnaryServerIntercep
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 		method := path.Base(info.FullMethod)
 		log := base.WithFields(logrus.Fields{"id": newRequestID(), "method": method})
-		ctx = WithLogger(ctx, log)
+		ctx = context.WithValue(ctx, loggerKey{}, log)
 		start := time.Now()
 		log.WithField("request", req).Debug("request")
 

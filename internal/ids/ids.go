@@ -48,15 +48,6 @@ func short(s string) string {
 	return s
 }
 
-// Valid reports whether s looks like an ID noded generated: 64 lowercase hex
-// digits. Records on disk are named by ID, so this keeps paths safe.
-func Valid(s string) bool {
-	if len(s) != 64 {
-		return false
-	}
-	return strings.IndexFunc(s, func(r rune) bool { return (r < '0' || r > '9') && (r < 'a' || r > 'f') }) < 0
-}
-
 // Names reserves unique names (the CRI's pod and container names, built
 // from metadata) for a key (an ID). A name is reserved before anything is
 // created and released when the object is removed or its create failed.

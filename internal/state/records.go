@@ -67,18 +67,14 @@ type Container struct {
 	Extra map[string]string `json:"extra,omitempty"`
 }
 
-// protoField carries a proto message inside a JSON record, in protojson so
-// state files stay readable.
-type protoField = json.RawMessage
-
 type sandboxFile struct {
 	Sandbox
-	ConfigJSON protoField `json:"config"`
+	ConfigJSON json.RawMessage `json:"config"` // protojson: files stay readable
 }
 
 type containerFile struct {
 	Container
-	ConfigJSON protoField `json:"config"`
+	ConfigJSON json.RawMessage `json:"config"`
 }
 
 func (s *Sandbox) marshal() ([]byte, error) {

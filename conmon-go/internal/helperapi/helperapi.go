@@ -13,9 +13,10 @@ const Version = 1
 
 // Operations.
 const (
-	OpCreate  = "create"  // Bundle, Tty, *Fd -> Pid, PidStartTime, MemCg, CgV2
-	OpStart   = "start"   // run the user's program of a created container
-	OpRun     = "run"     // OpCreate, then OpStart, in one helper
+	OpCreate = "create" // Bundle, Tty, *Fd -> Pid, PidStartTime, MemCg, CgV2
+	OpRun    = "run"    // OpCreate, then release the user's program, in one helper
+	// There is no start: the monitor starts a created container itself
+	// through its exec fifo (conmon-go/startfifo.go).
 	OpKill    = "kill"    // Signal (SIGKILL: every process of the container)
 	OpExec    = "exec"    // Bundle, Args, Env, StdoutFd, StderrFd -> Pid
 	OpDestroy = "destroy" // remove cgroups and runtime state
