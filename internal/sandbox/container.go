@@ -135,11 +135,8 @@ func (s *Service) generateContainerSpec(ctx context.Context, pod *state.Sandbox,
 	gen := &specgen.Container{
 		ID: string(id), SandboxID: string(pod.ID), Config: cfg, Sandbox: pod.Config,
 		Image: img.Config, ImageName: img.Name, RootfsPath: rootPath,
-		Namespaces: specgen.NamespacesOfPID(pod.PausePID),
-		Files: specgen.SandboxFiles{
-			Hosts: filepath.Join(pod.Dir, "hosts"), ResolvConf: filepath.Join(pod.Dir, "resolv.conf"),
-			Hostname: filepath.Join(pod.Dir, "hostname"), Shm: podShm(pod),
-		},
+		Namespaces:             specgen.NamespacesOfPID(pod.PausePID),
+		Files:                  sandboxFiles(pod.Dir, pod.Config),
 		TerminationMessageFile: termFile,
 		CgroupParent:           pod.CgroupParent,
 		Node:                   s.o.Node,
@@ -157,13 +154,6 @@ func (s *Service) generateContainerSpec(ctx context.Context, pod *state.Sandbox,
 		gen.TargetPIDNamespace = fmt.Sprintf("/proc/%d/ns/pid", st.Pid)
 	}
 	return gen.Generate()
-}
-
-func podShm(pod *state.Sandbox) string {
-	if pod.Config.GetLinux().GetSecurityContext().GetNamespaceOptions().GetIpc() == runtimeapi.NamespaceMode_NODE {
-		return "/dev/shm"
-	}
-	return filepath.Join(pod.Dir, "shm")
 }
 
 // containerLogPath is where the kubelet expects the container's log.
@@ -432,14 +422,5 @@ func (s *Service) lockedContainer(ref string) (*state.Container, func(), error) 
 
 // resolveContainer finds a container by full ID or unique prefix.
 func (s *Service) resolveContainer(ref string) (ids.ContainerID, error) {
-	all := s.o.Store.Containers()
-	cands := make([]ids.ContainerID, len(all))
-	for i, c := range all {
-		cands[i] = c.ID
-	}
-	id, err := ids.Resolve(ref, cands)
-	if errdefs.IsNotFound(err) {
-		return "", errdefs.NotFound("container %q not found", ref)
-	}
-	return id, err
+	return resolveID(ref, "container", s.o.Store.HasContainer, s.o.Store.ContainerIDs)
 }

@@ -29,11 +29,7 @@ var realHostFiles = hostFiles{Hosts: "/etc/hosts", ResolvConf: "/etc/resolv.conf
 // mounts its /dev/shm. On error the caller removes them with
 // removePodFiles (it is safe on a half-made directory).
 func podFiles(dir string, cfg *runtimeapi.PodSandboxConfig, host hostFiles) (specgen.SandboxFiles, error) {
-	files := specgen.SandboxFiles{
-		Hosts:      filepath.Join(dir, "hosts"),
-		ResolvConf: filepath.Join(dir, "resolv.conf"),
-		Hostname:   filepath.Join(dir, "hostname"),
-	}
+	files := sandboxFiles(dir, cfg)
 	if err := os.MkdirAll(dir, 0o711); err != nil {
 		return files, err
 	}
@@ -57,11 +53,9 @@ func podFiles(dir string, cfg *runtimeapi.PodSandboxConfig, host hostFiles) (spe
 		}
 	}
 
-	if cfg.GetLinux().GetSecurityContext().GetNamespaceOptions().GetIpc() == runtimeapi.NamespaceMode_NODE {
-		files.Shm = "/dev/shm"
+	if files.Shm == "/dev/shm" {
 		return files, nil
 	}
-	files.Shm = filepath.Join(dir, "shm")
 	if err := os.MkdirAll(files.Shm, 0o700); err != nil {
 		return files, err
 	}
@@ -70,6 +64,21 @@ func podFiles(dir string, cfg *runtimeapi.PodSandboxConfig, host hostFiles) (spe
 		return files, fmt.Errorf("mounting pod /dev/shm: %w", err)
 	}
 	return files, nil
+}
+
+// sandboxFiles names the files a pod in dir shares with its containers.
+// A pod in the host's IPC namespace uses the host's /dev/shm.
+func sandboxFiles(dir string, cfg *runtimeapi.PodSandboxConfig) specgen.SandboxFiles {
+	files := specgen.SandboxFiles{
+		Hosts:      filepath.Join(dir, "hosts"),
+		ResolvConf: filepath.Join(dir, "resolv.conf"),
+		Hostname:   filepath.Join(dir, "hostname"),
+		Shm:        filepath.Join(dir, "shm"),
+	}
+	if cfg.GetLinux().GetSecurityContext().GetNamespaceOptions().GetIpc() == runtimeapi.NamespaceMode_NODE {
+		files.Shm = "/dev/shm"
+	}
+	return files
 }
 
 // removePodFiles unmounts the pod's /dev/shm and deletes its directory.

@@ -156,15 +156,19 @@ func (s *Service) RemovePodSandbox(ctx context.Context, idOrPrefix string) error
 }
 
 // resolveSandbox finds a sandbox by full ID or unique prefix.
-func (s *Service) resolveSandbox(idOrPrefix string) (ids.SandboxID, error) {
-	all := s.o.Store.Sandboxes()
-	cands := make([]ids.SandboxID, len(all))
-	for i, sb := range all {
-		cands[i] = sb.ID
+func (s *Service) resolveSandbox(ref string) (ids.SandboxID, error) {
+	return resolveID(ref, "pod sandbox", s.o.Store.HasSandbox, s.o.Store.SandboxIDs)
+}
+
+// resolveID finds an object by full ID (the kubelet's case, answered
+// without listing) or, as crictl users type them, by unique prefix.
+func resolveID[T ~string](ref, kind string, exists func(T) bool, all func() []T) (T, error) {
+	if exists(T(ref)) {
+		return T(ref), nil
 	}
-	id, err := ids.Resolve(idOrPrefix, cands)
+	id, err := ids.Resolve(ref, all())
 	if errdefs.IsNotFound(err) {
-		return "", errdefs.NotFound("pod sandbox %q not found", idOrPrefix)
+		return id, errdefs.NotFound("%s %q not found", kind, ref)
 	}
 	return id, err
 }

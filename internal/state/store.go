@@ -191,6 +191,36 @@ func (s *Store) Containers() []*Container {
 	return out
 }
 
+// SandboxIDs returns every sandbox ID, without copying records.
+func (s *Store) SandboxIDs() []ids.SandboxID {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return slices.Collect(maps.Keys(s.sandboxes))
+}
+
+// ContainerIDs returns every container ID, without copying records.
+func (s *Store) ContainerIDs() []ids.ContainerID {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return slices.Collect(maps.Keys(s.containers))
+}
+
+// HasSandbox reports whether a sandbox with exactly this ID exists.
+func (s *Store) HasSandbox(id ids.SandboxID) bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	_, ok := s.sandboxes[id]
+	return ok
+}
+
+// HasContainer reports whether a container with exactly this ID exists.
+func (s *Store) HasContainer(id ids.ContainerID) bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	_, ok := s.containers[id]
+	return ok
+}
+
 // SandboxContainers returns copies of the containers of one sandbox.
 func (s *Store) SandboxContainers(id ids.SandboxID) []*Container {
 	var out []*Container
