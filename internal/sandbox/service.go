@@ -4,8 +4,9 @@
 //
 // Lifecycle of a pod:
 //
-//	RunPodSandbox   reserve name → pod files → netns → CNI ADD → pause rootfs
-//	                → monitor → pause container → record (Ready)
+//	RunPodSandbox   reserve name → pod files → netns → then at once:
+//	                  CNI ADD  ‖  (monitor start ‖ pause rootfs) → pause container
+//	                → record (Ready) once both sides are done
 //	StopPodSandbox  kill containers and pause → CNI DEL → remove netns → NotReady
 //	RemovePodSandbox stop → delete containers → delete pause → stop monitor
 //	                → remove rootfs and files → forget the record

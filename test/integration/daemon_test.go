@@ -107,12 +107,37 @@ func TestSocket(t *testing.T) {
 	})
 }
 
+// The RPCs the README lists as not implemented say so, rather than
+// answering a fake success or a misleading error.
 func TestUnimplementedIsNeverFakeSuccess(t *testing.T) {
 	d := StartDaemon(t, DaemonOptions{})
 	ctx := context.Background()
-	_, err := d.Runtime(t).Attach(ctx, &runtimeapi.AttachRequest{ContainerId: "x"})
-	if status.Code(err) == codes.OK {
-		t.Fatalf("Attach succeeded on an unknown container")
+	rt := d.Runtime(t)
+	calls := map[string]func() error{
+		"Exec": func() error {
+			_, err := rt.Exec(ctx, &runtimeapi.ExecRequest{ContainerId: "x", Cmd: []string{"sh"}})
+			return err
+		},
+		"Attach": func() error { _, err := rt.Attach(ctx, &runtimeapi.AttachRequest{ContainerId: "x"}); return err },
+		"PortForward": func() error {
+			_, err := rt.PortForward(ctx, &runtimeapi.PortForwardRequest{PodSandboxId: "x"})
+			return err
+		},
+		"UpdateContainerResources": func() error {
+			_, err := rt.UpdateContainerResources(ctx, &runtimeapi.UpdateContainerResourcesRequest{ContainerId: "x"})
+			return err
+		},
+		"ListPodSandboxStats": func() error {
+			_, err := rt.ListPodSandboxStats(ctx, &runtimeapi.ListPodSandboxStatsRequest{})
+			return err
+		},
+	}
+	for name, call := range calls {
+		t.Run(name, func(t *testing.T) {
+			if code := status.Code(call()); code != codes.Unimplemented {
+				t.Fatalf("%s answered %v, want Unimplemented", name, code)
+			}
+		})
 	}
 }
 
