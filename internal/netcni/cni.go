@@ -32,6 +32,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/noded-dev/noded/internal/errdefs"
+	"github.com/noded-dev/noded/internal/kmutex"
 )
 
 // Defaults for Options.
@@ -72,7 +73,7 @@ type Options struct {
 //     Status never waits for a slow plugin.
 //   - pods serialises the operations of one pod (by sandbox ID) while other
 //     pods proceed in parallel. Exported methods take a pod's lock first,
-//     before mu; podLocks' own mutex is a leaf lock.
+//     before mu; the keyed mutex's own lock is a leaf lock.
 type Manager struct {
 	confDir    string
 	pluginDirs []string
@@ -82,7 +83,7 @@ type Manager struct {
 	mu   sync.Mutex
 	conf confState
 
-	pods podLocks
+	pods kmutex.KeyedMutex[string]
 }
 
 // New returns a Manager. It does not require a network config to exist:
@@ -108,7 +109,6 @@ func New(opts Options) (*Manager, error) {
 		pluginDirs: append([]string(nil), opts.PluginDirs...),
 		ifName:     opts.IfName,
 		cni:        libcni.NewCNIConfigWithCacheDir(opts.PluginDirs, opts.CacheDir, opts.Exec),
-		pods:       podLocks{m: map[string]*podLock{}},
 	}
 	return m, nil
 }
@@ -176,7 +176,7 @@ func (m *Manager) Setup(ctx context.Context, pod PodNetwork) (*Result, error) {
 	if err := CheckNetNS(pod.NetNSPath); err != nil {
 		return nil, fmt.Errorf("set up network of pod %s: %w", pod.ID, err)
 	}
-	unlock := m.pods.lock(pod.ID)
+	unlock := m.pods.Lock(pod.ID)
 	defer unlock()
 
 	m.mu.Lock()
@@ -221,7 +221,7 @@ func (m *Manager) Teardown(ctx context.Context, pod PodNetwork) error {
 	if err := validatePod(pod); err != nil {
 		return err
 	}
-	unlock := m.pods.lock(pod.ID)
+	unlock := m.pods.Lock(pod.ID)
 	defer unlock()
 
 	nsPath := usableNetNS(pod.NetNSPath)
@@ -292,7 +292,7 @@ func (m *Manager) Check(ctx context.Context, pod PodNetwork) error {
 	if err := CheckNetNS(pod.NetNSPath); err != nil {
 		return fmt.Errorf("check network of pod %s: %w", pod.ID, err)
 	}
-	unlock := m.pods.lock(pod.ID)
+	unlock := m.pods.Lock(pod.ID)
 	defer unlock()
 
 	atts, err := m.cni.GetCachedAttachments(pod.ID)
@@ -328,7 +328,7 @@ func (m *Manager) CachedResult(id string) (*Result, error) {
 	if id == "" {
 		return nil, errdefs.InvalidArgument("empty pod sandbox ID")
 	}
-	unlock := m.pods.lock(id)
+	unlock := m.pods.Lock(id)
 	defer unlock()
 
 	atts, err := m.cni.GetCachedAttachments(id)
@@ -495,38 +495,4 @@ func convertResult(netName string, res cnitypes.Result) (*Result, error) {
 		}
 	}
 	return out, nil
-}
-
-// podLocks serialises operations on one pod.
-type podLocks struct {
-	mu sync.Mutex
-	m  map[string]*podLock
-}
-
-type podLock struct {
-	refs int
-	mu   sync.Mutex
-}
-
-// lock takes the lock of pod id and returns its unlock function.
-func (p *podLocks) lock(id string) func() {
-	p.mu.Lock()
-	l := p.m[id]
-	if l == nil {
-		l = &podLock{}
-		p.m[id] = l
-	}
-	l.refs++
-	p.mu.Unlock()
-
-	l.mu.Lock()
-	return func() {
-		l.mu.Unlock()
-		p.mu.Lock()
-		l.refs--
-		if l.refs == 0 {
-			delete(p.m, id)
-		}
-		p.mu.Unlock()
-	}
 }

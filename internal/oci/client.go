@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/noded-dev/noded/internal/errdefs"
@@ -93,11 +92,6 @@ func (r *Runtime) callStarting(ctx context.Context, pod PodID, req *wire.Request
 	return r.call(ctx, pod, req)
 }
 
-func (r *Runtime) podLock(pod PodID) *sync.Mutex {
-	l, _ := r.locks.LoadOrStore(pod, &sync.Mutex{})
-	return l.(*sync.Mutex)
-}
-
 // hello asks the monitor who it is.
 func (r *Runtime) hello(ctx context.Context, pod PodID) (*wire.Response, error) {
 	resp, err := r.call(ctx, pod, &wire.Request{Op: wire.OpHello})
@@ -119,9 +113,8 @@ func (r *Runtime) StartMonitor(ctx context.Context, pod PodID) error {
 	if !wire.ValidID(string(pod)) {
 		return errdefs.InvalidArgument("invalid pod id %q", pod)
 	}
-	mu := r.podLock(pod)
-	mu.Lock()
-	defer mu.Unlock()
+	unlock := r.locks.Lock(pod)
+	defer unlock()
 	_, err := r.hello(ctx, pod)
 	if err == nil || !isUnavailable(err) {
 		return err
@@ -175,18 +168,17 @@ func (r *Runtime) StopMonitor(ctx context.Context, pod PodID) error {
 	if !wire.ValidID(string(pod)) {
 		return errdefs.InvalidArgument("invalid pod id %q", pod)
 	}
-	mu := r.podLock(pod)
-	mu.Lock()
-	defer mu.Unlock()
+	unlock := r.locks.Lock(pod)
+	defer func() { unlock() }() // the lock is dropped and retaken below
 	if _, err := r.hello(ctx, pod); isUnavailable(err) {
 		entries, _ := os.ReadDir(wire.MonitorDir(r.o.RunDir, string(pod)))
 		if len(entries) == 0 {
 			r.removeMonitorFiles(pod)
 			return nil
 		}
-		mu.Unlock()
+		unlock()
 		err := r.StartMonitor(ctx, pod)
-		mu.Lock()
+		unlock = r.locks.Lock(pod)
 		if err != nil {
 			return err
 		}

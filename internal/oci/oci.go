@@ -26,7 +26,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -34,6 +33,7 @@ import (
 
 	"github.com/noded-dev/noded/internal/errdefs"
 	"github.com/noded-dev/noded/internal/ids"
+	"github.com/noded-dev/noded/internal/kmutex"
 	"github.com/noded-dev/noded/internal/oci/wire"
 )
 
@@ -150,7 +150,7 @@ type Options struct {
 type Runtime struct {
 	o     Options
 	log   *logrus.Entry
-	locks sync.Map // PodID -> *sync.Mutex, serialises monitor start/stop
+	locks kmutex.KeyedMutex[PodID] // serialises monitor start/stop per pod
 }
 
 // New checks the options and creates the directories.

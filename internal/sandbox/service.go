@@ -32,6 +32,7 @@ import (
 
 	"github.com/noded-dev/noded/internal/cgroupstats"
 	"github.com/noded-dev/noded/internal/ids"
+	"github.com/noded-dev/noded/internal/kmutex"
 	"github.com/noded-dev/noded/internal/netcni"
 	"github.com/noded-dev/noded/internal/oci"
 	"github.com/noded-dev/noded/internal/specgen"
@@ -112,7 +113,7 @@ type Service struct {
 	log   *logrus.Entry
 	names *ids.Names
 
-	locks keyedMutex
+	locks kmutex.KeyedMutex[string]
 
 	cgroups cgroupstats.Reader
 	cpu     cpuSamples
@@ -159,43 +160,6 @@ func sandboxName(m interface {
 	return fmt.Sprintf("%s_%s_%s_%d", m.GetName(), m.GetNamespace(), m.GetUid(), m.GetAttempt())
 }
 
-// keyedMutex serialises operations per key; entries are dropped when no one
-// holds or waits for them, so it does not grow with pod churn.
-type keyedMutex struct {
-	mu    sync.Mutex
-	locks map[string]*refMutex
-}
+func (s *Service) lockPod(id ids.SandboxID) func() { return s.locks.Lock("pod/" + string(id)) }
 
-type refMutex struct {
-	sync.Mutex
-	refs int
-}
-
-func (k *keyedMutex) lock(key string) (unlock func()) {
-	k.mu.Lock()
-	if k.locks == nil {
-		k.locks = map[string]*refMutex{}
-	}
-	m, ok := k.locks[key]
-	if !ok {
-		m = &refMutex{}
-		k.locks[key] = m
-	}
-	m.refs++
-	k.mu.Unlock()
-
-	m.Lock()
-	return func() {
-		m.Unlock()
-		k.mu.Lock()
-		m.refs--
-		if m.refs == 0 {
-			delete(k.locks, key)
-		}
-		k.mu.Unlock()
-	}
-}
-
-func (s *Service) lockPod(id ids.SandboxID) func() { return s.locks.lock("pod/" + string(id)) }
-
-func (s *Service) lockContainer(id ids.ContainerID) func() { return s.locks.lock("ctr/" + string(id)) }
+func (s *Service) lockContainer(id ids.ContainerID) func() { return s.locks.Lock("ctr/" + string(id)) }
