@@ -12,9 +12,11 @@
 //
 // Usage:
 //
-//	conmon-go start   --pod ID --run-dir DIR --state-dir DIR [--runtime PATH]   launch a detached monitor, print its pid
-//	conmon-go monitor --pod ID --run-dir DIR --state-dir DIR   run the monitor in the foreground
+//	conmon-go monitor --pod ID --run-dir DIR --state-dir DIR [--runtime PATH] [--ready-fd N]
 //	conmon-go version
+//
+// noded (internal/oci) starts the monitor in its own session and waits on
+// the --ready-fd pipe until it listens.
 //
 // See README.md for the design, the protocol (internal/oci/wire) and the
 // memory figures.
@@ -80,12 +82,10 @@ func parseFlags(name string, args []string) (*options, error) {
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: conmon-go start|monitor|version [flags]")
+		fmt.Fprintln(os.Stderr, "usage: conmon-go monitor|version [flags]")
 		os.Exit(2)
 	}
 	switch os.Args[1] {
-	case "start":
-		os.Exit(launch(os.Args[2:]))
 	case "monitor":
 		os.Exit(runMonitor(os.Args[2:]))
 	case "version", "--version":

@@ -8,8 +8,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
-	"strings"
 	"time"
 
 	"github.com/noded-dev/noded/internal/errdefs"
@@ -106,8 +104,8 @@ func (r *Runtime) hello(ctx context.Context, pod PodID) (*wire.Response, error) 
 }
 
 // StartMonitor makes sure the pod's monitor runs: it is a no-op when one
-// answers (e.g. after a restart of noded), otherwise it launches conmon-go,
-// which detaches the monitor and returns once it listens. A monitor started
+// answers (e.g. after a restart of noded), otherwise it starts conmon-go
+// and returns once it listens. A monitor started
 // after the previous one died adopts the containers that one left.
 func (r *Runtime) StartMonitor(ctx context.Context, pod PodID) error {
 	if !wire.ValidID(string(pod)) {
@@ -119,29 +117,25 @@ func (r *Runtime) StartMonitor(ctx context.Context, pod PodID) error {
 	if err == nil || !isUnavailable(err) {
 		return err
 	}
-	cmd := exec.CommandContext(ctx, r.o.ConmonPath, "start",
-		"--pod", string(pod), "--run-dir", r.o.RunDir, "--state-dir", r.o.StateDir,
-		"--log-level", r.o.MonitorLogLevel, "--runtime", r.o.RuntimePath)
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	cmd.Stdin = nil
-	out, err := cmd.Output()
+	pid, err := r.spawnMonitor(ctx, pod)
+	if errors.Is(err, errMonitorRunning) {
+		// Another monitor holds the pod's lock: it is starting up (or
+		// shutting down); give it a moment to answer.
+		return r.waitHello(ctx, pod, 5*time.Second)
+	}
 	if err != nil {
-		var ee *exec.ExitError
-		if errors.As(err, &ee) && ee.ExitCode() == 3 {
-			// Another monitor holds the pod's lock: it is starting up
-			// (or shutting down); give it a moment to answer.
-			return r.waitHello(ctx, pod, 5*time.Second)
-		}
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		return errdefs.Unavailable("starting the monitor of pod %s: %v: %s", pod, err, strings.TrimSpace(stderr.String()))
+		if isUnavailable(err) {
+			return err
+		}
+		return errdefs.Unavailable("starting the monitor of pod %s: %v", pod, err)
 	}
 	if _, err := r.hello(ctx, pod); err != nil {
 		return err
 	}
-	r.log.WithField("pod", pod).Debugf("monitor started, pid %s", strings.TrimSpace(string(out)))
+	r.log.WithField("pod", pod).Debugf("monitor started, pid %d", pid)
 	return nil
 }
 

@@ -2,9 +2,9 @@
 // starts one monitor per pod and asks it to create, start, signal, exec in
 // and delete the pod's containers.
 //
-// The monitors are not noded's children once started (they are detached by
-// a double fork), and the protocol is one connection per request, so a
-// Runtime keeps no state: a noded restarted after a crash (even SIGKILL)
+// A monitor runs in its own session and outlives noded (it is noded's
+// child only until noded exits), and the protocol is one connection per
+// request, so a Runtime keeps no state but its monitors' pids to reap: a noded restarted after a crash (even SIGKILL)
 // makes a new Runtime with the same Options and carries on; StartMonitor
 // finds the running monitor again. The monitor records every container's
 // state in <StateDir>/<container>.json when it changes; State falls back to
@@ -150,7 +150,8 @@ type Options struct {
 type Runtime struct {
 	o     Options
 	log   *logrus.Entry
-	locks kmutex.KeyedMutex[PodID] // serialises monitor start/stop per pod
+	locks  kmutex.KeyedMutex[PodID] // serialises monitor start/stop per pod
+	reaper reaper                   // collects the monitors this process started
 }
 
 // New checks the options and creates the directories.

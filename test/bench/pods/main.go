@@ -110,6 +110,7 @@ func run(sequential, concurrent int, logLevel, daemonLog string) (retErr error) 
 	fmt.Printf("noded idle RSS: %.1f MiB (after one image pull and one pod)\n", mib(idle.rss))
 
 	var seq []time.Duration
+	cpu0 := busyCPU()
 	for range sequential {
 		dt, err := b.startPod(ctx)
 		if err != nil {
@@ -118,6 +119,7 @@ func run(sequential, concurrent int, logLevel, daemonLog string) (retErr error) 
 		seq = append(seq, dt)
 	}
 	report(fmt.Sprintf("start latency, %d pods one after another", sequential), seq)
+	reportCPU(cpu0, sequential)
 
 	time.Sleep(2 * time.Second) // let monitors settle before measuring
 	monitors, pauses, err := podProcesses(dir)
@@ -150,6 +152,7 @@ func run(sequential, concurrent int, logLevel, daemonLog string) (retErr error) 
 	var wg sync.WaitGroup
 	errs := make(chan error, concurrent)
 	start := time.Now()
+	cpu0 = busyCPU()
 	for range concurrent {
 		wg.Add(1)
 		go func() {
@@ -170,6 +173,7 @@ func run(sequential, concurrent int, logLevel, daemonLog string) (retErr error) 
 		return err
 	}
 	report(fmt.Sprintf("start latency, %d pods at once (wall %s)", concurrent, time.Since(start).Round(time.Millisecond)), par)
+	reportCPU(cpu0, concurrent)
 	return nil
 }
 
@@ -220,11 +224,42 @@ func (b *bench) removeAll() {
 }
 
 func report(what string, d []time.Duration) {
+	if len(d) == 0 {
+		return
+	}
 	slices.Sort(d)
 	pct := func(p float64) time.Duration { return d[min(len(d)-1, int(p*float64(len(d))))] }
 	fmt.Printf("%s: p50 %s  p95 %s  min %s  max %s\n", what,
 		pct(0.50).Round(time.Millisecond), pct(0.95).Round(time.Millisecond),
 		d[0].Round(time.Millisecond), d[len(d)-1].Round(time.Millisecond))
+}
+
+// busyCPU returns the machine's non-idle CPU time so far, from /proc/stat
+// (every process counts: noded, monitors, helpers, CNI plugins, the
+// kernel's work for them, and this program's gRPC calls).
+func busyCPU() time.Duration {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line) // cpu user nice system idle iowait irq softirq steal
+	var busy uint64
+	for i, v := range f[1:] {
+		n, _ := strconv.ParseUint(v, 10, 64)
+		if i != 3 && i != 4 && i < 8 { // not idle, not iowait; no guest (counted in user)
+			busy += n
+		}
+	}
+	return time.Duration(busy) * time.Second / 100 // USER_HZ
+}
+
+func reportCPU(since time.Duration, pods int) {
+	if pods == 0 {
+		return
+	}
+	used := busyCPU() - since
+	fmt.Printf("  CPU time used, whole machine: %s per pod\n", (used / time.Duration(pods)).Round(time.Millisecond))
 }
 
 // podProcesses finds this run's monitors (their command line names the
