@@ -31,6 +31,10 @@ type podImages struct {
 
 	// mu makes concurrent first pods create or pull the image once.
 	mu sync.Mutex
+	// made is the built-in image of pausePath, built on first use.
+	made     *pause.Image
+	makeErr  error
+	makeOnce sync.Once
 }
 
 func (p *podImages) Resolve(ctx context.Context, ref string) (sandbox.Image, error) {
@@ -42,12 +46,12 @@ func (p *podImages) Resolve(ctx context.Context, ref string) (sandbox.Image, err
 }
 
 func (p *podImages) PauseImage(ctx context.Context) (sandbox.Image, error) {
-	if img, err := p.Resolve(ctx, p.pauseRef); err == nil || !errdefs.IsNotFound(err) {
+	if img, ok, err := p.pauseImage(ctx); ok || err != nil {
 		return img, err
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if img, err := p.Resolve(ctx, p.pauseRef); err == nil || !errdefs.IsNotFound(err) {
+	if img, ok, err := p.pauseImage(ctx); ok || err != nil {
 		return img, err
 	}
 	if p.builtin {
@@ -57,11 +61,43 @@ func (p *podImages) PauseImage(ctx context.Context) (sandbox.Image, error) {
 	} else if _, err := p.svc.Pull(ctx, p.pauseRef, imagesvc.Auth{}); err != nil {
 		return sandbox.Image{}, fmt.Errorf("pulling the pause image %s: %w", p.pauseRef, err)
 	}
-	return p.Resolve(ctx, p.pauseRef)
+	img, ok, err := p.pauseImage(ctx)
+	if err == nil && !ok {
+		err = fmt.Errorf("pause image %s: not usable after it was made", p.pauseRef)
+	}
+	return img, err
+}
+
+// pauseImage looks the pause image up; ok is false when it must be made or
+// pulled first. The built-in name must hold the image of this noded's pause
+// binary: one left by another version of noded is replaced.
+func (p *podImages) pauseImage(ctx context.Context) (img sandbox.Image, ok bool, err error) {
+	img, err = p.Resolve(ctx, p.pauseRef)
+	if errdefs.IsNotFound(err) {
+		return sandbox.Image{}, false, nil
+	}
+	if err != nil || !p.builtin {
+		return img, err == nil, err
+	}
+	want, err := p.builtinImage()
+	if err != nil {
+		return sandbox.Image{}, false, err
+	}
+	if string(img.ID) != want.ConfigDigest.Encoded() {
+		return sandbox.Image{}, false, nil
+	}
+	// noded-pause installs its own seccomp filter (internal/pause).
+	img.SelfConfined = true
+	return img, true, nil
+}
+
+func (p *podImages) builtinImage() (*pause.Image, error) {
+	p.makeOnce.Do(func() { p.made, p.makeErr = pause.BuildFromFile(p.pausePath) })
+	return p.made, p.makeErr
 }
 
 func (p *podImages) importBuiltin(ctx context.Context) error {
-	img, err := pause.BuildFromFile(p.pausePath)
+	img, err := p.builtinImage()
 	if err != nil {
 		return err
 	}

@@ -148,8 +148,8 @@ type Options struct {
 
 // Runtime talks to the pods' monitors. It is safe for concurrent use.
 type Runtime struct {
-	o     Options
-	log   *logrus.Entry
+	o      Options
+	log    *logrus.Entry
 	locks  kmutex.KeyedMutex[PodID] // serialises monitor start/stop per pod
 	reaper reaper                   // collects the monitors this process started
 }

@@ -107,6 +107,27 @@ func TestPauseSignalsExitZero(t *testing.T) {
 	}
 }
 
+// TestPauseConfinesItself checks that pause runs under its own seccomp
+// filter without new privileges (noded relies on it: the built-in pause
+// container gets no seccomp profile of its own). TestPauseReapsAsPID1 and
+// TestPauseSignalsExitZero show that the filter allows what pause does.
+func TestPauseConfinesItself(t *testing.T) {
+	bin := buildPause(t)
+	if _, ok := procStatus(t, os.Getpid())["Seccomp"]; !ok {
+		t.Skip("kernel without seccomp")
+	}
+	cmd := exec.Command(bin)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	waitState(t, cmd.Process.Pid, "S")
+	st := procStatus(t, cmd.Process.Pid)
+	if st["Seccomp"] != "2" || st["NoNewPrivs"] != "1" {
+		t.Fatalf("pause runs with Seccomp %q NoNewPrivs %q, want 2 (filter) and 1", st["Seccomp"], st["NoNewPrivs"])
+	}
+}
+
 // TestPauseRSS measures the resident set of a running pause process. Most of
 // it is the binary's file pages, shared between all pods; the private part
 // (RssAnon) is what each sandbox really costs.

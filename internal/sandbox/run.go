@@ -205,7 +205,7 @@ func (s *Service) pauseBundle(ctx context.Context, rec *state.Sandbox, img Image
 	}
 	gen := &specgen.Sandbox{
 		ID: string(rec.ID), Config: rec.Config, Image: img.Config, ImageName: img.Name,
-		RootfsPath: rootPath, NetNS: rec.NetNSPath, Files: files, CgroupParent: rec.CgroupParent, Node: s.o.Node,
+		PauseConfinesItself: img.SelfConfined, RootfsPath: rootPath, NetNS: rec.NetNSPath, Files: files, CgroupParent: rec.CgroupParent, Node: s.o.Node,
 	}
 	res, err := gen.Generate()
 	if err != nil {

@@ -47,6 +47,9 @@ type Image struct {
 	// docker.io/library/busybox:1.28); reported as ContainerStatus.image.
 	Name   string
 	Config ocispec.ImageConfig
+	// SelfConfined: the image's program installs its own seccomp filter
+	// (noded's built-in pause image).
+	SelfConfined bool
 }
 
 // images finds local images; the kubelet pulls before it creates.

@@ -20,7 +20,8 @@ const (
 // Generate builds the spec of a pod's pause container: it holds the pod's
 // namespaces and does nothing else, so it runs read-only, without new
 // privileges, with the default capabilities and, unless the pod says
-// otherwise, the default seccomp profile.
+// otherwise, the default seccomp profile (or none when the pause program
+// confines itself).
 func (in *Sandbox) Generate() (*Result, error) {
 	if err := in.validate(); err != nil {
 		return nil, err
@@ -129,12 +130,18 @@ func (in *Sandbox) security(res *Result) error {
 	return nil
 }
 
-// seccomp applies the pod's profile; nothing requested means the runtime
-// default here, since the pause process makes only a handful of calls.
+// seccomp applies the pod's profile. Nothing requested means the runtime
+// default here, since the pause process makes only a handful of calls,
+// unless the pause program confines itself with a tighter filter of its
+// own.
 func (in *Sandbox) seccomp(res *Result) error {
 	sc := in.securityContext()
 	sp, deprecated := sc.GetSeccomp(), sc.GetSeccompProfilePath() //nolint:staticcheck // deprecated field, old clients
 	if sp == nil && deprecated == "" {
+		if in.PauseConfinesItself {
+			res.Spec.Linux.Seccomp = nil
+			return nil
+		}
 		sp = &runtimeapi.SecurityProfile{ProfileType: runtimeapi.SecurityProfile_RuntimeDefault}
 	}
 	p, err := seccompProfile(sp, deprecated, sc.GetPrivileged(), res.Spec)

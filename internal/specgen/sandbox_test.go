@@ -106,6 +106,21 @@ func TestSandboxGenerate(t *testing.T) {
 			check: func(t *testing.T, r *Result) {
 				assertEqual(t, "seccomp", r.Spec.Linux.Seccomp, (*specs.LinuxSeccomp)(nil))
 			}},
+		{desc: "self-confining pause, no profile asked: none added",
+			edit: func(s *Sandbox) { s.PauseConfinesItself = true },
+			check: func(t *testing.T, r *Result) {
+				assertEqual(t, "seccomp", r.Spec.Linux.Seccomp, (*specs.LinuxSeccomp)(nil))
+			}},
+		{desc: "self-confining pause, runtime default asked: applied",
+			edit: func(s *Sandbox) {
+				s.PauseConfinesItself = true
+				s.Config.Linux.SecurityContext.Seccomp = &runtimeapi.SecurityProfile{ProfileType: runtimeapi.SecurityProfile_RuntimeDefault}
+			},
+			check: func(t *testing.T, r *Result) {
+				if r.Spec.Linux.Seccomp == nil || r.Spec.Linux.Seccomp.DefaultAction != specs.ActErrno {
+					t.Errorf("want the default seccomp profile, got %+v", r.Spec.Linux.Seccomp)
+				}
+			}},
 		{desc: "deprecated unconfined seccomp",
 			edit: func(s *Sandbox) { s.Config.Linux.SecurityContext.SeccompProfilePath = "unconfined" }, //nolint:staticcheck // old clients still send it
 			check: func(t *testing.T, r *Result) {

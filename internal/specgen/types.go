@@ -152,9 +152,14 @@ type Sandbox struct {
 	Config *runtimeapi.PodSandboxConfig
 	// Image is the pause image's config: its entrypoint and cmd are the
 	// pause command.
-	Image      ocispec.ImageConfig
-	ImageName  string
-	RootfsPath string
+	Image     ocispec.ImageConfig
+	ImageName string
+	// PauseConfinesItself says the pause program installs its own seccomp
+	// filter (noded's built-in pause does): when the pod asks for no
+	// profile, the container then gets none, which spares compiling the
+	// runtime default profile on every pod start.
+	PauseConfinesItself bool
+	RootfsPath          string
 	// NetNS is the network namespace prepared for the pod (by CNI). Empty
 	// with a POD network mode gives the pause process a new, empty one.
 	NetNS string

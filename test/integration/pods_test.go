@@ -4,6 +4,7 @@ package integration
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
 	"os"
@@ -345,7 +346,7 @@ func TestRecoveryAfterKill9(t *testing.T) {
 func TestConfiguredPauseImageFromRegistry(t *testing.T) {
 	const pause = "registry.k8s.io/pause:3.9"
 	e := newPodEnv(t, "--pause-image", pause)
-	_, ctr, ip := e.runPod(t, "zeta", []string{"sleep", "3600"})
+	pod, ctr, ip := e.runPod(t, "zeta", []string{"sleep", "3600"})
 	if net.ParseIP(ip) == nil {
 		t.Fatalf("pod IP %q", ip)
 	}
@@ -356,4 +357,95 @@ func TestConfiguredPauseImageFromRegistry(t *testing.T) {
 	if resp, err := e.exec(t, ctr, 10, "echo", "ok"); err != nil || string(resp.GetStdout()) != "ok\n" {
 		t.Fatalf("exec: %v %v", resp, err)
 	}
+	// Not the built-in pause: noded gives it the runtime default profile.
+	if st := procStatus(t, e.pausePID(t, pod)); st["Seccomp"] != "2" {
+		t.Errorf("registry pause runs with Seccomp %q, want 2 (the default profile)", st["Seccomp"])
+	}
+}
+
+// The built-in pause confines itself: noded gives its container no seccomp
+// profile of its own, so the pause process runs under exactly one filter,
+// its own. When noded's pause binary changes (another noded build), the
+// built-in name is given the new binary's image on the next pod, while pods
+// made with the old one keep running.
+func TestBuiltinPauseImage(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join(repoRoot(), "bin", "noded-pause"))
+	if err != nil {
+		t.Skipf("no pause binary: %v (run make build)", err)
+	}
+	e := newPodEnv(t)
+	pod1, _, _ := e.runPod(t, "eta", []string{"sleep", "3600"})
+	id1 := e.imageID(t, "localhost/noded/pause:builtin")
+
+	if err := e.d.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	// "Another build": a different binary, so another image ID.
+	other := filepath.Join(t.TempDir(), "noded-pause")
+	if err := os.WriteFile(other, append(b, "another build"...), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	dropIn := filepath.Join(e.d.Dir, "noded.toml.d", "pause.toml")
+	if err := os.MkdirAll(filepath.Dir(dropIn), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(dropIn, []byte(fmt.Sprintf("pause-path = %q\n", other)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	d2 := e.d.Restart(t)
+	e.d, e.rt, e.img = d2, d2.Runtime(t), d2.Images(t)
+	t.Cleanup(func() { e.removeAll(t) })
+
+	pod2, _, _ := e.runPod(t, "theta", []string{"sleep", "3600"})
+	if id2 := e.imageID(t, "localhost/noded/pause:builtin"); id2 == id1 {
+		t.Fatalf("the built-in pause image was not replaced when the pause binary changed (%s)", id1)
+	}
+	for _, pod := range []string{pod1, pod2} {
+		st := procStatus(t, e.pausePID(t, pod))
+		if st["Seccomp"] != "2" || st["Seccomp_filters"] != "1" || st["NoNewPrivs"] != "1" {
+			t.Errorf("pause of pod %s: Seccomp %q, %q filters, NoNewPrivs %q; want 2, 1 (its own), 1",
+				pod, st["Seccomp"], st["Seccomp_filters"], st["NoNewPrivs"])
+		}
+	}
+}
+
+func (e *podEnv) imageID(t *testing.T, ref string) string {
+	t.Helper()
+	st, err := e.img.ImageStatus(context.Background(), &runtimeapi.ImageStatusRequest{Image: &runtimeapi.ImageSpec{Image: ref}})
+	if err != nil || st.GetImage() == nil {
+		t.Fatalf("image %s: %v %v", ref, st, err)
+	}
+	return st.GetImage().GetId()
+}
+
+// pausePID reads the pause process's pid from the verbose pod status.
+func (e *podEnv) pausePID(t *testing.T, pod string) int {
+	t.Helper()
+	st, err := e.rt.PodSandboxStatus(context.Background(), &runtimeapi.PodSandboxStatusRequest{PodSandboxId: pod, Verbose: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var info struct {
+		Pid int `json:"pid"`
+	}
+	if err := json.Unmarshal([]byte(st.GetInfo()["info"]), &info); err != nil || info.Pid <= 0 {
+		t.Fatalf("pod %s verbose info %v: %v", pod, st.GetInfo(), err)
+	}
+	return info.Pid
+}
+
+// procStatus returns the fields of /proc/PID/status.
+func procStatus(t *testing.T, pid int) map[string]string {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]string{}
+	for _, line := range strings.Split(string(b), "\n") {
+		if k, v, ok := strings.Cut(line, ":"); ok {
+			out[k] = strings.TrimSpace(v)
+		}
+	}
+	return out
 }
