@@ -215,6 +215,11 @@ func (m *monitor) create(req *wire.Request) (_ *wire.ContainerState, retErr erro
 	m.reaper.track(c.st.Pid, func(ws unix.WaitStatus, ok bool) { m.onExit(c, ws, ok) })
 	m.opMu.Unlock()
 	m.reaper.kick()
+	if run {
+		// "run" is the pause container: the pod's first container
+		// follows, a helper can start now.
+		m.prewarm()
+	}
 	if consoleErr != nil {
 		c.mu.Lock()
 		c.deleted = true // no state file for it

@@ -12,6 +12,7 @@ import (
 	"runtime/debug"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -34,6 +35,12 @@ type monitor struct {
 	// reaps strays only while it is free.
 	opMu   sync.Mutex
 	reaper *reaper
+	// warm is a helper started ahead of the next operation (nil if none);
+	// guarded by opMu. helperCalls counts the helpers used, so that a
+	// late prewarm can tell that the operation it was for has passed.
+	warm        *helperProc
+	helperCalls atomic.Int64
+	quitting    atomic.Bool // shutting down: no more prewarming
 
 	mu   sync.Mutex
 	ctrs map[string]*ctr
@@ -92,6 +99,8 @@ func runMonitor(args []string) int {
 	}
 	log.Infof("monitor %s listening on %s", version, wire.SocketPath(m.runDir, m.pod))
 	ready.ok()
+	// The first operation of a new monitor is the pod's pause container.
+	m.prewarm()
 	m.serve()
 	log.Infof("monitor exiting")
 	m.lock.Close()
@@ -284,6 +293,11 @@ func (m *monitor) scheduleTrim() {
 // shutdown kills and deletes the containers that are left, and removes the
 // monitor's files; the caller closes quit after answering.
 func (m *monitor) shutdown() error {
+	m.quitting.Store(true)
+	m.opMu.Lock()
+	m.dropWarm()
+	m.opMu.Unlock()
+	m.reaper.kick()
 	m.mu.Lock()
 	ids := make([]string, 0, len(m.ctrs))
 	for id := range m.ctrs {

@@ -5,10 +5,13 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
+	"time"
 
 	"github.com/sirupsen/logrus"
 	"golang.org/x/sys/unix"
 
+	"github.com/noded-dev/noded/internal/admit"
 	"github.com/noded-dev/noded/internal/config"
 	"github.com/noded-dev/noded/internal/netcni"
 	"github.com/noded-dev/noded/internal/oci"
@@ -17,6 +20,11 @@ import (
 	"github.com/noded-dev/noded/internal/state"
 	"github.com/noded-dev/noded/internal/storage"
 )
+
+// startLease is how long a pod or container creation keeps its slot
+// (internal/admit): one that takes longer waits for something else than
+// the CPU.
+const startLease = 2 * time.Second
 
 // newRuntimeService builds the pod and container service: records, the
 // monitors, CNI and spec generation, on the image store and service. It
@@ -50,12 +58,17 @@ func newRuntimeService(ctx context.Context, cfg *config.Config, log *logrus.Entr
 	node.CgroupManager = cfg.CgroupManager
 	node.UnprivilegedPorts, node.UnprivilegedICMP = true, true
 
+	starts := int(cfg.MaxParallelStarts)
+	if starts == 0 {
+		starts = runtime.NumCPU()
+	}
 	svc := sandbox.New(sandbox.Options{
 		Store:    records,
 		Images:   images,
 		Rootfs:   store,
 		Network:  network,
 		Monitor:  monitors,
+		Starts:   admit.New(starts, startLease),
 		Node:     node,
 		PodsDir:  filepath.Join(cfg.StateDir, "pods"),
 		NetNSDir: filepath.Join(cfg.RunDir, "netns"),

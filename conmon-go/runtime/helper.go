@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"time"
@@ -26,11 +25,19 @@ var errf = helperapi.Errorf
 func runHelper() int {
 	logrus.SetOutput(os.Stderr)
 	logrus.SetFormatter(&logrus.TextFormatter{FullTimestamp: true, TimestampFormat: time.RFC3339Nano, DisableColors: true})
+	// A warm helper may idle until then: host facts are read meanwhile.
+	go host()
+	b, files, err := readRequest(0)
+	if errors.Is(err, errNoRequest) {
+		return 0 // a warm helper nobody needed
+	}
 	var req helperapi.Request
 	resp := &helperapi.Response{}
-	b, err := io.ReadAll(io.LimitReader(os.Stdin, wire.MaxRequestSize))
 	if err == nil {
 		err = json.Unmarshal(b, &req)
+	}
+	if err == nil {
+		err = mapFiles(&req, files)
 	}
 	if err == nil && req.Version != helperapi.Version {
 		err = fmt.Errorf("conmon-go-runtime speaks helper protocol %d, the monitor %d: restart the monitor after an upgrade", helperapi.Version, req.Version)
@@ -127,7 +134,7 @@ func loadSpec(bundle string, log *logrus.Entry) (*specs.Spec, error) {
 	if err != nil {
 		return nil, errf(wire.CodeInvalidArgument, "bundle %s: %v", bundle, err)
 	}
-	if err := adjustSpec(spec, probeHost(), log); err != nil {
+	if err := adjustSpec(spec, host(), log); err != nil {
 		return nil, errf(wire.CodeInvalidArgument, "%v", err)
 	}
 	return spec, nil

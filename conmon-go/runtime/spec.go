@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/moby/sys/capability"
 	"github.com/opencontainers/runc/libcontainer"
@@ -28,6 +29,9 @@ type hostLimits struct {
 	oomScoreAdj    int             // our own oom_score_adj
 	seccompEnabled bool            // built with -tags seccomp and libseccomp
 }
+
+// host is probeHost, run once per helper.
+var host = sync.OnceValue(probeHost)
 
 func probeHost() hostLimits {
 	h := hostLimits{bounding: map[string]bool{}}

@@ -90,6 +90,9 @@ type Config struct {
 	MaxParallelDownloads Count `toml:"max-parallel-downloads"`
 
 	PauseImage string `toml:"pause-image"`
+	// MaxParallelStarts bounds the pod sandboxes and containers created at
+	// once (internal/admit); 0 means the number of CPUs.
+	MaxParallelStarts Count `toml:"max-parallel-starts"`
 
 	// CgroupManager is "cgroupfs" or "systemd"; the kubelet's cgroupDriver
 	// must match.
@@ -303,6 +306,9 @@ func (c *Config) Validate() error {
 	if c.MaxParallelDownloads < 1 || c.MaxParallelDownloads > 64 {
 		return fmt.Errorf("invalid value for %q: %d (want 1 to 64)", "max-parallel-downloads", c.MaxParallelDownloads)
 	}
+	if c.MaxParallelStarts < 0 || c.MaxParallelStarts > 256 {
+		return fmt.Errorf("invalid value for %q: %d (want 0 to 256)", "max-parallel-starts", c.MaxParallelStarts)
+	}
 	if c.ShutdownTimeout.Duration <= 0 {
 		return fmt.Errorf("invalid value for %q: must be positive", "shutdown-timeout")
 	}
@@ -359,6 +365,7 @@ var Keys = []Key{
 	{"pull-progress-timeout", "Fail a pull that makes no progress for this long; 0 disables the check."},
 	{"max-parallel-downloads", "Blobs downloaded at once, across all pulls (1 to 64)."},
 	{"pause-image", "Image of the pod sandbox (pause) container; the default is built into noded."},
+	{"max-parallel-starts", "Pod sandboxes and containers created at once; more wait in line, containers of running pods first (0: one per CPU)."},
 	{"cgroup-manager", "Cgroup driver, cgroupfs or systemd; must match the kubelet's cgroupDriver."},
 	{"conmon-path", "Path of the conmon-go monitor; empty: conmon-go next to the noded binary."},
 	{"pause-path", "Path of the static pause binary for the built-in pause image; empty: noded-pause next to the noded binary."},

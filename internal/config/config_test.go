@@ -88,6 +88,8 @@ func TestLoad(t *testing.T) {
 		{desc: "negative duration", file: "pull-progress-timeout = \"-1s\"\n", wantErr: "pull-progress-timeout"},
 		{desc: "bad metrics address", file: "metrics-address = \"9090\"\n", wantErr: `"metrics-address"`},
 		{desc: "metrics host must be an address", file: "metrics-address = \"example.com:9090\"\n", wantErr: `"metrics-address"`},
+		{desc: "negative parallel starts", file: "max-parallel-starts = -1\n", wantErr: `"max-parallel-starts"`},
+		{desc: "too many parallel starts", file: "max-parallel-starts = 1000\n", wantErr: `"max-parallel-starts"`},
 		{desc: "bad cgroup manager", file: "cgroup-manager = \"cgroupv3\"\n", wantErr: `"cgroup-manager"`},
 		{desc: "wrong type", file: "log-level = 3\n", wantErr: "log-level"},
 		{desc: "TOML syntax error", file: "log-level = \n", wantErr: "config file"},

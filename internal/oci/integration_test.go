@@ -313,6 +313,30 @@ func cgroupProcs(hier, path string) ([]string, error) {
 	return strings.Fields(string(b)), nil
 }
 
+// helpersOf lists the conmon-go-runtime processes whose parent is pid.
+func helpersOf(pid int) []int {
+	var out []int
+	entries, _ := os.ReadDir("/proc")
+	for _, ent := range entries {
+		p, err := strconv.Atoi(ent.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p))
+		if err != nil {
+			continue
+		}
+		f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+		if len(f) < 2 || f[1] != strconv.Itoa(pid) {
+			continue
+		}
+		if exe, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", p)); filepath.Base(exe) == "conmon-go-runtime" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
 func monitorPid(t *testing.T, e *testEnv) int {
 	t.Helper()
 	resp, err := e.rt.hello(context.Background(), e.pod)
@@ -400,7 +424,7 @@ func TestIntegration(t *testing.T) {
 	if got := monitorPid(t, e); got != mpid {
 		t.Fatalf("second StartMonitor started another monitor (%d, %d)", mpid, got)
 	}
-	// The monitor is detached: its own session, not our child.
+	// The monitor is detached from our session.
 	if sid, _ := getsid(mpid); sid != mpid {
 		t.Errorf("monitor session %d, want %d", sid, mpid)
 	}
@@ -413,6 +437,9 @@ func TestIntegration(t *testing.T) {
 	if pause.Status != StatusRunning || pause.StartedAt.IsZero() {
 		t.Fatalf("pause: %+v", pause)
 	}
+	// After the pause container the monitor starts a helper for the pod's
+	// next container; it waits for its request.
+	waitFor(t, func() bool { return len(helpersOf(mpid)) == 1 })
 
 	t.Run("run op", func(t *testing.T) {
 		_, logPath := e.runCombined("runop", e.spec("runop", "sh", "-c", "echo combined"))

@@ -12,6 +12,7 @@ import (
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/noded-dev/noded/internal/admit"
 	"github.com/noded-dev/noded/internal/cleanup"
 	"github.com/noded-dev/noded/internal/errdefs"
 	"github.com/noded-dev/noded/internal/ids"
@@ -74,6 +75,12 @@ func (s *Service) CreateContainer(ctx context.Context, podRef string, cfg *runti
 	if err != nil {
 		return "", err
 	}
+	// Containers of running pods go before new pods (internal/admit).
+	leave, err := s.enter(ctx, admit.Container)
+	if err != nil {
+		return "", err
+	}
+	defer leave()
 	rootPath, err := s.createRootfs(ctx, storageID(id), img.ID, name, &undo)
 	if err != nil {
 		return "", err

@@ -15,6 +15,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/noded-dev/noded/internal/admit"
 	"github.com/noded-dev/noded/internal/cleanup"
 	"github.com/noded-dev/noded/internal/errdefs"
 	"github.com/noded-dev/noded/internal/ids"
@@ -71,6 +72,15 @@ func (s *Service) RunPodSandbox(ctx context.Context, cfg *runtimeapi.PodSandboxC
 		ID: id, Name: name, State: state.SandboxReady, Config: cfg, RuntimeHandler: handler,
 		CgroupParent: cfg.GetLinux().GetCgroupParent(), Dir: dir,
 	}
+	// The network and the pause container are the CPU-heavy part: they
+	// wait for a creation slot (the slot is given back before the
+	// rollback, which runs in an earlier defer).
+	leave, err := s.enter(ctx, admit.Sandbox)
+	if err != nil {
+		return "", err
+	}
+	defer leave()
+
 	// CNI ADD (plugin processes, IPAM) runs while the pause container is
 	// made: the pause process only needs the pinned namespace, not the
 	// addresses. The attach is waited for on every path, before any

@@ -30,6 +30,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/sirupsen/logrus"
 
+	"github.com/noded-dev/noded/internal/admit"
 	"github.com/noded-dev/noded/internal/cgroupstats"
 	"github.com/noded-dev/noded/internal/ids"
 	"github.com/noded-dev/noded/internal/kmutex"
@@ -92,6 +93,12 @@ type monitor interface {
 	Delete(ctx context.Context, pod oci.PodID, id oci.ContainerID) error
 }
 
+// gate bounds how many pod sandboxes and containers are created at once
+// (internal/admit): their CPU-heavy part waits for a slot.
+type gate interface {
+	Enter(ctx context.Context, c admit.Class) (leave func(), err error)
+}
+
 // Options wire a Service.
 type Options struct {
 	Store   *state.Store
@@ -99,6 +106,8 @@ type Options struct {
 	Rootfs  rootfs
 	Network network
 	Monitor monitor
+	// Starts admits creations; nil admits everything at once.
+	Starts gate
 	// Node is the host facts and configuration for spec generation.
 	Node specgen.Node
 	// PodsDir holds each pod's files and bundles: <PodsDir>/<pod id>/.
@@ -145,6 +154,19 @@ func New(o Options) *Service {
 func (s *Service) Close() {
 	s.watchCancel()
 	s.watchers.Wait()
+}
+
+// enter waits for a creation slot (see gate) and returns the function that
+// gives it back.
+func (s *Service) enter(ctx context.Context, c admit.Class) (leave func(), err error) {
+	if s.o.Starts == nil {
+		return func() {}, nil
+	}
+	leave, err = s.o.Starts.Enter(ctx, c)
+	if err != nil {
+		return nil, fmt.Errorf("waiting for a creation slot: %w", err)
+	}
+	return leave, nil
 }
 
 func (s *Service) podDir(id ids.SandboxID) string { return filepath.Join(s.o.PodsDir, string(id)) }

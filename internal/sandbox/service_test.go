@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"sync"
 	"syscall"
@@ -17,6 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/noded-dev/noded/internal/admit"
 	"github.com/noded-dev/noded/internal/errdefs"
 	"github.com/noded-dev/noded/internal/netcni"
 	"github.com/noded-dev/noded/internal/oci"
@@ -499,5 +501,64 @@ func TestPodNetworkAttachAndRollback(t *testing.T) {
 				t.Fatalf("network namespaces left: %v", entries)
 			}
 		})
+	}
+}
+
+// recordingGate is an admit.Gate that remembers who entered.
+type recordingGate struct {
+	*admit.Gate
+	mu      sync.Mutex
+	classes []admit.Class
+}
+
+func (g *recordingGate) Enter(ctx context.Context, c admit.Class) (func(), error) {
+	g.mu.Lock()
+	g.classes = append(g.classes, c)
+	g.mu.Unlock()
+	return g.Gate.Enter(ctx, c)
+}
+
+func TestCreationsWaitForASlot(t *testing.T) {
+	s, f := newTestService(t, nil)
+	g := &recordingGate{Gate: admit.New(1, 0)}
+	s.o.Starts = g
+	ctx := context.Background()
+
+	podID, err := s.RunPodSandbox(ctx, podConfig("slots"), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.CreateContainer(ctx, string(podID), containerConfig("c")); err != nil {
+		t.Fatal(err)
+	}
+	if want := []admit.Class{admit.Sandbox, admit.Container}; !slices.Equal(g.classes, want) {
+		t.Fatalf("entered as %v, want %v", g.classes, want)
+	}
+
+	// Every slot taken: a creation waits, and gives up with its context,
+	// leaving nothing behind.
+	hold, err := g.Gate.Enter(ctx, admit.Sandbox)
+	if err != nil {
+		t.Fatalf("the slots were not given back: %v", err)
+	}
+	held := f.held()
+	short, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer cancel()
+	if _, err := s.RunPodSandbox(short, podConfig("waits"), ""); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("RunPodSandbox with no free slot: %v", err)
+	}
+	if _, err := s.CreateContainer(short, string(podID), containerConfig("d")); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("CreateContainer with no free slot: %v", err)
+	}
+	if now := f.held(); !slices.Equal(now, held) {
+		t.Fatalf("held %v after the timed-out creations, before %v", now, held)
+	}
+	hold()
+	// The names the timed-out requests reserved are free again.
+	if _, err := s.RunPodSandbox(ctx, podConfig("waits"), ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.CreateContainer(ctx, string(podID), containerConfig("d")); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -1,15 +1,25 @@
 // Package helperapi is the internal protocol between the monitor
 // (conmon-go) and its libcontainer helper (conmon-go-runtime): the monitor
-// starts one helper per operation with a Request (JSON) on its stdin, the
-// helper answers one Response (JSON) on its stdout and exits. Both binaries
-// are built from this repository; Version guards against a helper replaced
-// on disk by an incompatible one while monitors run.
+// starts one helper per operation; the helper's fd 0 is a unix stream
+// socket on which the monitor sends a Request (JSON, then end of stream),
+// with the request's files attached as SCM_RIGHTS; the helper answers one
+// Response (JSON) on its stdout and exits. Because the request comes on a
+// socket, a helper can be started before its request is known ("warm").
+// Both binaries are built from this repository; Version guards against a
+// helper replaced on disk by an incompatible one while monitors run.
 package helperapi
 
-import "fmt"
+import (
+	"fmt"
+	"time"
+)
 
 // Version of this protocol.
-const Version = 1
+const Version = 2
+
+// WarmIdle is how long a helper waits for its request before it exits
+// quietly (a warm helper whose operation never came).
+const WarmIdle = 10 * time.Second
 
 // Operations.
 const (
@@ -23,8 +33,8 @@ const (
 	OpInspect = "inspect" // -> Status, Pid, PidStartTime, Created, MemCg, CgV2
 )
 
-// Request is the monitor's request. File descriptors are numbers in the
-// helper (the monitor's extra files are 3, 4, …), -1 for none.
+// Request is the monitor's request. File descriptors are 3 + the index of
+// the file among those sent with the request, -1 for none.
 type Request struct {
 	Version   int      `json:"version"`
 	Op        string   `json:"op"`

@@ -1,0 +1,100 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/noded-dev/noded/conmon-go/internal/helperapi"
+	"github.com/noded-dev/noded/internal/oci/wire"
+)
+
+// warmIdle is helperapi.WarmIdle (a variable for tests).
+var warmIdle = helperapi.WarmIdle
+
+// errNoRequest: the monitor sent nothing within warmIdle.
+var errNoRequest = errors.New("no request")
+
+// readRequest reads the request from the unix socket fd until the monitor
+// shuts its end, with the descriptors of the files sent along
+// (SCM_RIGHTS; they are wrapped in os.Files once, where they are used).
+// It waits at most warmIdle for the first byte.
+func readRequest(fd int) ([]byte, []int, error) {
+	pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+	deadline := time.Now().Add(warmIdle)
+	for {
+		n, err := unix.Poll(pfd, int(time.Until(deadline).Milliseconds()))
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return nil, nil, fmt.Errorf("waiting for the request: %w", err)
+		}
+		if n == 0 {
+			return nil, nil, errNoRequest
+		}
+		break
+	}
+	var (
+		body  []byte
+		files []int
+	)
+	buf := make([]byte, 64<<10)
+	oob := make([]byte, unix.CmsgSpace(16*4))
+	for {
+		n, oobn, _, _, err := unix.Recvmsg(fd, buf, oob, unix.MSG_CMSG_CLOEXEC)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return nil, files, fmt.Errorf("reading the request: %w", err)
+		}
+		if oobn > 0 {
+			got, err := parseRights(oob[:oobn])
+			if err != nil {
+				return nil, files, err
+			}
+			files = append(files, got...)
+		}
+		if n == 0 {
+			return body, files, nil
+		}
+		if len(body)+n > wire.MaxRequestSize {
+			return nil, files, errors.New("request too large")
+		}
+		body = append(body, buf[:n]...)
+	}
+}
+
+func parseRights(oob []byte) ([]int, error) {
+	msgs, err := unix.ParseSocketControlMessage(oob)
+	if err != nil {
+		return nil, fmt.Errorf("request control message: %w", err)
+	}
+	var fds []int
+	for i := range msgs {
+		if got, err := unix.ParseUnixRights(&msgs[i]); err == nil {
+			fds = append(fds, got...)
+		}
+	}
+	return fds, nil
+}
+
+// mapFiles turns the request's fd fields (3 + index among the files sent)
+// into the descriptors the files were received as. Fields below 3 are not
+// files (-1, or unset in operations that take none).
+func mapFiles(req *helperapi.Request, files []int) error {
+	for _, p := range []*int{&req.StdinFd, &req.StdoutFd, &req.StderrFd, &req.ConsoleFd} {
+		if *p < 3 {
+			continue
+		}
+		i := *p - 3
+		if i >= len(files) {
+			return helperapi.Errorf(wire.CodeInvalidArgument, "request names file %d of %d", *p, len(files))
+		}
+		*p = files[i]
+	}
+	return nil
+}
