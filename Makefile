@@ -26,10 +26,14 @@ noded:
 	$(GO) build $(GOFLAGS_BUILD) -ldflags "$(LDFLAGS)" -o $(BIN)/noded ./cmd/noded
 
 # The per-pod monitor stays small (no libcontainer); conmon-go-runtime is
-# the short-lived libcontainer helper it runs for each operation.
+# the short-lived libcontainer helper it runs for each operation, and the
+# container's init. It is linked statically (libseccomp.a, libc.a; netgo and
+# osusergo keep glibc's NSS out): two process starts per container, and
+# without the dynamic loader each costs ~130 fewer page faults.
 conmon-go:
 	$(GO) build $(GOFLAGS_BUILD) -ldflags "-s -w" -o $(BIN)/conmon-go ./conmon-go
-	$(GO) build -trimpath -tags "$(BUILDTAGS) seccomp runc_nocriu" -ldflags "-s -w" -o $(BIN)/conmon-go-runtime ./conmon-go/runtime
+	$(GO) build -trimpath -tags "$(BUILDTAGS) seccomp runc_nocriu netgo osusergo" \
+		-ldflags "-s -w -linkmode external -extldflags -static" -o $(BIN)/conmon-go-runtime ./conmon-go/runtime
 
 # The pause process is C, static and tiny: it sits in every pod. musl keeps
 # it at ~17 KB and ~32 kB resident (glibc static: ~700 kB resident).
