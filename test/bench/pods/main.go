@@ -122,11 +122,11 @@ func run(sequential, concurrent int, logLevel, daemonLog string) (retErr error) 
 	reportCPU(cpu0, sequential)
 
 	time.Sleep(2 * time.Second) // let monitors settle before measuring
-	monitors, pauses, err := podProcesses(dir)
+	monitors, pauses, helpers, err := podProcesses(dir)
 	if err != nil {
 		return err
 	}
-	var mon, pau mem
+	var mon, pau, hel mem
 	for _, p := range monitors {
 		m, _ := memOf(p)
 		mon.add(m)
@@ -135,13 +135,20 @@ func run(sequential, concurrent int, logLevel, daemonLog string) (retErr error) 
 		m, _ := memOf(p)
 		pau.add(m)
 	}
+	for _, p := range helpers {
+		m, _ := memOf(p)
+		hel.add(m)
+	}
 	if n := len(monitors); n > 0 {
 		fmt.Printf("per-pod overhead with %d pods running (%d monitors, %d pause):\n", sequential, n, len(pauses))
 		fmt.Printf("  monitor   VmRSS %.2f MiB  Pss %.2f MiB\n", mib(mon.rss)/float64(n), mib(mon.pss)/float64(n))
 		if len(pauses) > 0 {
 			fmt.Printf("  pause     VmRSS %.2f MiB  Pss %.2f MiB\n", mib(pau.rss)/float64(len(pauses)), mib(pau.pss)/float64(len(pauses)))
 		}
-		fmt.Printf("  total     VmRSS %.2f MiB  Pss %.2f MiB per pod\n", mib(mon.rss+pau.rss)/float64(n), mib(mon.pss+pau.pss)/float64(n))
+		if len(helpers) > 0 {
+			fmt.Printf("  helpers   %d alive, VmRSS %.2f MiB  Pss %.2f MiB in all\n", len(helpers), mib(hel.rss), mib(hel.pss))
+		}
+		fmt.Printf("  total     VmRSS %.2f MiB  Pss %.2f MiB per pod\n", mib(mon.rss+pau.rss+hel.rss)/float64(n), mib(mon.pss+pau.pss+hel.pss)/float64(n))
 	}
 	busy, _ := memOf(d.Pid())
 	fmt.Printf("noded RSS with %d pods: %.1f MiB\n", sequential, mib(busy.rss))
@@ -263,11 +270,13 @@ func reportCPU(since time.Duration, pods int) {
 }
 
 // podProcesses finds this run's monitors (their command line names the
-// run's directory) and the pause processes that are their children.
-func podProcesses(dir string) (monitors, pauses []int, err error) {
+// run's directory) and their children that are pause processes or
+// libcontainer helpers (a warm helper waits for an operation; none should
+// be left once the pods run).
+func podProcesses(dir string) (monitors, pauses, helpers []int, err error) {
 	entries, err := os.ReadDir("/proc")
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	isMonitor := map[int]bool{}
 	parent := map[int]int{}
@@ -289,11 +298,15 @@ func podProcesses(dir string) (monitors, pauses []int, err error) {
 		}
 	}
 	for pid, pp := range parent {
-		if isMonitor[pp] && comm[pid] == "/pause" {
+		switch {
+		case !isMonitor[pp]:
+		case comm[pid] == "/pause":
 			pauses = append(pauses, pid)
+		case comm[pid] == "conmon-go-runtime":
+			helpers = append(helpers, pid)
 		}
 	}
-	return monitors, pauses, nil
+	return monitors, pauses, helpers, nil
 }
 
 func ppid(pid int) int {
