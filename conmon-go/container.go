@@ -249,15 +249,13 @@ func (m *monitor) create(req *wire.Request) (_ *wire.ContainerState, retErr erro
 // half-way.
 func (m *monitor) destroyLater(c *ctr) {
 	go func() {
-		m.opMu.Lock()
-		_, _ = m.callHelper(&helperapi.Request{Op: helperapi.OpKill, ID: c.id, Signal: int(unix.SIGKILL)})
-		m.opMu.Unlock()
+		_ = m.signal(c, int(unix.SIGKILL))
 		select {
 		case <-c.exited:
 		case <-time.After(10 * time.Second):
 		}
 		m.opMu.Lock()
-		_, _ = m.callHelper(&helperapi.Request{Op: helperapi.OpDestroy, ID: c.id})
+		_, _ = m.callHelper(&helperapi.Request{Op: helperapi.OpDestroy, ID: c.id, Bundle: c.snapshot().Bundle})
 		m.opMu.Unlock()
 		m.reaper.kick()
 		_ = os.Remove(wire.StateFilePath(m.stateDir, c.id))
@@ -396,12 +394,26 @@ func (m *monitor) kill(id string, sig int) error {
 	if c.snapshot().Status == wire.StatusExited {
 		return errf(wire.CodeFailedPrecondition, "container %s is not running", id)
 	}
-	// libcontainer checks the pid's start time, and with SIGKILL kills
-	// every process of a container without its own PID namespace.
+	return m.signal(c, sig)
+}
+
+// signal sends sig to the container through a helper: libcontainer checks
+// the pid's start time, and with SIGKILL kills every process of a
+// container without its own PID namespace. Should its runtime state be
+// gone (removed by hand), the helper finds the processes in the cgroups
+// the bundle names; without the bundle either, the init the monitor
+// tracks is signalled directly.
+func (m *monitor) signal(c *ctr, sig int) error {
+	snap := c.snapshot()
 	m.opMu.Lock()
-	_, err = m.callHelper(&helperapi.Request{Op: helperapi.OpKill, ID: id, Signal: sig})
+	_, err := m.callHelper(&helperapi.Request{Op: helperapi.OpKill, ID: c.id, Bundle: snap.Bundle, Signal: sig})
 	m.opMu.Unlock()
 	m.reaper.kick()
+	var ce *codeError
+	if errors.As(err, &ce) && ce.Code == wire.CodeNotFound && m.reaper.kill(snap.Pid, unix.Signal(sig)) == nil {
+		m.log.with("container", c.id).Warnf("no runtime state: signalled its init %d directly", snap.Pid)
+		return nil
+	}
 	return err
 }
 
@@ -482,10 +494,7 @@ func (m *monitor) delete(id string, force bool) error {
 		if !force {
 			return errf(wire.CodeFailedPrecondition, "container %s has not exited", id)
 		}
-		m.opMu.Lock()
-		_, _ = m.callHelper(&helperapi.Request{Op: helperapi.OpKill, ID: id, Signal: int(unix.SIGKILL)})
-		m.opMu.Unlock()
-		m.reaper.kick()
+		_ = m.signal(c, int(unix.SIGKILL))
 		select {
 		case <-c.exited:
 		case <-time.After(10 * time.Second):
@@ -493,7 +502,7 @@ func (m *monitor) delete(id string, force bool) error {
 		}
 	}
 	m.opMu.Lock()
-	_, err = m.callHelper(&helperapi.Request{Op: helperapi.OpDestroy, ID: id})
+	_, err = m.callHelper(&helperapi.Request{Op: helperapi.OpDestroy, ID: id, Bundle: c.snapshot().Bundle})
 	m.opMu.Unlock()
 	m.reaper.kick()
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/opencontainers/cgroups/manager"
 	"github.com/opencontainers/runc/libcontainer"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"github.com/sirupsen/logrus"
@@ -93,13 +94,17 @@ func helperDo(req *helperapi.Request, resp *helperapi.Response, log *logrus.Entr
 	}
 	lc, err := libcontainer.Load(req.Root, req.ID)
 	if err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			if req.Op == helperapi.OpDestroy {
-				return nil // already gone
-			}
-			return errf(wire.CodeNotFound, "container %s: no runtime state", req.ID)
+		// libcontainer says ErrNotExist when the state directory is gone.
+		if !errors.Is(err, libcontainer.ErrNotExist) && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("load %s: %w", req.ID, err)
 		}
-		return fmt.Errorf("load %s: %w", req.ID, err)
+		if req.Bundle != "" && (req.Op == helperapi.OpKill || req.Op == helperapi.OpDestroy) {
+			return withoutState(req, log)
+		}
+		if req.Op == helperapi.OpDestroy {
+			return nil // already gone
+		}
+		return errf(wire.CodeNotFound, "container %s: no runtime state", req.ID)
 	}
 	switch req.Op {
 	case helperapi.OpKill:
@@ -124,6 +129,46 @@ func helperDo(req *helperapi.Request, resp *helperapi.Response, log *logrus.Entr
 		resp.Status = st.String()
 	default:
 		return errf(wire.CodeInvalidArgument, "unknown helper operation %q", req.Op)
+	}
+	return nil
+}
+
+// withoutState kills or destroys a container whose libcontainer state is
+// gone (removed by hand, say) while its cgroups may still hold processes:
+// they are found from the bundle's spec. kill signals every process in the
+// container's cgroups (NotFound when there is none); destroy kills them
+// and removes the cgroups.
+func withoutState(req *helperapi.Request, log *logrus.Entry) error {
+	spec, err := loadSpec(req.Bundle, log)
+	if err != nil {
+		return errf(wire.CodeNotFound, "container %s: no runtime state, and its bundle: %v", req.ID, err)
+	}
+	config, err := libcontainerConfig(req.ID, req.Bundle, spec)
+	if err != nil {
+		return errf(wire.CodeNotFound, "container %s: no runtime state, and its bundle: %v", req.ID, err)
+	}
+	mgr, err := manager.New(config.Cgroups)
+	if err != nil {
+		return fmt.Errorf("container %s: cgroups: %w", req.ID, err)
+	}
+	pids, _ := mgr.GetAllPids()
+	sig := unix.SIGKILL
+	if req.Op == helperapi.OpKill {
+		if len(pids) == 0 {
+			return errf(wire.CodeNotFound, "container %s: no runtime state and no process", req.ID)
+		}
+		sig = unix.Signal(req.Signal)
+	}
+	log.Warnf("runtime state is gone: signalling the %d processes of its cgroups with %v", len(pids), sig)
+	for _, pid := range pids {
+		_ = unix.Kill(pid, sig)
+	}
+	if req.Op == helperapi.OpKill {
+		return nil
+	}
+	// Destroy retries while the killed processes leave the cgroups.
+	if err := mgr.Destroy(); err != nil {
+		return fmt.Errorf("container %s: removing cgroups: %w", req.ID, err)
 	}
 	return nil
 }

@@ -813,6 +813,33 @@ func TestIntegration(t *testing.T) {
 		}
 	})
 
+	t.Run("runtime state removed by hand", func(t *testing.T) {
+		// An operator (or a cleanup script) removes libcontainer's state
+		// of a running container: stop and delete still work, through the
+		// cgroups the bundle names, and leave no process or cgroup.
+		st, _ := e.run("lost", e.spec("lost", "sh", "-c", "trap '' TERM; sleep 1000 & wait"))
+		if err := os.RemoveAll(filepath.Join(wire.MonitorDir(run, string(e.pod)), "lost")); err != nil {
+			t.Fatal(err)
+		}
+		if err := e.rt.Kill(ctx, e.pod, "lost", syscall.SIGKILL); err != nil {
+			t.Fatalf("kill without runtime state: %v", err)
+		}
+		if got := e.wait("lost", 10*time.Second); got.ExitCode != 137 {
+			t.Fatalf("lost: %+v", got)
+		}
+		if err := e.rt.Delete(ctx, e.pod, "lost"); err != nil {
+			t.Fatalf("delete without runtime state: %v", err)
+		}
+		if processAlive(st.Pid, 0) {
+			t.Errorf("init %d still alive", st.Pid)
+		}
+		for _, h := range []string{"memory", "pids", "cpu", "devices", "freezer"} {
+			if _, err := os.Stat(filepath.Join("/sys/fs/cgroup", h, e.cgParent, "pod"+string(e.pod), "lost")); err == nil {
+				t.Errorf("cgroup left in %s", h)
+			}
+		}
+	})
+
 	t.Run("cleanup", func(t *testing.T) {
 		for _, id := range []ContainerID{"joiner", "pause"} {
 			if err := e.rt.Kill(ctx, e.pod, id, syscall.SIGKILL); err != nil {

@@ -27,9 +27,9 @@ const (
 	OpRun    = "run"    // OpCreate, then release the user's program, in one helper
 	// There is no start: the monitor starts a created container itself
 	// through its exec fifo (conmon-go/startfifo.go).
-	OpKill    = "kill"    // Signal (SIGKILL: every process of the container)
+	OpKill    = "kill"    // Signal (SIGKILL: every process of the container); Bundle finds the processes should the runtime state be gone
 	OpExec    = "exec"    // Bundle, Args, Env, StdoutFd, StderrFd -> Pid
-	OpDestroy = "destroy" // remove cgroups and runtime state
+	OpDestroy = "destroy" // remove cgroups and runtime state (Bundle: the cgroups, should the state be gone)
 	OpInspect = "inspect" // -> Status, Pid, PidStartTime, Created, MemCg, CgV2
 )
 
