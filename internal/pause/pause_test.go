@@ -116,30 +116,30 @@ func TestPauseConfinesItself(t *testing.T) {
 	if _, ok := procStatus(t, os.Getpid())["Seccomp"]; !ok {
 		t.Skip("kernel without seccomp")
 	}
+	st := procStatus(t, startSleeping(t, bin))
+	if st["Seccomp"] != "2" || st["NoNewPrivs"] != "1" {
+		t.Fatalf("pause runs with Seccomp %q NoNewPrivs %q, want 2 (filter) and 1", st["Seccomp"], st["NoNewPrivs"])
+	}
+}
+
+// startSleeping runs pause until the test ends and returns its pid once
+// it sleeps (its handlers and filter are in place).
+func startSleeping(t *testing.T, bin string) int {
+	t.Helper()
 	cmd := exec.Command(bin)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
 	waitState(t, cmd.Process.Pid, "S")
-	st := procStatus(t, cmd.Process.Pid)
-	if st["Seccomp"] != "2" || st["NoNewPrivs"] != "1" {
-		t.Fatalf("pause runs with Seccomp %q NoNewPrivs %q, want 2 (filter) and 1", st["Seccomp"], st["NoNewPrivs"])
-	}
+	return cmd.Process.Pid
 }
 
 // TestPauseRSS measures the resident set of a running pause process. Most of
 // it is the binary's file pages, shared between all pods; the private part
 // (RssAnon) is what each sandbox really costs.
 func TestPauseRSS(t *testing.T) {
-	bin := buildPause(t)
-	cmd := exec.Command(bin)
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
-	waitState(t, cmd.Process.Pid, "S")
-	st := procStatus(t, cmd.Process.Pid)
+	st := procStatus(t, startSleeping(t, buildPause(t)))
 	rss, anon := kb(st["VmRSS"]), kb(st["RssAnon"])
 	t.Logf("pause VmRSS=%d kB RssAnon=%d kB RssFile=%d kB", rss, anon, kb(st["RssFile"]))
 	if rss == 0 || rss > 2048 {
