@@ -16,8 +16,9 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 build_packages=(
-	# cgo: libseccomp-golang links against libseccomp. gcc alone does not
-	# pull the C library headers when recommends are off, hence libc6-dev.
+	# cgo: libseccomp-golang links against libseccomp; conmon-go-runtime is
+	# linked statically, from libseccomp.a (libseccomp-dev) and libc.a
+	# (libc6-dev, which gcc alone does not pull when recommends are off).
 	gcc
 	libc6-dev
 	make
