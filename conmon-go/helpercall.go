@@ -124,8 +124,8 @@ func (m *monitor) dropWarm() {
 }
 
 // callHelper runs one libcontainer operation in a helper: the warm one if
-// there is one, else a new one. files are passed with the request and are
-// the helper's fds 3, 4, … as far as the request's fd fields go. The
+// there is one, else a new one. files go with the request; its fd fields
+// name them as 3 + their index (see helperapi.Request). The
 // caller holds opMu (no stray is reaped meanwhile) and, once callHelper
 // returned, tracks the pids the helper started: they are our children by
 // then, because callHelper waits for the helper's exit.
