@@ -28,7 +28,7 @@ func runHelper() int {
 	logrus.SetFormatter(&logrus.TextFormatter{FullTimestamp: true, TimestampFormat: time.RFC3339Nano, DisableColors: true})
 	// A warm helper may idle until then: host facts are read meanwhile.
 	go host()
-	b, files, err := readRequest(0)
+	b, files, legacy, err := readRequest(0)
 	if errors.Is(err, errNoRequest) {
 		return 0 // a warm helper nobody needed
 	}
@@ -37,11 +37,16 @@ func runHelper() int {
 	if err == nil {
 		err = json.Unmarshal(b, &req)
 	}
-	if err == nil {
+	switch {
+	case err != nil:
+	case legacy && req.Version == helperapi.VersionPipe:
+		// A monitor started before an upgrade: its files are our fds
+		// 3, 4, … already.
+	case !legacy && req.Version == helperapi.Version:
 		err = mapFiles(&req, files)
-	}
-	if err == nil && req.Version != helperapi.Version {
-		err = fmt.Errorf("conmon-go-runtime speaks helper protocol %d, the monitor %d: restart the monitor after an upgrade", helperapi.Version, req.Version)
+	default:
+		err = fmt.Errorf("conmon-go-runtime speaks helper protocols %d and %d, the monitor %d: restart the monitor after an upgrade",
+			helperapi.VersionPipe, helperapi.Version, req.Version)
 	}
 	if err == nil {
 		if lvl, perr := logrus.ParseLevel(req.LogLevel); perr == nil {

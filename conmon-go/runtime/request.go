@@ -21,7 +21,44 @@ var errNoRequest = errors.New("no request")
 // shuts its end, with the descriptors of the files sent along
 // (SCM_RIGHTS; they are wrapped in os.Files once, where they are used).
 // It waits at most warmIdle for the first byte.
-func readRequest(fd int) ([]byte, []int, error) {
+//
+// legacy is true when fd is not a socket but a pipe: a monitor started
+// before an upgrade speaks protocol 1 (helperapi.VersionPipe), where the
+// request comes on stdin and its files are inherited as fds 3, 4, ….
+func readRequest(fd int) (body []byte, files []int, legacy bool, err error) {
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return nil, nil, false, fmt.Errorf("request: %w", err)
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFSOCK {
+		body, err := readAll(fd)
+		return body, nil, true, err
+	}
+	body, files, err = readSocket(fd)
+	return body, files, false, err
+}
+
+// readAll reads fd to its end (at most wire.MaxRequestSize).
+func readAll(fd int) ([]byte, error) {
+	var body []byte
+	buf := make([]byte, 4096)
+	for {
+		n, err := unix.Read(fd, buf)
+		switch {
+		case err == unix.EINTR:
+			continue
+		case err != nil:
+			return nil, fmt.Errorf("reading the request: %w", err)
+		case n == 0:
+			return body, nil
+		case len(body)+n > wire.MaxRequestSize:
+			return nil, errors.New("request too large")
+		}
+		body = append(body, buf[:n]...)
+	}
+}
+
+func readSocket(fd int) ([]byte, []int, error) {
 	pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
 	deadline := time.Now().Add(warmIdle)
 	for {
@@ -41,7 +78,7 @@ func readRequest(fd int) ([]byte, []int, error) {
 		body  []byte
 		files []int
 	)
-	buf := make([]byte, 64<<10)
+	buf := make([]byte, 4096)
 	oob := make([]byte, unix.CmsgSpace(16*4))
 	for {
 		n, oobn, _, _, err := unix.Recvmsg(fd, buf, oob, unix.MSG_CMSG_CLOEXEC)

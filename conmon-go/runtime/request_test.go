@@ -40,9 +40,9 @@ func TestReadRequest(t *testing.T) {
 		if err := unix.Shutdown(mon, unix.SHUT_WR); err != nil {
 			t.Fatal(err)
 		}
-		got, fds, err := readRequest(helper)
-		if err != nil || string(got) != string(body) || len(fds) != 2 {
-			t.Fatalf("readRequest: %q %v %v", got, fds, err)
+		got, fds, legacy, err := readRequest(helper)
+		if err != nil || string(got) != string(body) || len(fds) != 2 || legacy {
+			t.Fatalf("readRequest: %q %v legacy %v, %v", got, fds, legacy, err)
 		}
 		defer unix.Close(fds[0])
 		defer unix.Close(fds[1])
@@ -60,10 +60,28 @@ func TestReadRequest(t *testing.T) {
 		old := warmIdle
 		warmIdle = 50 * time.Millisecond
 		defer func() { warmIdle = old }()
-		if _, _, err := readRequest(helper); !errors.Is(err, errNoRequest) {
+		if _, _, _, err := readRequest(helper); !errors.Is(err, errNoRequest) {
 			t.Fatalf("want errNoRequest, got %v", err)
 		}
 	})
+}
+
+// A monitor started before an upgrade writes its request on a pipe.
+func TestReadRequestFromAnOldMonitor(t *testing.T) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	body := `{"version":1,"op":"kill","signal":9}`
+	if _, err := w.WriteString(body); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	got, fds, legacy, err := readRequest(int(r.Fd()))
+	if err != nil || string(got) != body || len(fds) != 0 || !legacy {
+		t.Fatalf("readRequest from a pipe: %q %v legacy %v, %v", got, fds, legacy, err)
+	}
 }
 
 func TestMapFiles(t *testing.T) {

@@ -14,8 +14,14 @@ import (
 	"time"
 )
 
-// Version of this protocol.
-const Version = 2
+// Version of this protocol. VersionPipe is the one before it, where the
+// request came on the helper's stdin (a pipe) and its files were inherited
+// as fds 3, 4, …: a helper still serves it, so that the monitors of pods
+// started before an upgrade of noded keep working.
+const (
+	Version     = 2
+	VersionPipe = 1
+)
 
 // WarmIdle is how long a helper waits for its request before it exits
 // quietly (a warm helper whose operation never came).
