@@ -200,7 +200,7 @@ func sendRequest(sock int, b []byte, files []*os.File) error {
 		oob = unix.UnixRights(fds...)
 	}
 	for len(b) > 0 || oob != nil {
-		n, err := unix.SendmsgN(sock, b, oob, nil, 0)
+		n, err := unix.SendmsgN(sock, b, oob, nil, unix.MSG_NOSIGNAL)
 		if err == unix.EINTR {
 			continue
 		}
