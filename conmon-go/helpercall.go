@@ -135,26 +135,35 @@ func (m *monitor) callHelper(req *helperapi.Request, files ...*os.File) (*helper
 	req.Version = helperapi.Version
 	req.Root = m.root
 	req.LogLevel = m.logLevel
-	warm := "cold"
+	b, _ := json.Marshal(req)
+	warm := "warm"
 	h := m.takeWarm()
 	if h != nil {
-		warm = "warm"
-	} else {
+		if err := sendRequest(h.req, b, files); err != nil {
+			// The warm helper died (killed by hand, say): use a new one.
+			m.log.Warnf("warm helper %d did not take the request: %v", h.pid, err)
+			_ = m.reaper.kill(h.pid, unix.SIGKILL)
+			h.close()
+			h = nil
+		}
+	}
+	if h == nil {
+		warm = "cold"
 		var err error
 		if h, err = m.startHelper(); err != nil {
 			return nil, err
 		}
+		if err := sendRequest(h.req, b, files); err != nil {
+			_ = m.reaper.kill(h.pid, unix.SIGKILL)
+			<-h.exited
+			h.close()
+			return nil, fmt.Errorf("helper %s: sending the request: %w", req.Op, err)
+		}
 	}
 	defer h.close()
-	tSpawn := time.Now()
+	tSent := time.Now()
 	m.reaper.kick()
 
-	b, _ := json.Marshal(req)
-	if err := sendRequest(h.req, b, files); err != nil {
-		_ = m.reaper.kill(h.pid, unix.SIGKILL)
-		<-h.exited
-		return nil, fmt.Errorf("helper %s: sending the request: %w", req.Op, err)
-	}
 	_ = h.out.SetReadDeadline(time.Now().Add(helperTimeout))
 	out, rerr := io.ReadAll(io.LimitReader(h.out, 1<<20))
 	tAnswer := time.Now()
@@ -168,7 +177,7 @@ func (m *monitor) callHelper(req *helperapi.Request, files ...*os.File) (*helper
 		<-h.exited
 	}
 	if traceHelpers {
-		traceHelper(fmt.Sprintf("monitor-trace %s (%s): spawn %s answer %s reaped %s\n", req.Op, warm, tSpawn.Sub(t0), tAnswer.Sub(t0), time.Since(t0)))
+		traceHelper(fmt.Sprintf("monitor-trace %s (%s): sent %s answer %s reaped %s\n", req.Op, warm, tSent.Sub(t0), tAnswer.Sub(t0), time.Since(t0)))
 	}
 	if rerr != nil {
 		return nil, fmt.Errorf("helper %s: %w", req.Op, rerr)

@@ -440,6 +440,12 @@ func TestIntegration(t *testing.T) {
 	// After the pause container the monitor starts a helper for the pod's
 	// next container; it waits for its request.
 	waitFor(t, func() bool { return len(helpersOf(mpid)) == 1 })
+	// A warm helper that dies (killed by hand, say) is replaced by a new
+	// one when the operation comes (the "run op" below).
+	if err := syscall.Kill(helpersOf(mpid)[0], syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { return len(helpersOf(mpid)) == 0 })
 
 	t.Run("run op", func(t *testing.T) {
 		_, logPath := e.runCombined("runop", e.spec("runop", "sh", "-c", "echo combined"))
