@@ -40,8 +40,12 @@ type ctr struct {
 	memCg     string        // memory cgroup directory, for the OOM count
 	cgV2      bool
 	oomBase   uint64
-	adopted   bool
-	deleted   bool
+	// ownPidNS: the container has a PID namespace of its own, so killing
+	// its init kills all of its processes (set at create; false when
+	// adopted, which makes every kill go through a helper).
+	ownPidNS bool
+	adopted  bool
+	deleted  bool
 }
 
 func (c *ctr) snapshot() *wire.ContainerState {
@@ -194,6 +198,7 @@ func (m *monitor) create(req *wire.Request) (_ *wire.ContainerState, retErr erro
 		c.st.Status = wire.StatusRunning
 	}
 	c.memCg, c.cgV2 = hresp.MemCg, hresp.CgV2
+	c.ownPidNS = hresp.OwnPidNS
 	c.oomBase = oomCount(c.memCg, c.cgV2)
 	var consoleErr error
 	if tty {
@@ -397,14 +402,23 @@ func (m *monitor) kill(id string, sig int) error {
 	return m.signal(c, sig)
 }
 
-// signal sends sig to the container through a helper: libcontainer checks
-// the pid's start time, and with SIGKILL kills every process of a
-// container without its own PID namespace. Should its runtime state be
-// gone (removed by hand), the helper finds the processes in the cgroups
-// the bundle names; without the bundle either, the init the monitor
-// tracks is signalled directly.
+// signal sends sig to the container. libcontainer would only signal the
+// init, except for SIGKILL to a container without a PID namespace of its
+// own (then it kills every process in the container's cgroups); so the
+// monitor signals the init itself, without a helper process, unless that
+// is the case. The init is the monitor's unreaped child, so its pid cannot
+// have been reused. Otherwise a helper signals: should the container's
+// runtime state be gone (removed by hand), it finds the processes in the
+// cgroups the bundle names; without the bundle either, the init the
+// monitor tracks is signalled directly.
 func (m *monitor) signal(c *ctr, sig int) error {
 	snap := c.snapshot()
+	c.mu.Lock()
+	direct := c.ownPidNS || unix.Signal(sig) != unix.SIGKILL
+	c.mu.Unlock()
+	if direct && snap.Status != wire.StatusExited && m.reaper.kill(snap.Pid, unix.Signal(sig)) == nil {
+		return nil
+	}
 	m.opMu.Lock()
 	_, err := m.callHelper(&helperapi.Request{Op: helperapi.OpKill, ID: c.id, Bundle: snap.Bundle, Signal: sig})
 	m.opMu.Unlock()

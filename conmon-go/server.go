@@ -238,7 +238,9 @@ func (m *monitor) dispatch(conn *os.File, req *wire.Request) (*wire.Response, er
 	case wire.OpShutdown:
 		return nil, m.shutdown()
 	case wire.OpStats:
-		return &wire.Response{Stats: memStats()}, nil
+		st := memStats()
+		st["helper_calls"] = m.helperCalls.Load()
+		return &wire.Response{Stats: st}, nil
 	}
 	if !wire.ValidID(req.Container) {
 		return nil, errf(wire.CodeInvalidArgument, "invalid container id %q", req.Container)

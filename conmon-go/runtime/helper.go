@@ -10,6 +10,7 @@ import (
 
 	"github.com/opencontainers/cgroups/manager"
 	"github.com/opencontainers/runc/libcontainer"
+	"github.com/opencontainers/runc/libcontainer/configs"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"github.com/sirupsen/logrus"
 	"golang.org/x/sys/unix"
@@ -218,6 +219,7 @@ func helperCreateContainer(req *helperapi.Request, resp *helperapi.Response, log
 		return errf(wire.CodeInvalidArgument, "spec: %v", err)
 	}
 	tr.mark("config")
+	resp.OwnPidNS = config.Namespaces.IsPrivate(configs.NEWPID)
 	lc, err := libcontainer.Create(req.Root, req.ID, config)
 	tr.mark("lc-create")
 	if err != nil {

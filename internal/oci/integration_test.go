@@ -313,6 +313,16 @@ func cgroupProcs(hier, path string) ([]string, error) {
 	return strings.Fields(string(b)), nil
 }
 
+// helperCalls is how many helpers the pod's monitor has run.
+func helperCalls(t *testing.T, e *testEnv) int64 {
+	t.Helper()
+	resp, err := e.rt.call(context.Background(), e.pod, &wire.Request{Op: wire.OpStats})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.Stats["helper_calls"]
+}
+
 // helpersOf lists the conmon-go-runtime processes whose parent is pid.
 func helpersOf(pid int) []int {
 	var out []int
@@ -817,6 +827,24 @@ func TestIntegration(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
+	})
+
+	t.Run("stop without a helper", func(t *testing.T) {
+		// A container with a PID namespace of its own is stopped by
+		// signalling its init: the monitor does it, no helper process.
+		// (As PID 1 of its namespace it gets only signals it handles.)
+		e.run("quick", e.spec("quick", "sh", "-c", "trap 'exit 143' TERM; sleep 1000 & wait"))
+		before := helperCalls(t, e)
+		if err := e.rt.Kill(ctx, e.pod, "quick", syscall.SIGTERM); err != nil {
+			t.Fatal(err)
+		}
+		if st := e.wait("quick", 10*time.Second); st.ExitCode != 128+int32(syscall.SIGTERM) {
+			t.Fatalf("quick: %+v", st)
+		}
+		if after := helperCalls(t, e); after != before {
+			t.Errorf("kill ran %d helpers, want none", after-before)
+		}
+		e.delete("quick")
 	})
 
 	t.Run("runtime state removed by hand", func(t *testing.T) {

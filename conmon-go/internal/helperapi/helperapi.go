@@ -71,6 +71,9 @@ type Response struct {
 	Created int64  `json:"created,omitempty"` // Unix ns
 	MemCg   string `json:"mem_cg,omitempty"`  // memory cgroup directory
 	CgV2    bool   `json:"cg_v2,omitempty"`
+	// OwnPidNS (create, run): the container has a PID namespace of its
+	// own, so signalling its init is all a kill needs.
+	OwnPidNS bool `json:"own_pid_ns,omitempty"`
 }
 
 // CodeError is an error with a wire error code.

@@ -35,7 +35,7 @@ const (
 	OpReopenLog = "reopen_log" // Container
 	OpDelete    = "delete"     // Container, Force
 	OpShutdown  = "shutdown"   // kills and deletes what is left, then exits
-	OpStats     = "stats"      // -> Stats: the monitor's own memory (diagnostics)
+	OpStats     = "stats"      // -> Stats: the monitor's own memory and helper count (diagnostics)
 )
 
 // Error codes carried in Response.Code; internal/oci maps them to errdefs.
