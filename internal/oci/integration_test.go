@@ -313,6 +313,26 @@ func cgroupProcs(hier, path string) ([]string, error) {
 	return strings.Fields(string(b)), nil
 }
 
+// catches reports whether process pid runs the program name and has a
+// handler for sig (SigCgt).
+func catches(pid int, name string, sig syscall.Signal) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return false
+	}
+	named, caught := false, false
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "Name:"); ok {
+			named = strings.TrimSpace(v) == name
+		}
+		if v, ok := strings.CutPrefix(line, "SigCgt:"); ok {
+			mask, err := strconv.ParseUint(strings.TrimSpace(v), 16, 64)
+			caught = err == nil && mask&(1<<(uint(sig)-1)) != 0
+		}
+	}
+	return named && caught
+}
+
 // helperCalls is how many helpers the pod's monitor has run.
 func helperCalls(t *testing.T, e *testEnv) int64 {
 	t.Helper()
@@ -452,10 +472,12 @@ func TestIntegration(t *testing.T) {
 	waitFor(t, func() bool { return len(helpersOf(mpid)) == 1 })
 	// A warm helper that dies (killed by hand, say) is replaced by a new
 	// one when the operation comes (the "run op" below).
-	if err := syscall.Kill(helpersOf(mpid)[0], syscall.SIGKILL); err != nil {
+	warm := helpersOf(mpid)[0]
+	if err := syscall.Kill(warm, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, func() bool { return len(helpersOf(mpid)) == 0 })
+	// Until the monitor reaped it, kill(0) still finds the zombie.
+	waitFor(t, func() bool { return syscall.Kill(warm, 0) != nil })
 
 	t.Run("run op", func(t *testing.T) {
 		_, logPath := e.runCombined("runop", e.spec("runop", "sh", "-c", "echo combined"))
@@ -832,8 +854,11 @@ func TestIntegration(t *testing.T) {
 	t.Run("stop without a helper", func(t *testing.T) {
 		// A container with a PID namespace of its own is stopped by
 		// signalling its init: the monitor does it, no helper process.
-		// (As PID 1 of its namespace it gets only signals it handles.)
-		e.run("quick", e.spec("quick", "sh", "-c", "trap 'exit 143' TERM; sleep 1000 & wait"))
+		// (As PID 1 of its namespace it gets only signals it handles:
+		// wait until the shell, not libcontainer's init before it, has
+		// set its trap.)
+		qs, _ := e.run("quick", e.spec("quick", "sh", "-c", "trap 'exit 143' TERM; sleep 1000 & wait"))
+		waitFor(t, func() bool { return catches(qs.Pid, "sh", syscall.SIGTERM) })
 		before := helperCalls(t, e)
 		if err := e.rt.Kill(ctx, e.pod, "quick", syscall.SIGTERM); err != nil {
 			t.Fatal(err)
