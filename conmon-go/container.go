@@ -41,8 +41,9 @@ type ctr struct {
 	cgV2      bool
 	oomBase   uint64
 	// ownPidNS: the container has a PID namespace of its own, so killing
-	// its init kills all of its processes (set at create; false when
-	// adopted, which makes every kill go through a helper).
+	// its init kills all of its processes. Like memCg, it is set at create
+	// before the container is published and only read afterwards; false
+	// when adopted, which makes every kill go through a helper.
 	ownPidNS bool
 	adopted  bool
 	deleted  bool
@@ -413,9 +414,7 @@ func (m *monitor) kill(id string, sig int) error {
 // monitor tracks is signalled directly.
 func (m *monitor) signal(c *ctr, sig int) error {
 	snap := c.snapshot()
-	c.mu.Lock()
 	direct := c.ownPidNS || unix.Signal(sig) != unix.SIGKILL
-	c.mu.Unlock()
 	if direct && snap.Status != wire.StatusExited && m.reaper.kill(snap.Pid, unix.Signal(sig)) == nil {
 		return nil
 	}
