@@ -15,6 +15,7 @@ import (
 
 	"github.com/noded-dev/noded/conmon-go/crilog"
 	"github.com/noded-dev/noded/conmon-go/internal/helperapi"
+	"github.com/noded-dev/noded/internal/oci/runclayout"
 	"github.com/noded-dev/noded/internal/oci/wire"
 )
 
@@ -46,7 +47,10 @@ type ctr struct {
 	// when adopted, which makes every kill go through a helper.
 	ownPidNS bool
 	adopted  bool
-	deleted  bool
+	// recorded: the container has a state file, which every transition
+	// updates; from publication (create) or adoption until delete. A
+	// container whose creation failed half-way never gets one.
+	recorded bool
 }
 
 func (c *ctr) snapshot() *wire.ContainerState {
@@ -56,226 +60,305 @@ func (c *ctr) snapshot() *wire.ContainerState {
 	return &st
 }
 
-func (m *monitor) get(id string) (*ctr, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	c := m.ctrs[id]
-	if c == nil {
-		return nil, errf(wire.CodeNotFound, "container %s not found in pod %s", id, m.pod)
-	}
-	return c, nil
-}
+// containers does what happens to the pod's containers, from create to
+// delete: it makes a container (its stdio, log and helper run), starts,
+// signals, waits for and deletes it, runs processes in it (exec.go) and
+// records its init's exit. It owns no state of its own beyond its
+// configuration: the containers are in table, their status changes go
+// through rec (transition), the libcontainer operations through helpers,
+// the processes are tracked by reaper.
+//
+// Lock rules: a container's mu guards its state (ctr); it may be taken
+// with opMu held (helpers.withOpMu), never the other way round. The
+// table's lock is never held while a container's is taken.
+type containers struct {
+	pod      string
+	stateDir string
+	root     string // libcontainer root
+	log      *logger
 
-func (m *monitor) writeState(c *ctr) {
-	if err := wire.WriteStateFile(m.stateDir, &c.st); err != nil {
-		m.log.Errorf("writing state file of %s: %v", c.id, err)
-	}
+	table   *ctrTable
+	helpers *helperPool
+	reaper  *reaper
+	rec     *recorder
+	trim    *trimmer
 }
 
 // create creates a container (wire.OpCreate) or, for wire.OpRun, creates
-// and starts it with a single helper run.
-func (m *monitor) create(req *wire.Request) (_ *wire.ContainerState, retErr error) {
-	id := req.Container
-	if !filepath.IsAbs(req.Bundle) {
-		return nil, errf(wire.CodeInvalidArgument, "bundle must be an absolute path")
-	}
-	if !filepath.IsAbs(req.LogPath) {
-		return nil, errf(wire.CodeInvalidArgument, "log path must be an absolute path")
-	}
-	m.mu.Lock()
-	_, exists := m.ctrs[id]
-	m.mu.Unlock()
-	if exists {
-		return nil, errf(wire.CodeAlreadyExists, "container %s already exists", id)
-	}
-	log := m.log.with("container", id)
-	specTty, err := readTerminal(req.Bundle)
+// and starts it with a single helper run. The steps: check the request,
+// open the log and the container's stdio, run the helper and take over the
+// init it started, publish the container.
+func (cs *containers) create(req *wire.Request) (_ *wire.ContainerState, retErr error) {
+	tty, err := cs.checkCreate(req)
 	if err != nil {
-		return nil, errf(wire.CodeInvalidArgument, "bundle %s: %v", req.Bundle, err)
+		return nil, err
 	}
-	tty := req.Tty || specTty
-	logw, err := crilog.Open(req.LogPath)
+	c, err := cs.newCtr(req)
 	if err != nil {
-		return nil, errf(wire.CodeInvalidArgument, "log file: %v", err)
+		return nil, err
 	}
-	c := &ctr{
-		id:        id,
-		log:       logw,
-		stdinOnce: req.StdinOnce,
-		exited:    make(chan struct{}),
-		st: wire.ContainerState{
-			ID:      id,
-			Pod:     m.pod,
-			Status:  wire.StatusCreated,
-			Bundle:  req.Bundle,
-			LogPath: req.LogPath,
-		},
-	}
-	// Files handed to the helper (and on to the container), closed on our
-	// side once it ran.
-	var childFiles []*os.File
+	sio, err := c.openStdio(req.Stdin, tty)
+	defer sio.close()
 	defer func() {
-		for _, f := range childFiles {
-			f.Close()
-		}
 		if retErr != nil {
 			c.closeIO()
 		}
 	}()
+	if err != nil {
+		return nil, err
+	}
 	run := req.Op == wire.OpRun
-	hop := helperapi.OpCreate
+	consoleErr, err := cs.createInit(c, createRequest(req, tty, sio), sio, run, req.Stdin)
+	if err != nil {
+		return nil, err
+	}
 	if run {
-		hop = helperapi.OpRun
+		// "run" is the pause container: the pod's first container
+		// follows, a helper can start now.
+		cs.helpers.prewarm()
 	}
-	hreq := &helperapi.Request{Op: hop, ID: id, Bundle: req.Bundle, Tty: tty,
-		StdinFd: -1, StdoutFd: -1, StderrFd: -1, ConsoleFd: -1}
-	nextFd := func(f *os.File) int {
-		childFiles = append(childFiles, f)
-		return 2 + len(childFiles)
+	if consoleErr != nil {
+		cs.destroyLater(c)
+		return nil, fmt.Errorf("receive console: %w", consoleErr)
 	}
-	var consoleSock *os.File
+	cs.publish(c)
+	log := cs.log.with("container", c.id)
+	if run {
+		log.Infof("created and started, pid %d", c.snapshot().Pid)
+	} else {
+		log.Infof("created, pid %d", c.snapshot().Pid)
+	}
+	cs.trim.schedule()
+	return c.snapshot(), nil
+}
+
+// checkCreate checks a create request and returns whether the container
+// gets a terminal (asked for, or set in the bundle's spec).
+func (cs *containers) checkCreate(req *wire.Request) (tty bool, _ error) {
+	if !filepath.IsAbs(req.Bundle) {
+		return false, errf(wire.CodeInvalidArgument, "bundle must be an absolute path")
+	}
+	if !filepath.IsAbs(req.LogPath) {
+		return false, errf(wire.CodeInvalidArgument, "log path must be an absolute path")
+	}
+	if cs.table.has(req.Container) {
+		return false, errf(wire.CodeAlreadyExists, "container %s already exists", req.Container)
+	}
+	specTty, err := readTerminal(req.Bundle)
+	if err != nil {
+		return false, errf(wire.CodeInvalidArgument, "bundle %s: %v", req.Bundle, err)
+	}
+	return req.Tty || specTty, nil
+}
+
+// newCtr makes the container of a create request, created and not yet
+// published, with its log open.
+func (cs *containers) newCtr(req *wire.Request) (*ctr, error) {
+	logw, err := crilog.Open(req.LogPath)
+	if err != nil {
+		return nil, errf(wire.CodeInvalidArgument, "log file: %v", err)
+	}
+	return &ctr{
+		id:        req.Container,
+		log:       logw,
+		stdinOnce: req.StdinOnce,
+		exited:    make(chan struct{}),
+		st: wire.ContainerState{
+			ID:      req.Container,
+			Pod:     cs.pod,
+			Status:  wire.StatusCreated,
+			Bundle:  req.Bundle,
+			LogPath: req.LogPath,
+		},
+	}, nil
+}
+
+// stdio is what create hands to the helper (and on to the container) and
+// keeps for itself until the init runs.
+type stdio struct {
+	// child are the container's ends, sent with the helper request; closed
+	// on our side once the helper ran.
+	child []*os.File
+	// stdinFd, stdoutFd, stderrFd, consoleFd name them in the request:
+	// 3 + their index, -1 for none.
+	stdinFd, stdoutFd, stderrFd, consoleFd int
+	// consoleSock is our end of the socket on which the init sends its
+	// console (tty only).
+	consoleSock *os.File
+}
+
+// openStdio makes the container's stdio: output pipes (whose read ends go
+// to c.readers), or a socket to receive the console on, and a stdin pipe
+// when asked for without a terminal (its write end is c.stdin). The
+// returned stdio is never nil and must be closed.
+func (c *ctr) openStdio(stdin, tty bool) (*stdio, error) {
+	s := &stdio{stdinFd: -1, stdoutFd: -1, stderrFd: -1, consoleFd: -1}
 	if tty {
 		fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 		if err != nil {
-			return nil, err
+			return s, err
 		}
 		// Our end is non-blocking so that receiving parks no thread.
 		if err := unix.SetNonblock(fds[0], true); err != nil {
 			unix.Close(fds[0])
 			unix.Close(fds[1])
-			return nil, err
+			return s, err
 		}
-		consoleSock = os.NewFile(uintptr(fds[0]), "console-socket")
-		defer consoleSock.Close()
-		hreq.ConsoleFd = nextFd(os.NewFile(uintptr(fds[1]), "console-socket-child"))
-	} else {
-		for _, s := range []crilog.Stream{crilog.Stdout, crilog.Stderr} {
-			r, w, err := os.Pipe()
-			if err != nil {
-				return nil, err
-			}
-			c.readers = append(c.readers, r)
-			if s == crilog.Stdout {
-				hreq.StdoutFd = nextFd(w)
-			} else {
-				hreq.StderrFd = nextFd(w)
-			}
-		}
+		s.consoleSock = os.NewFile(uintptr(fds[0]), "console-socket")
+		s.consoleFd = s.add(os.NewFile(uintptr(fds[1]), "console-socket-child"))
+		return s, nil
 	}
-	if req.Stdin && !tty {
+	for _, fd := range []*int{&s.stdoutFd, &s.stderrFd} {
 		r, w, err := os.Pipe()
 		if err != nil {
-			return nil, err
+			return s, err
 		}
-		hreq.StdinFd = nextFd(r)
+		c.readers = append(c.readers, r)
+		*fd = s.add(w)
+	}
+	if stdin {
+		r, w, err := os.Pipe()
+		if err != nil {
+			return s, err
+		}
+		s.stdinFd = s.add(r)
 		c.stdin = w
 	}
+	return s, nil
+}
 
-	// Everything up to tracking the init happens under opMu: the init is
-	// our child once the helper exited, and no stray reaping can take its
-	// status before the exit handler is in place.
-	m.opMu.Lock()
-	hresp, err := m.callHelper(hreq, childFiles...)
-	if err != nil {
-		var ce *codeError
-		if !errors.As(err, &ce) || ce.Code != wire.CodeAlreadyExists {
-			// A helper that failed half-way (or was killed) may leave
-			// runtime state and cgroups behind.
-			m.destroyLeftover(id)
-		}
-		m.opMu.Unlock()
-		m.reaper.kick()
-		return nil, err
-	}
-	for _, f := range childFiles {
+// add appends a file for the child and returns its fd in the request.
+func (s *stdio) add(f *os.File) int {
+	s.child = append(s.child, f)
+	return 2 + len(s.child)
+}
+
+// closeChild closes the container's ends: the helper passed them on.
+func (s *stdio) closeChild() {
+	for _, f := range s.child {
 		f.Close()
 	}
-	childFiles = nil
-	c.st.Pid = hresp.Pid
-	c.st.PidStartTime = hresp.PidStartTime
-	c.st.CreatedAt = time.Now().UnixNano()
-	if run {
-		c.st.StartedAt = c.st.CreatedAt
-		c.st.Status = wire.StatusRunning
+	s.child = nil
+}
+
+func (s *stdio) close() {
+	s.closeChild()
+	if s.consoleSock != nil {
+		s.consoleSock.Close()
 	}
-	c.memCg, c.cgV2 = hresp.MemCg, hresp.CgV2
-	c.ownPidNS = hresp.OwnPidNS
-	c.oomBase = oomCount(c.memCg, c.cgV2)
-	var consoleErr error
-	if tty {
-		// The init sent the console before it reported ready, so the
-		// message is queued already.
-		console, err := recvFd(consoleSock)
-		if err == nil {
-			c.readers = append(c.readers, console)
-			if req.Stdin {
-				c.stdin = console
+}
+
+// createRequest is the helper request of a create or run.
+func createRequest(req *wire.Request, tty bool, s *stdio) *helperapi.Request {
+	op := helperapi.OpCreate
+	if req.Op == wire.OpRun {
+		op = helperapi.OpRun
+	}
+	return &helperapi.Request{Op: op, ID: req.Container, Bundle: req.Bundle, Tty: tty,
+		StdinFd: s.stdinFd, StdoutFd: s.stdoutFd, StderrFd: s.stderrFd, ConsoleFd: s.consoleFd}
+}
+
+// createInit runs the create (or run) helper and takes over the init it
+// started: its pid and cgroup, its output, its exit. Everything up to
+// tracking the init happens under opMu: the init is our child once the
+// helper exited, and no stray reaping may take its status before the exit
+// handler is in place. A console that could not be received is returned
+// apart: the container exists then, and must be destroyed.
+func (cs *containers) createInit(c *ctr, hreq *helperapi.Request, s *stdio, run, stdin bool) (consoleErr, err error) {
+	cs.helpers.withOpMu(func() {
+		var hresp *helperapi.Response
+		hresp, err = cs.helpers.call(hreq, s.child...)
+		if err != nil {
+			var ce *codeError
+			if !errors.As(err, &ce) || ce.Code != wire.CodeAlreadyExists {
+				// A helper that failed half-way (or was killed) may leave
+				// runtime state and cgroups behind.
+				cs.destroyLeftover(c.id)
 			}
-			c.pump(console, crilog.Stdout, true)
+			return
 		}
-		consoleErr = err
-	} else {
+		s.closeChild()
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		c.takeInit(hresp)
+		consoleErr = c.startOutput(s, stdin)
+		if run {
+			// The helper released the init already; not recorded yet
+			// (publish writes the first state file).
+			_ = cs.rec.transition(c, wire.StatusRunning, func(st *wire.ContainerState) { st.StartedAt = st.CreatedAt })
+		}
+		cs.reaper.track(c.st.Pid, func(ws unix.WaitStatus, ok bool) { cs.onExit(c, ws, ok) })
+	})
+	return consoleErr, err
+}
+
+// takeInit records what the helper says about the init it started. The
+// memory cgroup and ownPidNS are set once, before the container is shared,
+// and only read afterwards.
+func (c *ctr) takeInit(h *helperapi.Response) {
+	c.st.Pid = h.Pid
+	c.st.PidStartTime = h.PidStartTime
+	c.st.CreatedAt = time.Now().UnixNano()
+	c.memCg, c.cgV2 = h.MemCg, h.CgV2
+	c.ownPidNS = h.OwnPidNS
+	c.oomBase = oomCount(c.memCg, c.cgV2)
+}
+
+// startOutput starts copying the container's output to its log: from the
+// console, which the init sent before it reported ready (so the message is
+// queued already), or from the output pipes.
+func (c *ctr) startOutput(s *stdio, stdin bool) error {
+	if s.consoleSock == nil {
 		c.pump(c.readers[0], crilog.Stdout, false)
 		c.pump(c.readers[1], crilog.Stderr, false)
+		return nil
 	}
-	m.reaper.track(c.st.Pid, func(ws unix.WaitStatus, ok bool) { m.onExit(c, ws, ok) })
-	m.opMu.Unlock()
-	m.reaper.kick()
-	if run {
-		// "run" is the pause container: the pod's first container
-		// follows, a helper can start now.
-		m.prewarm()
+	console, err := recvFd(s.consoleSock)
+	if err != nil {
+		return err
 	}
-	if consoleErr != nil {
-		c.mu.Lock()
-		c.deleted = true // no state file for it
-		c.mu.Unlock()
-		m.destroyLater(c)
-		return nil, fmt.Errorf("receive console: %w", consoleErr)
+	c.readers = append(c.readers, console)
+	if stdin {
+		c.stdin = console
 	}
+	c.pump(console, crilog.Stdout, true)
+	return nil
+}
 
-	m.mu.Lock()
-	m.ctrs[id] = c
-	m.mu.Unlock()
+// publish makes a created container known to requests and writes its
+// first state file, with whatever status it reached meanwhile (running for
+// a run; exited if it ended already); from then on every transition is
+// recorded.
+func (cs *containers) publish(c *ctr) {
+	cs.table.add(c)
 	c.mu.Lock()
-	if c.st.Status != wire.StatusExited {
-		m.writeState(c)
-	}
+	c.recorded = true
+	cs.rec.record(c)
 	c.mu.Unlock()
-	if run {
-		log.Infof("created and started, pid %d", c.st.Pid)
-	} else {
-		log.Infof("created, pid %d", c.st.Pid)
-	}
-	m.scheduleTrim()
-	return c.snapshot(), nil
 }
 
 // destroyLater kills and removes a container whose creation failed
 // half-way.
-func (m *monitor) destroyLater(c *ctr) {
+func (cs *containers) destroyLater(c *ctr) {
 	go func() {
-		_ = m.signal(c, int(unix.SIGKILL))
+		_ = cs.signal(c, int(unix.SIGKILL))
 		select {
 		case <-c.exited:
 		case <-time.After(10 * time.Second):
 		}
-		m.opMu.Lock()
-		_, _ = m.callHelper(&helperapi.Request{Op: helperapi.OpDestroy, ID: c.id, Bundle: c.snapshot().Bundle})
-		m.opMu.Unlock()
-		m.reaper.kick()
-		_ = os.Remove(wire.StateFilePath(m.stateDir, c.id))
+		_, _ = cs.helpers.run(&helperapi.Request{Op: helperapi.OpDestroy, ID: c.id, Bundle: c.snapshot().Bundle})
+		_ = os.Remove(wire.StateFilePath(cs.stateDir, c.id))
 	}()
 }
 
 // destroyLeftover destroys the libcontainer state of a container the
 // monitor does not track, if there is any; the caller holds opMu.
-func (m *monitor) destroyLeftover(id string) bool {
-	if _, err := os.Stat(filepath.Join(m.root, id)); err != nil {
+func (cs *containers) destroyLeftover(id string) bool {
+	if !runclayout.Exists(cs.root, id) {
 		return false
 	}
-	if _, err := m.callHelper(&helperapi.Request{Op: helperapi.OpDestroy, ID: id}); err != nil {
-		m.log.with("container", id).Warnf("removing leftover runtime state: %v", err)
+	if _, err := cs.helpers.call(&helperapi.Request{Op: helperapi.OpDestroy, ID: id}); err != nil {
+		cs.log.with("container", id).Warnf("removing leftover runtime state: %v", err)
 	}
 	return true
 }
@@ -305,7 +388,7 @@ func (c *ctr) closeIO() {
 }
 
 // onExit records the exit of a container's init (called by the reaper).
-func (m *monitor) onExit(c *ctr, ws unix.WaitStatus, ok bool) {
+func (cs *containers) onExit(c *ctr, ws unix.WaitStatus, ok bool) {
 	finished := time.Now().UnixNano()
 	code, reason, msg := int32(255), "Error", ""
 	if ok {
@@ -333,23 +416,22 @@ func (m *monitor) onExit(c *ctr, ws unix.WaitStatus, ok bool) {
 			<-done
 		}
 		c.mu.Lock()
-		c.st.Status = wire.StatusExited
-		c.st.FinishedAt = finished
-		c.st.ExitCode = code
-		c.st.OOMKilled = oom
-		c.st.Reason = reason
-		c.st.Message = msg
-		if !c.deleted {
-			m.writeState(c)
-		}
+		err := cs.rec.transition(c, wire.StatusExited, func(st *wire.ContainerState) {
+			st.FinishedAt = finished
+			st.ExitCode = code
+			st.OOMKilled = oom
+			st.Reason = reason
+			st.Message = msg
+		})
 		c.mu.Unlock()
-		close(c.exited)
-		m.log.with("container", c.id).Infof("exited with %d (%s)", code, reason)
+		if err == nil {
+			cs.log.with("container", c.id).Infof("exited with %d (%s)", code, reason)
+		}
 	}()
 }
 
-func (m *monitor) start(id string) (*wire.ContainerState, error) {
-	c, err := m.get(id)
+func (cs *containers) start(id string) (*wire.ContainerState, error) {
+	c, err := cs.table.get(id)
 	if err != nil {
 		return nil, err
 	}
@@ -359,19 +441,16 @@ func (m *monitor) start(id string) (*wire.ContainerState, error) {
 		c.mu.Unlock()
 		return nil, errf(wire.CodeFailedPrecondition, "container %s is %s, not created", id, st)
 	}
+	// A start time set on a created container marks a start in progress:
+	// a second start is refused meanwhile.
 	c.st.StartedAt = time.Now().UnixNano()
-	c.mu.Unlock()
-
-	c.mu.Lock()
 	pid := c.st.Pid
 	c.mu.Unlock()
-	m.opMu.Lock()
-	err = startViaFifo(m.root, id, pid)
-	m.opMu.Unlock()
+
+	cs.helpers.withOpMu(func() { err = startViaFifo(cs.root, id, pid) })
 	if errors.Is(err, errNotStartable) {
 		err = errf(wire.CodeFailedPrecondition, "container %s: %v", id, err)
 	}
-	m.reaper.kick()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if err != nil {
@@ -380,17 +459,20 @@ func (m *monitor) start(id string) (*wire.ContainerState, error) {
 		}
 		return nil, err
 	}
+	// The init may have exited right after it was released: then the
+	// container is exited already and stays so.
 	if c.st.Status == wire.StatusCreated {
-		c.st.Status = wire.StatusRunning
-		m.writeState(c)
+		if err := cs.rec.transition(c, wire.StatusRunning, nil); err != nil {
+			return nil, err
+		}
 	}
-	m.log.with("container", id).Infof("started")
+	cs.log.with("container", id).Infof("started")
 	st := c.st
 	return &st, nil
 }
 
-func (m *monitor) kill(id string, sig int) error {
-	c, err := m.get(id)
+func (cs *containers) kill(id string, sig int) error {
+	c, err := cs.table.get(id)
 	if err != nil {
 		return err
 	}
@@ -400,7 +482,7 @@ func (m *monitor) kill(id string, sig int) error {
 	if c.snapshot().Status == wire.StatusExited {
 		return errf(wire.CodeFailedPrecondition, "container %s is not running", id)
 	}
-	return m.signal(c, sig)
+	return cs.signal(c, sig)
 }
 
 // signal sends sig to the container. libcontainer would only signal the
@@ -412,50 +494,25 @@ func (m *monitor) kill(id string, sig int) error {
 // runtime state be gone (removed by hand), it finds the processes in the
 // cgroups the bundle names; without the bundle either, the init the
 // monitor tracks is signalled directly.
-func (m *monitor) signal(c *ctr, sig int) error {
+func (cs *containers) signal(c *ctr, sig int) error {
 	snap := c.snapshot()
 	direct := c.ownPidNS || unix.Signal(sig) != unix.SIGKILL
-	if direct && snap.Status != wire.StatusExited && m.reaper.kill(snap.Pid, unix.Signal(sig)) == nil {
+	if direct && snap.Status != wire.StatusExited && cs.reaper.kill(snap.Pid, unix.Signal(sig)) == nil {
 		return nil
 	}
-	m.opMu.Lock()
-	_, err := m.callHelper(&helperapi.Request{Op: helperapi.OpKill, ID: c.id, Bundle: snap.Bundle, Signal: sig})
-	m.opMu.Unlock()
-	m.reaper.kick()
+	_, err := cs.helpers.run(&helperapi.Request{Op: helperapi.OpKill, ID: c.id, Bundle: snap.Bundle, Signal: sig})
 	var ce *codeError
-	if errors.As(err, &ce) && ce.Code == wire.CodeNotFound && m.reaper.kill(snap.Pid, unix.Signal(sig)) == nil {
-		m.log.with("container", c.id).Warnf("no runtime state: signalled its init %d directly", snap.Pid)
+	if errors.As(err, &ce) && ce.Code == wire.CodeNotFound && cs.reaper.kill(snap.Pid, unix.Signal(sig)) == nil {
+		cs.log.with("container", c.id).Warnf("no runtime state: signalled its init %d directly", snap.Pid)
 		return nil
 	}
 	return err
 }
 
-func (m *monitor) state(id string) (*wire.ContainerState, error) {
-	c, err := m.get(id)
-	if err != nil {
-		return nil, err
-	}
-	return c.snapshot(), nil
-}
-
-func (m *monitor) list() []wire.ContainerState {
-	m.mu.Lock()
-	cs := make([]*ctr, 0, len(m.ctrs))
-	for _, c := range m.ctrs {
-		cs = append(cs, c)
-	}
-	m.mu.Unlock()
-	out := make([]wire.ContainerState, 0, len(cs))
-	for _, c := range cs {
-		out = append(out, *c.snapshot())
-	}
-	return out
-}
-
 // wait answers once the container exited, or gives up when the client
 // closes the connection.
-func (m *monitor) wait(conn *os.File, id string) (*wire.ContainerState, error) {
-	c, err := m.get(id)
+func (cs *containers) wait(conn *os.File, id string) (*wire.ContainerState, error) {
+	c, err := cs.table.get(id)
 	if err != nil {
 		return nil, err
 	}
@@ -473,8 +530,8 @@ func (m *monitor) wait(conn *os.File, id string) (*wire.ContainerState, error) {
 	}
 }
 
-func (m *monitor) reopenLog(id string) error {
-	c, err := m.get(id)
+func (cs *containers) reopenLog(id string) error {
+	c, err := cs.table.get(id)
 	if err != nil {
 		return err
 	}
@@ -490,14 +547,12 @@ func (m *monitor) reopenLog(id string) error {
 // delete destroys the container (cgroups, libcontainer state) and removes
 // its state file. A container that has not exited is refused unless force,
 // which kills it first.
-func (m *monitor) delete(id string, force bool) error {
-	c, err := m.get(id)
+func (cs *containers) delete(id string, force bool) error {
+	c, err := cs.table.get(id)
 	if err != nil {
 		// Not ours, but libcontainer state may be left by a failed create.
-		m.opMu.Lock()
-		found := m.destroyLeftover(id)
-		m.opMu.Unlock()
-		m.reaper.kick()
+		var found bool
+		cs.helpers.withOpMu(func() { found = cs.destroyLeftover(id) })
 		if found {
 			return nil
 		}
@@ -507,33 +562,38 @@ func (m *monitor) delete(id string, force bool) error {
 		if !force {
 			return errf(wire.CodeFailedPrecondition, "container %s has not exited", id)
 		}
-		_ = m.signal(c, int(unix.SIGKILL))
+		_ = cs.signal(c, int(unix.SIGKILL))
 		select {
 		case <-c.exited:
 		case <-time.After(10 * time.Second):
 			return errf(wire.CodeDeadlineExceeded, "container %s did not exit after SIGKILL", id)
 		}
 	}
-	m.opMu.Lock()
-	_, err = m.callHelper(&helperapi.Request{Op: helperapi.OpDestroy, ID: id, Bundle: c.snapshot().Bundle})
-	m.opMu.Unlock()
-	m.reaper.kick()
-	if err != nil {
+	if _, err := cs.helpers.run(&helperapi.Request{Op: helperapi.OpDestroy, ID: id, Bundle: c.snapshot().Bundle}); err != nil {
 		return err
 	}
 	c.mu.Lock()
-	c.deleted = true
+	c.recorded = false
 	c.closeIO()
 	c.mu.Unlock()
-	if err := os.Remove(wire.StateFilePath(m.stateDir, id)); err != nil && !os.IsNotExist(err) {
-		m.log.Warnf("removing state file: %v", err)
+	if err := os.Remove(wire.StateFilePath(cs.stateDir, id)); err != nil && !os.IsNotExist(err) {
+		cs.log.Warnf("removing state file: %v", err)
 	}
-	m.mu.Lock()
-	delete(m.ctrs, id)
-	m.mu.Unlock()
-	m.log.with("container", id).Infof("deleted")
-	m.scheduleTrim()
+	cs.table.remove(id)
+	cs.log.with("container", id).Infof("deleted")
+	cs.trim.schedule()
 	return nil
+}
+
+// deleteAll kills and deletes every container (shutdown).
+func (cs *containers) deleteAll() error {
+	var errs []error
+	for _, id := range cs.table.ids() {
+		if err := cs.delete(id, true); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", id, err))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // oomCount reads the number of OOM kills in a memory cgroup (v1:
@@ -557,26 +617,6 @@ func oomCount(dir string, v2 bool) uint64 {
 		}
 	}
 	return 0
-}
-
-// pidStartTime returns field 22 of /proc/PID/stat (0 if unknown).
-func pidStartTime(pid int) uint64 {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return 0
-	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 {
-		return 0
-	}
-	f := strings.Fields(s[i+1:])
-	// f[0] is field 3 (state); start time is field 22.
-	if len(f) < 20 {
-		return 0
-	}
-	v, _ := strconv.ParseUint(f[19], 10, 64)
-	return v
 }
 
 // readTerminal reads process.terminal from the bundle's config.json; the

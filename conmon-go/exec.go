@@ -18,8 +18,8 @@ const execGrace = time.Second
 // stdout and stderr, kills the process with SIGKILL when the timeout
 // expires (TimedOut is then set and the exit code is 137), and returns
 // its exit code.
-func (m *monitor) exec(req *wire.Request) (*wire.ExecResult, error) {
-	c, err := m.get(req.Container)
+func (cs *containers) exec(req *wire.Request) (*wire.ExecResult, error) {
+	c, err := cs.table.get(req.Container)
 	if err != nil {
 		return nil, err
 	}
@@ -47,16 +47,16 @@ func (m *monitor) exec(req *wire.Request) (*wire.ExecResult, error) {
 	// The helper joins the container and starts the process (with the
 	// container's user, capabilities, seccomp, …, read from the bundle);
 	// the process is ours once the helper exited.
-	m.opMu.Lock()
-	hresp, err := m.callHelper(&helperapi.Request{Op: helperapi.OpExec, ID: c.id, Bundle: c.snapshot().Bundle,
-		Args: req.Args, Env: req.Env, StdinFd: -1, StdoutFd: 3, StderrFd: 4, ConsoleFd: -1}, outW, errW)
 	var pid int
-	if err == nil {
-		pid = hresp.Pid
-		m.reaper.track(pid, func(ws unix.WaitStatus, ok bool) { exited <- exit{ws, ok} })
-	}
-	m.opMu.Unlock()
-	m.reaper.kick()
+	cs.helpers.withOpMu(func() {
+		var hresp *helperapi.Response
+		hresp, err = cs.helpers.call(&helperapi.Request{Op: helperapi.OpExec, ID: c.id, Bundle: c.snapshot().Bundle,
+			Args: req.Args, Env: req.Env, StdinFd: -1, StdoutFd: 3, StderrFd: 4, ConsoleFd: -1}, outW, errW)
+		if err == nil {
+			pid = hresp.Pid
+			cs.reaper.track(pid, func(ws unix.WaitStatus, ok bool) { exited <- exit{ws, ok} })
+		}
+	})
 	outW.Close()
 	errW.Close()
 	if err != nil {
@@ -64,7 +64,7 @@ func (m *monitor) exec(req *wire.Request) (*wire.ExecResult, error) {
 		errR.Close()
 		return nil, err
 	}
-	defer m.scheduleTrim()
+	defer cs.trim.schedule()
 
 	res := &wire.ExecResult{}
 	var outTrunc, errTrunc bool
@@ -82,7 +82,7 @@ func (m *monitor) exec(req *wire.Request) (*wire.ExecResult, error) {
 	case e = <-exited:
 	case <-timeout:
 		res.TimedOut = true
-		_ = m.reaper.kill(pid, unix.SIGKILL)
+		_ = cs.reaper.kill(pid, unix.SIGKILL)
 		e = <-exited
 	}
 	grace := time.NewTimer(execGrace)

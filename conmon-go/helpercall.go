@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -37,11 +39,50 @@ func (h *helperProc) close() {
 	h.out.Close()
 }
 
-// startHelper starts a conmon-go-runtime helper. It gets its request (and
+// helperPool runs the monitor's libcontainer operations, each in a
+// conmon-go-runtime helper process, one at a time.
+//
+// It owns opMu, the warm helper and the count of helpers used. It does not
+// own the reaper: it is given it, to track the helpers it starts, kill
+// them, and kick a reaping pass once an operation is over.
+//
+// Lock rules: opMu is taken only through withOpMu; the fn it runs may take
+// a container's mu and the reaper's lock (track, kill), never the
+// container table's. The reaper only TryLocks opMu, while holding its own
+// lock, so it never waits for it. warm is guarded by opMu; calls and
+// quitting are atomic.
+type helperPool struct {
+	runtime  string // conmon-go-runtime
+	root     string // libcontainer root, sent with every request
+	logLevel string // the helpers' log level, sent with every request
+	log      *logger
+	reaper   *reaper
+
+	// opMu serialises the helpers (libcontainer operations); the reaper
+	// reaps strays only while it is free (it shares the mutex, and only
+	// TryLocks it). Everything that starts or ends processes the reaper
+	// must not take for strays holds it, through withOpMu.
+	opMu *sync.Mutex
+	// warm is a helper started ahead of the next operation (nil if none);
+	// guarded by opMu. calls counts the helpers used, so that a late
+	// prewarm can tell that the operation it was for has passed.
+	warm     *helperProc
+	calls    atomic.Int64
+	quitting atomic.Bool // shutting down: no more prewarming
+}
+
+// newHelperPool returns the pool of the helpers at path runtime; opMu is
+// the mutex r was made with (newReaper), so that no stray is reaped while
+// a helper runs.
+func newHelperPool(runtime, root, logLevel string, opMu *sync.Mutex, r *reaper, log *logger) *helperPool {
+	return &helperPool{runtime: runtime, root: root, logLevel: logLevel, opMu: opMu, reaper: r, log: log}
+}
+
+// spawn starts a conmon-go-runtime helper. It gets its request (and
 // the files of the request) on a unix socket, fd 0, so that it can start
 // before the request is known; it answers on its stdout. The caller holds
-// opMu (see callHelper).
-func (m *monitor) startHelper() (*helperProc, error) {
+// opMu (see call).
+func (p *helperPool) spawn() (*helperProc, error) {
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return nil, err
@@ -58,7 +99,7 @@ func (m *monitor) startHelper() (*helperProc, error) {
 		Env:   os.Environ(),
 		Files: []*os.File{child, outW, os.Stderr},
 	}
-	proc, err := os.StartProcess(m.runtime, []string{"conmon-go-runtime", "helper"}, attr)
+	proc, err := os.StartProcess(p.runtime, []string{"conmon-go-runtime", "helper"}, attr)
 	outW.Close()
 	if err != nil {
 		unix.Close(fds[0])
@@ -66,7 +107,7 @@ func (m *monitor) startHelper() (*helperProc, error) {
 		return nil, fmt.Errorf("starting helper: %w", err)
 	}
 	h := &helperProc{pid: proc.Pid, req: fds[0], out: outR, exited: make(chan struct{}), born: time.Now()}
-	m.reaper.track(h.pid, func(unix.WaitStatus, bool) { close(h.exited) })
+	p.reaper.track(h.pid, func(unix.WaitStatus, bool) { close(h.exited) })
 	_ = proc.Release()
 	return h, nil
 }
@@ -76,29 +117,26 @@ func (m *monitor) startHelper() (*helperProc, error) {
 // operation does not wait for a process start: ~10–15 ms on this kind of
 // host. It runs after the current request was answered and does nothing if
 // any helper ran meanwhile (that operation did not wait for the warm one).
-func (m *monitor) prewarm() {
-	gen := m.helperCalls.Load()
-	go func() {
-		m.opMu.Lock()
-		defer m.opMu.Unlock()
-		if m.helperCalls.Load() != gen || m.warm != nil || m.quitting.Load() {
+func (p *helperPool) prewarm() {
+	gen := p.calls.Load()
+	go p.withOpMu(func() {
+		if p.calls.Load() != gen || p.warm != nil || p.quitting.Load() {
 			return
 		}
-		h, err := m.startHelper()
+		h, err := p.spawn()
 		if err != nil {
-			m.log.Warnf("prewarming a helper: %v", err)
+			p.log.Warnf("prewarming a helper: %v", err)
 			return
 		}
-		m.warm = h
-		m.reaper.kick()
-	}()
+		p.warm = h
+	})
 }
 
 // takeWarm returns the warm helper if it can still serve a request. The
 // caller holds opMu.
-func (m *monitor) takeWarm() *helperProc {
-	h := m.warm
-	m.warm = nil
+func (p *helperPool) takeWarm() *helperProc {
+	h := p.warm
+	p.warm = nil
 	if h == nil {
 		return nil
 	}
@@ -108,41 +146,77 @@ func (m *monitor) takeWarm() *helperProc {
 		if time.Since(h.born) < warmUse {
 			return h
 		}
-		_ = m.reaper.kill(h.pid, unix.SIGKILL)
+		_ = p.reaper.kill(h.pid, unix.SIGKILL)
 	}
 	h.close()
 	return nil
 }
 
-// dropWarm kills the warm helper (at shutdown). The caller holds opMu.
-func (m *monitor) dropWarm() {
-	if h := m.warm; h != nil {
-		m.warm = nil
-		_ = m.reaper.kill(h.pid, unix.SIGKILL)
+// dropWarm kills the warm helper. The caller holds opMu.
+func (p *helperPool) dropWarm() {
+	if h := p.warm; h != nil {
+		p.warm = nil
+		_ = p.reaper.kill(h.pid, unix.SIGKILL)
 		h.close()
 	}
 }
 
-// callHelper runs one libcontainer operation in a helper: the warm one if
+// stop ends prewarming and kills the warm helper (at shutdown).
+func (p *helperPool) stop() {
+	p.quitting.Store(true)
+	p.withOpMu(p.dropWarm)
+}
+
+// used returns how many helpers have been used (the stats request).
+func (p *helperPool) used() int64 { return p.calls.Load() }
+
+// withOpMu runs fn with opMu held, then kicks the reaper. Everything that
+// starts or ends processes the reaper must not take for strays goes through
+// it: the helpers (which start container inits and exec'd processes), the
+// release of a created container through its exec fifo, the warm helper.
+// While opMu is held no stray is reaped, so fn can track a process a
+// helper started before its exit status could be taken; the kick after the
+// unlock reaps what exited meanwhile, strays included (a pass asked for
+// while opMu is held cannot reap them).
+func (p *helperPool) withOpMu(fn func()) {
+	p.opMu.Lock()
+	defer p.reaper.kick()
+	defer p.opMu.Unlock()
+	fn()
+}
+
+// run runs one libcontainer operation in a helper (call) under withOpMu,
+// for the operations that start no process of their own to track (kill,
+// destroy, inspect).
+func (p *helperPool) run(req *helperapi.Request, files ...*os.File) (*helperapi.Response, error) {
+	var (
+		resp *helperapi.Response
+		err  error
+	)
+	p.withOpMu(func() { resp, err = p.call(req, files...) })
+	return resp, err
+}
+
+// call runs one libcontainer operation in a helper: the warm one if
 // there is one, else a new one. files go with the request; its fd fields
 // name them as 3 + their index (see helperapi.Request). The
-// caller holds opMu (no stray is reaped meanwhile) and, once callHelper
-// returned, tracks the pids the helper started: they are our children by
-// then, because callHelper waits for the helper's exit.
-func (m *monitor) callHelper(req *helperapi.Request, files ...*os.File) (*helperapi.Response, error) {
+// caller holds opMu (withOpMu: no stray is reaped meanwhile) and, once
+// call returned, tracks the pids the helper started: they are our
+// children by then, because call waits for the helper's exit.
+func (p *helperPool) call(req *helperapi.Request, files ...*os.File) (*helperapi.Response, error) {
 	t0 := time.Now()
-	m.helperCalls.Add(1)
+	p.calls.Add(1)
 	req.Version = helperapi.Version
-	req.Root = m.root
-	req.LogLevel = m.logLevel
+	req.Root = p.root
+	req.LogLevel = p.logLevel
 	b, _ := json.Marshal(req)
 	warm := "warm"
-	h := m.takeWarm()
+	h := p.takeWarm()
 	if h != nil {
 		if err := sendRequest(h.req, b, files); err != nil {
 			// The warm helper died (killed by hand, say): use a new one.
-			m.log.Warnf("warm helper %d did not take the request: %v", h.pid, err)
-			_ = m.reaper.kill(h.pid, unix.SIGKILL)
+			p.log.Warnf("warm helper %d did not take the request: %v", h.pid, err)
+			_ = p.reaper.kill(h.pid, unix.SIGKILL)
 			h.close()
 			h = nil
 		}
@@ -150,11 +224,11 @@ func (m *monitor) callHelper(req *helperapi.Request, files ...*os.File) (*helper
 	if h == nil {
 		warm = "cold"
 		var err error
-		if h, err = m.startHelper(); err != nil {
+		if h, err = p.spawn(); err != nil {
 			return nil, err
 		}
 		if err := sendRequest(h.req, b, files); err != nil {
-			_ = m.reaper.kill(h.pid, unix.SIGKILL)
+			_ = p.reaper.kill(h.pid, unix.SIGKILL)
 			<-h.exited
 			h.close()
 			return nil, fmt.Errorf("helper %s: sending the request: %w", req.Op, err)
@@ -162,18 +236,18 @@ func (m *monitor) callHelper(req *helperapi.Request, files ...*os.File) (*helper
 	}
 	defer h.close()
 	tSent := time.Now()
-	m.reaper.kick()
+	p.reaper.kick()
 
 	_ = h.out.SetReadDeadline(time.Now().Add(helperTimeout))
 	out, rerr := io.ReadAll(io.LimitReader(h.out, 1<<20))
 	tAnswer := time.Now()
 	if rerr != nil {
-		_ = m.reaper.kill(h.pid, unix.SIGKILL)
+		_ = p.reaper.kill(h.pid, unix.SIGKILL)
 	}
 	select {
 	case <-h.exited:
 	case <-time.After(helperTimeout):
-		_ = m.reaper.kill(h.pid, unix.SIGKILL)
+		_ = p.reaper.kill(h.pid, unix.SIGKILL)
 		<-h.exited
 	}
 	if traceHelpers {

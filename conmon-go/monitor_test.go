@@ -49,15 +49,6 @@ func TestOOMCount(t *testing.T) {
 	}
 }
 
-func TestPidStartTime(t *testing.T) {
-	if pidStartTime(os.Getpid()) == 0 {
-		t.Fatal("no start time for ourselves")
-	}
-	if pidStartTime(1<<22+1) != 0 {
-		t.Fatal("start time for a pid that cannot exist")
-	}
-}
-
 func TestReadTerminal(t *testing.T) {
 	dir := t.TempDir()
 	for _, tc := range []struct {

@@ -19,9 +19,14 @@ import (
 // container or an exec: strays are only reaped when no such operation is in
 // flight (opMu is free), so that we never steal a status libcontainer waits
 // for.
+//
+// The SIGCHLD loop is the monitor's: start begins it, stop ends it (after
+// the last request, when the monitor exits).
 type reaper struct {
-	opMu  *sync.Mutex // held by every libcontainer call that forks
+	opMu  *sync.Mutex // helperPool.opMu: held by every libcontainer call that forks
 	kickc chan struct{}
+	quit  chan struct{} // closed by stop
+	done  chan struct{} // closed when the loop has ended
 	log   *logger
 
 	mu      sync.Mutex
@@ -32,6 +37,8 @@ func newReaper(opMu *sync.Mutex, log *logger) *reaper {
 	return &reaper{
 		opMu:    opMu,
 		kickc:   make(chan struct{}, 1),
+		quit:    make(chan struct{}),
+		done:    make(chan struct{}),
 		log:     log,
 		waiters: make(map[int]func(unix.WaitStatus, bool)),
 	}
@@ -66,11 +73,28 @@ func (r *reaper) kill(pid int, sig unix.Signal) error {
 	return unix.Kill(pid, sig)
 }
 
-func (r *reaper) run() {
+// start begins the SIGCHLD loop. SIGCHLD is subscribed to before start
+// returns, so no child's exit can go unnoticed.
+func (r *reaper) start() {
 	sigc := make(chan os.Signal, 8)
 	signal.Notify(sigc, unix.SIGCHLD)
+	go r.loop(sigc)
+}
+
+// stop ends the SIGCHLD loop and waits for it; tracked processes are no
+// longer reaped.
+func (r *reaper) stop() {
+	close(r.quit)
+	<-r.done
+}
+
+func (r *reaper) loop(sigc chan os.Signal) {
+	defer close(r.done)
+	defer signal.Stop(sigc)
 	for {
 		select {
+		case <-r.quit:
+			return
 		case <-sigc:
 		case <-r.kickc:
 		}

@@ -12,7 +12,6 @@ import (
 	"runtime/debug"
 	"strconv"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -21,37 +20,71 @@ import (
 	"github.com/noded-dev/noded/internal/oci/wire"
 )
 
-// monitor serves one pod.
-type monitor struct {
+// server is the monitor process of one pod: it sets the process up
+// (lock, subreaper, signals, adoption), serves the requests on the pod's
+// socket and dispatches them to the services below, and at shutdown
+// removes the monitor's files. It owns the listener, the lock file and
+// quit; the services own their state:
+//
+//   - helpers (helperPool, helpercall.go): the helper processes, opMu and
+//     the warm helper;
+//   - reaper (reaper.go): the SIGCHLD loop and the tracked pids;
+//   - table (ctrTable, table.go): the pod's containers by id;
+//   - ctrs (containers, container.go, exec.go): what happens to a
+//     container, from create to delete;
+//   - adopter (adopt.go): the containers a previous monitor left;
+//   - trim (trimmer): giving freed memory back after a burst.
+//
+// The server takes no lock of its own: quit is closed once (quitOnce);
+// the listener and the lock are set in setup, before the first request.
+type server struct {
 	pod      string
 	runDir   string
 	stateDir string
 	root     string // libcontainer root
 	runtime  string // conmon-go-runtime
-	logLevel string
 	log      *logger
 
-	// opMu serialises the helpers (libcontainer operations); the reaper
-	// reaps strays only while it is free.
-	opMu   sync.Mutex
-	reaper *reaper
-	// warm is a helper started ahead of the next operation (nil if none);
-	// guarded by opMu. helperCalls counts the helpers used, so that a
-	// late prewarm can tell that the operation it was for has passed.
-	warm        *helperProc
-	helperCalls atomic.Int64
-	quitting    atomic.Bool // shutting down: no more prewarming
-
-	mu   sync.Mutex
-	ctrs map[string]*ctr
-
-	trimMu    sync.Mutex
-	trimTimer *time.Timer
+	reaper  *reaper
+	helpers *helperPool
+	table   *ctrTable
+	ctrs    *containers
+	adopter *adopter
+	trim    *trimmer
 
 	listener *os.File
 	lock     *os.File // flock'ed while the monitor lives
 	quit     chan struct{}
 	quitOnce sync.Once
+}
+
+// newServer makes the monitor of o.pod and its services, wired together;
+// nothing runs yet (setup starts it).
+func newServer(o *options, log *logger) *server {
+	root := wire.MonitorDir(o.runDir, o.pod)
+	opMu := new(sync.Mutex) // the helpers', see helperPool.opMu
+	rp := newReaper(opMu, log)
+	helpers := newHelperPool(o.runtime, root, o.logLevel, opMu, rp, log)
+	table := newCtrTable(o.pod)
+	rec := &recorder{stateDir: o.stateDir, log: log}
+	trim := &trimmer{}
+	return &server{
+		pod:      o.pod,
+		runDir:   o.runDir,
+		stateDir: o.stateDir,
+		root:     root,
+		runtime:  o.runtime,
+		log:      log,
+		reaper:   rp,
+		helpers:  helpers,
+		table:    table,
+		ctrs: &containers{pod: o.pod, stateDir: o.stateDir, root: root, log: log,
+			table: table, helpers: helpers, reaper: rp, rec: rec, trim: trim},
+		adopter: &adopter{pod: o.pod, root: root, stateDir: o.stateDir, log: log,
+			table: table, helpers: helpers, rec: rec},
+		trim: trim,
+		quit: make(chan struct{}),
+	}
 }
 
 // errf returns an error carrying a wire error code.
@@ -77,18 +110,8 @@ func runMonitor(args []string) int {
 
 	log := newLogger(o.logLevel).with("pod", o.pod).with("pid", os.Getpid())
 
-	m := &monitor{
-		pod:      o.pod,
-		runDir:   o.runDir,
-		stateDir: o.stateDir,
-		root:     wire.MonitorDir(o.runDir, o.pod),
-		runtime:  o.runtime,
-		logLevel: o.logLevel,
-		log:      log,
-		ctrs:     map[string]*ctr{},
-		quit:     make(chan struct{}),
-	}
-	if err := m.setup(); err != nil {
+	srv := newServer(o, log)
+	if err := srv.setup(); err != nil {
 		if errors.Is(err, errRunning) {
 			ready.send("running")
 			return exitRunning
@@ -97,30 +120,31 @@ func runMonitor(args []string) int {
 		ready.send("error %v", err)
 		return exitFailed
 	}
-	log.Infof("monitor %s listening on %s", version, wire.SocketPath(m.runDir, m.pod))
+	log.Infof("monitor %s listening on %s", version, wire.SocketPath(srv.runDir, srv.pod))
 	ready.ok()
 	// The first operation of a new monitor is the pod's pause container.
-	m.prewarm()
-	m.serve()
+	srv.helpers.prewarm()
+	srv.serve()
+	srv.reaper.stop()
 	log.Infof("monitor exiting")
-	m.lock.Close()
+	srv.lock.Close()
 	return exitOK
 }
 
 var errRunning = errors.New("a monitor is already running for this pod")
 
-func (m *monitor) setup() error {
+func (srv *server) setup() error {
 	if err := os.Chdir("/"); err != nil {
 		return err
 	}
-	for _, d := range []string{m.runDir, m.stateDir} {
+	for _, d := range []string{srv.runDir, srv.stateDir} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return err
 		}
 	}
 	// The lock is held (fd kept open, CLOEXEC) for the monitor's life: it
 	// tells a live monitor from a stale socket.
-	lock, err := os.OpenFile(wire.LockPath(m.runDir, m.pod), os.O_RDWR|os.O_CREATE, 0o600)
+	lock, err := os.OpenFile(wire.LockPath(srv.runDir, srv.pod), os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return err
 	}
@@ -131,59 +155,58 @@ func (m *monitor) setup() error {
 		}
 		return fmt.Errorf("lock: %w", err)
 	}
-	m.lock = lock // referenced for the monitor's life: its finalizer would unlock
+	srv.lock = lock // referenced for the monitor's life: its finalizer would unlock
 	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
 		return fmt.Errorf("set child subreaper: %w", err)
 	}
 	// Our lifetime is controlled by the shutdown request; a stray signal
 	// to noded's process group or session must not take the pod down.
 	signal.Ignore(unix.SIGHUP, unix.SIGINT, unix.SIGTERM, unix.SIGPIPE)
-	if err := os.MkdirAll(m.root, 0o700); err != nil {
+	if err := os.MkdirAll(srv.root, 0o700); err != nil {
 		return err
 	}
-	if err := unix.Access(m.runtime, unix.X_OK); err != nil {
-		return fmt.Errorf("runtime helper %s: %w", m.runtime, err)
+	if err := unix.Access(srv.runtime, unix.X_OK); err != nil {
+		return fmt.Errorf("runtime helper %s: %w", srv.runtime, err)
 	}
-	m.reaper = newReaper(&m.opMu, m.log)
-	go m.reaper.run()
+	srv.reaper.start()
 
-	m.adoptAll()
+	srv.adopter.adoptAll()
 
-	sock := wire.SocketPath(m.runDir, m.pod)
+	sock := wire.SocketPath(srv.runDir, srv.pod)
 	_ = os.Remove(sock) // stale: we hold the lock, so nobody listens on it
 	l, err := listenUnix(sock)
 	if err != nil {
 		return err
 	}
-	m.listener = l
-	_ = os.WriteFile(wire.PidPath(m.runDir, m.pod), []byte(strconv.Itoa(os.Getpid())+"\n"), 0o600)
-	m.scheduleTrim()
+	srv.listener = l
+	_ = os.WriteFile(wire.PidPath(srv.runDir, srv.pod), []byte(strconv.Itoa(os.Getpid())+"\n"), 0o600)
+	srv.trim.schedule()
 	return nil
 }
 
-func (m *monitor) serve() {
+func (srv *server) serve() {
 	go func() {
-		<-m.quit
-		m.listener.Close()
+		<-srv.quit
+		srv.listener.Close()
 	}()
 	for {
-		conn, err := accept(m.listener)
+		conn, err := accept(srv.listener)
 		if err != nil {
 			select {
-			case <-m.quit:
+			case <-srv.quit:
 				return
 			default:
 			}
-			m.log.Warnf("accept: %v", err)
+			srv.log.Warnf("accept: %v", err)
 			time.Sleep(100 * time.Millisecond)
 			continue
 		}
-		go m.handle(conn)
+		go srv.handle(conn)
 	}
 }
 
 // handle serves one connection: one request line, one response line.
-func (m *monitor) handle(conn *os.File) {
+func (srv *server) handle(conn *os.File) {
 	defer conn.Close()
 	_ = conn.SetReadDeadline(time.Now().Add(30 * time.Second))
 	line, err := bufio.NewReaderSize(io.LimitReader(conn, wire.MaxRequestSize+1), 4096).ReadBytes('\n')
@@ -199,7 +222,7 @@ func (m *monitor) handle(conn *os.File) {
 		writeResponse(conn, &wire.Response{Code: wire.CodeInvalidArgument, Error: "bad request: " + err.Error()})
 		return
 	}
-	resp, err := m.dispatch(conn, &req)
+	resp, err := srv.dispatch(conn, &req)
 	if resp == nil {
 		resp = &wire.Response{}
 	}
@@ -211,12 +234,12 @@ func (m *monitor) handle(conn *os.File) {
 			resp.Code = ce.Code
 		}
 		if resp.Code == wire.CodeInternal {
-			m.log.Warnf("%s %s failed: %v", req.Op, req.Container, err)
+			srv.log.Warnf("%s %s failed: %v", req.Op, req.Container, err)
 		}
 	}
 	writeResponse(conn, resp)
 	if req.Op == wire.OpShutdown && err == nil {
-		m.quitOnce.Do(func() { close(m.quit) })
+		srv.quitOnce.Do(func() { close(srv.quit) })
 	}
 }
 
@@ -229,17 +252,17 @@ func writeResponse(conn *os.File, resp *wire.Response) {
 	_, _ = conn.Write(append(b, '\n'))
 }
 
-func (m *monitor) dispatch(conn *os.File, req *wire.Request) (*wire.Response, error) {
+func (srv *server) dispatch(conn *os.File, req *wire.Request) (*wire.Response, error) {
 	switch req.Op {
 	case wire.OpHello:
-		return &wire.Response{Pod: m.pod, Pid: os.Getpid(), Version: wire.Version}, nil
+		return &wire.Response{Pod: srv.pod, Pid: os.Getpid(), Version: wire.Version}, nil
 	case wire.OpList:
-		return &wire.Response{States: m.list()}, nil
+		return &wire.Response{States: srv.table.list()}, nil
 	case wire.OpShutdown:
-		return nil, m.shutdown()
+		return nil, srv.shutdown()
 	case wire.OpStats:
 		st := memStats()
-		st["helper_calls"] = m.helperCalls.Load()
+		st["helper_calls"] = srv.helpers.used()
 		return &wire.Response{Stats: st}, nil
 	}
 	if !wire.ValidID(req.Container) {
@@ -251,25 +274,25 @@ func (m *monitor) dispatch(conn *os.File, req *wire.Request) (*wire.Response, er
 	)
 	switch req.Op {
 	case wire.OpCreate, wire.OpRun:
-		st, err = m.create(req)
+		st, err = srv.ctrs.create(req)
 	case wire.OpStart:
-		st, err = m.start(req.Container)
+		st, err = srv.ctrs.start(req.Container)
 	case wire.OpKill:
-		err = m.kill(req.Container, req.Signal)
+		err = srv.ctrs.kill(req.Container, req.Signal)
 	case wire.OpState:
-		st, err = m.state(req.Container)
+		st, err = srv.table.state(req.Container)
 	case wire.OpWait:
-		st, err = m.wait(conn, req.Container)
+		st, err = srv.ctrs.wait(conn, req.Container)
 	case wire.OpExec:
 		var res *wire.ExecResult
-		res, err = m.exec(req)
+		res, err = srv.ctrs.exec(req)
 		if res != nil {
 			return &wire.Response{Exec: res}, err
 		}
 	case wire.OpReopenLog:
-		err = m.reopenLog(req.Container)
+		err = srv.ctrs.reopenLog(req.Container)
 	case wire.OpDelete:
-		err = m.delete(req.Container, req.Force)
+		err = srv.ctrs.delete(req.Container, req.Force)
 	default:
 		err = errf(wire.CodeInvalidArgument, "unknown operation %q", req.Op)
 	}
@@ -279,47 +302,38 @@ func (m *monitor) dispatch(conn *os.File, req *wire.Request) (*wire.Response, er
 	return &wire.Response{State: st}, nil
 }
 
-// scheduleTrim returns freed memory to the kernel shortly after a burst of
+// trimmer returns freed memory to the kernel shortly after a burst of
 // operations (creating a container touches a lot of libcontainer code and
-// heap that the idle monitor never needs again).
-func (m *monitor) scheduleTrim() {
-	m.trimMu.Lock()
-	defer m.trimMu.Unlock()
-	if m.trimTimer == nil {
-		m.trimTimer = time.AfterFunc(500*time.Millisecond, debug.FreeOSMemory)
+// heap that the idle monitor never needs again). It owns its timer, which
+// mu guards.
+type trimmer struct {
+	mu    sync.Mutex
+	timer *time.Timer
+}
+
+// schedule frees memory 0.5 s after the last of a burst of calls.
+func (t *trimmer) schedule() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.timer == nil {
+		t.timer = time.AfterFunc(500*time.Millisecond, debug.FreeOSMemory)
 		return
 	}
-	m.trimTimer.Reset(500 * time.Millisecond)
+	t.timer.Reset(500 * time.Millisecond)
 }
 
 // shutdown kills and deletes the containers that are left, and removes the
 // monitor's files; the caller closes quit after answering.
-func (m *monitor) shutdown() error {
-	m.quitting.Store(true)
-	m.opMu.Lock()
-	m.dropWarm()
-	m.opMu.Unlock()
-	m.reaper.kick()
-	m.mu.Lock()
-	ids := make([]string, 0, len(m.ctrs))
-	for id := range m.ctrs {
-		ids = append(ids, id)
+func (srv *server) shutdown() error {
+	srv.helpers.stop()
+	if err := srv.ctrs.deleteAll(); err != nil {
+		return err
 	}
-	m.mu.Unlock()
-	var errs []error
-	for _, id := range ids {
-		if err := m.delete(id, true); err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", id, err))
-		}
-	}
-	if len(errs) > 0 {
-		return errors.Join(errs...)
-	}
-	_ = os.Remove(wire.SocketPath(m.runDir, m.pod))
-	_ = os.Remove(wire.PidPath(m.runDir, m.pod))
-	_ = os.Remove(m.root) // empty once every container is destroyed
-	_ = os.Remove(wire.LockPath(m.runDir, m.pod))
-	_ = os.Remove(wire.MonitorLogPath(m.runDir, m.pod))
+	_ = os.Remove(wire.SocketPath(srv.runDir, srv.pod))
+	_ = os.Remove(wire.PidPath(srv.runDir, srv.pod))
+	_ = os.Remove(srv.root) // empty once every container is destroyed
+	_ = os.Remove(wire.LockPath(srv.runDir, srv.pod))
+	_ = os.Remove(wire.MonitorLogPath(srv.runDir, srv.pod))
 	return nil
 }
 

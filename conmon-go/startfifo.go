@@ -5,28 +5,26 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
-	"strconv"
-	"strings"
 	"syscall"
 	"time"
-)
 
-// execFifo is the file libcontainer's init blocks on (writing) between
-// create and start; it lives in the container's libcontainer state dir.
-const execFifo = "exec.fifo"
+	"github.com/noded-dev/noded/internal/oci/runclayout"
+	"github.com/noded-dev/noded/internal/procfs"
+)
 
 // startViaFifo starts a created container the way libcontainer's
 // Container.Exec does, without running the helper: reading the init's
-// exec.fifo releases it to exec the user's program, and removing the fifo
-// marks the container running for later libcontainer loads. Doing it here
-// saves a helper process (a Go runtime start-up, ~15 ms) per start.
+// exec fifo releases it to exec the user's program, and removing the fifo
+// marks the container running for later libcontainer loads (the handshake
+// is described, and checked against runc, with runclayout.ExecFifo).
+// Doing it here saves a helper process (a Go runtime start-up, ~15 ms) per
+// start.
 //
 // pid is the container's init; if it dies before releasing, the blocked
 // open is woken by opening the fifo for writing ourselves, so no goroutine
 // or descriptor is left behind.
 func startViaFifo(root, id string, pid int) error {
-	path := filepath.Join(root, id, execFifo)
+	path := runclayout.ExecFifoPath(root, id)
 	type result struct {
 		f   *os.File
 		err error
@@ -55,7 +53,8 @@ func startViaFifo(root, id string, pid int) error {
 			}
 			return nil
 		case <-time.After(100 * time.Millisecond):
-			if processAlive(pid) {
+			// As libcontainer does: a zombie init will never release.
+			if procfs.Alive(pid, 0) {
 				continue
 			}
 			// Wake our own blocked open (a writer now exists), then read
@@ -72,14 +71,3 @@ func startViaFifo(root, id string, pid int) error {
 }
 
 var errNotStartable = errors.New("container process is gone before it was started")
-
-// processAlive reports whether pid exists and is not a zombie.
-func processAlive(pid int) bool {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return false
-	}
-	s := string(b)
-	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
-	return len(fields) > 0 && fields[0] != "Z"
-}

@@ -8,6 +8,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/noded-dev/noded/internal/oci/runclayout"
 )
 
 func TestStartViaFifo(t *testing.T) {
@@ -17,7 +19,7 @@ func TestStartViaFifo(t *testing.T) {
 		if err := os.MkdirAll(filepath.Join(root, "c1"), 0o700); err != nil {
 			t.Fatal(err)
 		}
-		if err := syscall.Mkfifo(filepath.Join(root, "c1", execFifo), 0o622); err != nil {
+		if err := syscall.Mkfifo(runclayout.ExecFifoPath(root, "c1"), 0o622); err != nil {
 			t.Fatal(err)
 		}
 		return root
@@ -27,7 +29,7 @@ func TestStartViaFifo(t *testing.T) {
 		root := mkfifo(t)
 		released := make(chan error, 1)
 		go func() { // the container's init: blocks until start reads
-			f, err := os.OpenFile(filepath.Join(root, "c1", execFifo), os.O_WRONLY, 0)
+			f, err := os.OpenFile(runclayout.ExecFifoPath(root, "c1"), os.O_WRONLY, 0)
 			if err == nil {
 				_, err = f.Write([]byte("0"))
 				_ = f.Close()
@@ -40,7 +42,7 @@ func TestStartViaFifo(t *testing.T) {
 		if err := <-released; err != nil {
 			t.Fatal(err)
 		}
-		if _, err := os.Stat(filepath.Join(root, "c1", execFifo)); !os.IsNotExist(err) {
+		if _, err := os.Stat(runclayout.ExecFifoPath(root, "c1")); !os.IsNotExist(err) {
 			t.Fatalf("fifo left after start: %v", err)
 		}
 	})

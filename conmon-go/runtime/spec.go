@@ -6,11 +6,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"sync"
 
-	"github.com/moby/sys/capability"
 	"github.com/opencontainers/runc/libcontainer"
 	"github.com/opencontainers/runc/libcontainer/apparmor"
 	"github.com/opencontainers/runc/libcontainer/configs"
@@ -21,34 +18,28 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// hostLimits are what the monitor itself may grant: a container cannot get
-// more than its parent has.
+// hostLimits are what this helper's build and host support.
+//
+// Capabilities and oom_score_adj are not fitted here: noded's
+// internal/specgen computes both from noded's own (Node.HostCapabilities,
+// Node.OOMScoreAdjMin), where a capability the request asks for and noded
+// lacks is an error the kubelet sees, not a silent drop. The monitor, and
+// so this helper, is started by noded and inherits those same
+// capabilities and oom_score_adj, so a spec specgen wrote is one the
+// helper can run; a spec asking for more fails the create with
+// libcontainer's error. (So would a spec of a noded restarted with more
+// privileges than the one that started the pod's monitor: loudly, where
+// fitting it here would run the container with less than it was given.)
 type hostLimits struct {
-	bounding       map[string]bool // CAP_* names in our bounding set
-	sysResource    bool            // CAP_SYS_RESOURCE in our effective set
-	oomScoreAdj    int             // our own oom_score_adj
-	seccompEnabled bool            // built with -tags seccomp and libseccomp
+	seccompEnabled bool // built with -tags seccomp and libseccomp
 }
 
 // host is probeHost, run once per helper.
 var host = sync.OnceValue(probeHost)
 
 func probeHost() hostLimits {
-	h := hostLimits{bounding: map[string]bool{}}
-	for _, c := range capability.ListKnown() {
-		if ok, err := capability.GetBound(c); err == nil && ok {
-			h.bounding["CAP_"+strings.ToUpper(c.String())] = true
-		}
-	}
-	if caps, err := capability.NewPid2(0); err == nil && caps.Load() == nil {
-		h.sysResource = caps.Get(capability.EFFECTIVE, capability.CAP_SYS_RESOURCE)
-	}
-	if b, err := os.ReadFile("/proc/self/oom_score_adj"); err == nil {
-		h.oomScoreAdj, _ = strconv.Atoi(strings.TrimSpace(string(b)))
-	}
 	major, _, _ := seccomp.Version()
-	h.seccompEnabled = major > 0
-	return h
+	return hostLimits{seccompEnabled: major > 0}
 }
 
 // readSpec reads <bundle>/config.json.
@@ -77,41 +68,12 @@ func readSpec(bundle string) (*specs.Spec, error) {
 	return &s, nil
 }
 
-// adjustSpec fits the spec to what this host and monitor can do, logging
-// every change: capabilities outside our bounding set are dropped (a
-// privileged container asks for all of them, and this host's root may lack
-// some), an oom_score_adj below ours is raised to ours without
-// CAP_SYS_RESOURCE (the kernel refuses it), and an AppArmor profile is
-// ignored when AppArmor is disabled.
+// adjustSpec fits the spec to what this host and build can do: an
+// AppArmor profile is ignored (and logged) when AppArmor is disabled, and
+// a seccomp profile without seccomp support is an error. Capabilities and
+// oom_score_adj are noded's (see hostLimits).
 func adjustSpec(s *specs.Spec, h hostLimits, log *logrus.Entry) error {
 	p := s.Process
-	if c := p.Capabilities; c != nil {
-		var dropped []string
-		filter := func(in []string) []string {
-			out := in[:0:0]
-			for _, name := range in {
-				if h.bounding[name] {
-					out = append(out, name)
-				} else if !contains(dropped, name) {
-					dropped = append(dropped, name)
-				}
-			}
-			return out
-		}
-		c.Bounding = filter(c.Bounding)
-		c.Effective = filter(c.Effective)
-		c.Permitted = filter(c.Permitted)
-		c.Inheritable = filter(c.Inheritable)
-		c.Ambient = filter(c.Ambient)
-		if len(dropped) > 0 {
-			log.Warnf("capabilities not available to the monitor, dropped: %s", strings.Join(dropped, ","))
-		}
-	}
-	if p.OOMScoreAdj != nil && *p.OOMScoreAdj < h.oomScoreAdj && !h.sysResource {
-		log.Warnf("oom_score_adj %d needs CAP_SYS_RESOURCE, using %d", *p.OOMScoreAdj, h.oomScoreAdj)
-		v := h.oomScoreAdj
-		p.OOMScoreAdj = &v
-	}
 	if p.ApparmorProfile != "" && !apparmor.IsEnabled() {
 		log.Infof("AppArmor is disabled, ignoring profile %q", p.ApparmorProfile)
 		p.ApparmorProfile = ""
@@ -122,18 +84,10 @@ func adjustSpec(s *specs.Spec, h hostLimits, log *logrus.Entry) error {
 	return nil
 }
 
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
-}
-
 // libcontainerConfig converts the spec. specconv resolves relative paths
 // against the working directory (runc runs in the bundle), so it runs with
-// the bundle as cwd; the caller holds opMu, which serialises chdir.
+// the bundle as cwd. A helper process serves one request, so nothing
+// else in it depends on the working directory meanwhile.
 func libcontainerConfig(id, bundle string, s *specs.Spec) (*configs.Config, error) {
 	if err := os.Chdir(bundle); err != nil {
 		return nil, err

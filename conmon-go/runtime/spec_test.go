@@ -6,58 +6,68 @@ import (
 	"reflect"
 	"testing"
 
+	"github.com/opencontainers/runc/libcontainer/apparmor"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"github.com/sirupsen/logrus"
 )
 
 func TestAdjustSpec(t *testing.T) {
 	log := logrus.NewEntry(logrus.New())
-	host := hostLimits{
-		bounding:       map[string]bool{"CAP_CHOWN": true, "CAP_KILL": true},
-		sysResource:    false,
-		oomScoreAdj:    0,
-		seccompEnabled: false,
+	seccompProfile := &specs.Linux{Seccomp: &specs.LinuxSeccomp{DefaultAction: specs.ActAllow}}
+	tests := []struct {
+		name    string
+		host    hostLimits
+		linux   *specs.Linux
+		wantErr bool
+	}{
+		{name: "no seccomp profile, no seccomp support", host: hostLimits{seccompEnabled: false}},
+		{name: "a seccomp profile needs seccomp support", host: hostLimits{seccompEnabled: false}, linux: seccompProfile, wantErr: true},
+		{name: "a seccomp profile with seccomp support", host: hostLimits{seccompEnabled: true}, linux: seccompProfile},
 	}
-	adj := -998
-	s := &specs.Spec{
-		Process: &specs.Process{
-			Args: []string{"x"},
-			Capabilities: &specs.LinuxCapabilities{
-				Bounding:  []string{"CAP_CHOWN", "CAP_SYS_RESOURCE", "CAP_KILL"},
-				Effective: []string{"CAP_SYS_RESOURCE"},
-			},
-			OOMScoreAdj:     &adj,
-			ApparmorProfile: "runtime/default",
-		},
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			adj := -998
+			s := &specs.Spec{
+				Process: &specs.Process{
+					Args: []string{"x"},
+					Capabilities: &specs.LinuxCapabilities{
+						Bounding:  []string{"CAP_CHOWN", "CAP_SYS_RESOURCE", "CAP_KILL"},
+						Effective: []string{"CAP_SYS_RESOURCE"},
+					},
+					OOMScoreAdj: &adj,
+				},
+				Linux: tc.linux,
+			}
+			err := adjustSpec(s, tc.host, log)
+			if (err != nil) != tc.wantErr {
+				t.Fatalf("adjustSpec: %v, want error: %v", err, tc.wantErr)
+			}
+			// Capabilities and oom_score_adj are noded's (internal/specgen
+			// fits them to the host): the helper runs them as they are.
+			if got := s.Process.Capabilities.Bounding; !reflect.DeepEqual(got, []string{"CAP_CHOWN", "CAP_SYS_RESOURCE", "CAP_KILL"}) {
+				t.Errorf("bounding changed to %v", got)
+			}
+			if got := s.Process.Capabilities.Effective; !reflect.DeepEqual(got, []string{"CAP_SYS_RESOURCE"}) {
+				t.Errorf("effective changed to %v", got)
+			}
+			if *s.Process.OOMScoreAdj != -998 {
+				t.Errorf("oom_score_adj changed to %d", *s.Process.OOMScoreAdj)
+			}
+		})
 	}
-	if err := adjustSpec(s, host, log); err != nil {
+}
+
+func TestAdjustSpecAppArmor(t *testing.T) {
+	s := &specs.Spec{Process: &specs.Process{Args: []string{"x"}, ApparmorProfile: "runtime/default"}}
+	if err := adjustSpec(s, hostLimits{}, logrus.NewEntry(logrus.New())); err != nil {
 		t.Fatal(err)
 	}
-	if got := s.Process.Capabilities.Bounding; !reflect.DeepEqual(got, []string{"CAP_CHOWN", "CAP_KILL"}) {
-		t.Errorf("bounding %v", got)
+	want := "runtime/default"
+	if !apparmor.IsEnabled() {
+		want = "" // ignored where AppArmor is disabled
 	}
-	if got := s.Process.Capabilities.Effective; len(got) != 0 {
-		t.Errorf("effective %v", got)
-	}
-	if *s.Process.OOMScoreAdj != 0 {
-		t.Errorf("oom_score_adj %d, want it raised to 0", *s.Process.OOMScoreAdj)
-	}
-	// With CAP_SYS_RESOURCE a negative score is kept.
-	adj = -998
-	s.Process.OOMScoreAdj = &adj
-	host.sysResource = true
-	_ = adjustSpec(s, host, log)
-	if *s.Process.OOMScoreAdj != -998 {
-		t.Errorf("oom_score_adj changed to %d with CAP_SYS_RESOURCE", *s.Process.OOMScoreAdj)
-	}
-	// A seccomp profile needs a runtime built with seccomp.
-	s.Linux = &specs.Linux{Seccomp: &specs.LinuxSeccomp{DefaultAction: specs.ActAllow}}
-	if err := adjustSpec(s, host, log); err == nil {
-		t.Error("seccomp profile accepted without seccomp support")
-	}
-	host.seccompEnabled = true
-	if err := adjustSpec(s, host, log); err != nil {
-		t.Error(err)
+	if s.Process.ApparmorProfile != want {
+		t.Fatalf("profile %q, want %q", s.Process.ApparmorProfile, want)
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -18,9 +19,11 @@ import (
 	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 
 	"github.com/noded-dev/noded/internal/errdefs"
 	"github.com/noded-dev/noded/internal/oci/wire"
+	"github.com/noded-dev/noded/internal/procfs"
 )
 
 // The integration test runs real containers through a real conmon-go. It
@@ -131,9 +134,13 @@ type testEnv struct {
 	monitorPids []int
 }
 
-// spec returns a spec like the one noded writes for a container.
+// spec returns a spec like the one noded writes for a container. The
+// monitor runs a spec as it is: fitting it to what the host allows is
+// noded's (internal/specgen), so this spec is fitted as specgen would.
 func (e *testEnv) spec(id string, args ...string) *specs.Spec {
-	adj := -998 // as the kubelet asks for pause; clamped without CAP_SYS_RESOURCE
+	// As the kubelet asks for pause, raised to noded's own as specgen's
+	// oomScoreAdj does (lowering it needs CAP_SYS_RESOURCE).
+	adj := max(-998, ownOOMScoreAdj(e.t))
 	return &specs.Spec{
 		Version: specs.Version,
 		Process: &specs.Process{
@@ -352,12 +359,7 @@ func helpersOf(pid int) []int {
 		if err != nil {
 			continue
 		}
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p))
-		if err != nil {
-			continue
-		}
-		f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
-		if len(f) < 2 || f[1] != strconv.Itoa(pid) {
+		if st, err := procfs.ReadStat(p); err != nil || st.PPid != pid {
 			continue
 		}
 		if exe, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", p)); filepath.Base(exe) == "conmon-go-runtime" {
@@ -459,11 +461,8 @@ func TestIntegration(t *testing.T) {
 		t.Errorf("monitor session %d, want %d", sid, mpid)
 	}
 
-	// The pause container; its capabilities include one this host's root
-	// lacks (it is dropped) and its oom_score_adj is negative (clamped).
-	pauseSpec := e.spec("pause", "sleep", "1000000")
-	pauseSpec.Process.Capabilities.Bounding = append(pauseSpec.Process.Capabilities.Bounding, "CAP_SYS_RESOURCE")
-	pause, _ := e.runCombined("pause", pauseSpec)
+	// The pause container.
+	pause, _ := e.runCombined("pause", e.spec("pause", "sleep", "1000000"))
 	if pause.Status != StatusRunning || pause.StartedAt.IsZero() {
 		t.Fatalf("pause: %+v", pause)
 	}
@@ -720,6 +719,31 @@ func TestIntegration(t *testing.T) {
 		if err := e.rt.Delete(ctx, e.pod, "bad"); !errdefs.IsNotFound(err) {
 			t.Errorf("delete after a failed create: %v", err)
 		}
+		// The monitor does not fit a spec to the host (noded's specgen
+		// does): a capability it cannot grant fails the create, loudly,
+		// and leaves nothing.
+		if !holdsCapability(t, unix.CAP_SYS_RESOURCE) {
+			greedy := e.spec("greedy", "true")
+			c := greedy.Process.Capabilities
+			c.Effective = append(slices.Clone(c.Effective), "CAP_SYS_RESOURCE")
+			c.Permitted = append(slices.Clone(c.Permitted), "CAP_SYS_RESOURCE")
+			c.Bounding = append(slices.Clone(c.Bounding), "CAP_SYS_RESOURCE")
+			b, _ := json.Marshal(greedy)
+			dir := filepath.Join(e.dir, "bundles", "greedy")
+			if err := os.MkdirAll(dir, 0o700); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(dir, "config.json"), b, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := e.rt.Create(ctx, CreateRequest{Pod: e.pod, ID: "greedy", Bundle: dir, LogPath: filepath.Join(e.dir, "logs", "greedy.log")}); err == nil {
+				t.Errorf("create with a capability the monitor lacks succeeded")
+				e.delete("greedy")
+			}
+			if _, err := os.Stat(filepath.Join(wire.MonitorDir(run, string(e.pod)), "greedy")); !os.IsNotExist(err) {
+				t.Errorf("runtime state left after a refused create: %v", err)
+			}
+		}
 		// Deleting a created (or running) container kills it first.
 		e.create("doomed", e.spec("doomed", "sleep", "1000"))
 		e.delete("doomed")
@@ -777,7 +801,7 @@ func TestIntegration(t *testing.T) {
 		late, _ := e.run("late", e.spec("late", "sh", "-c", "sleep 1; exit 7"))
 		// "noded" goes away: drop the Runtime; the exit happens meanwhile.
 		e.rt = nil
-		waitFor(t, func() bool { return !processAlive(late.Pid, 0) })
+		waitFor(t, func() bool { return !procfs.Alive(late.Pid, 0) })
 		rt2, err := New(e.opts)
 		if err != nil {
 			t.Fatal(err)
@@ -889,7 +913,7 @@ func TestIntegration(t *testing.T) {
 		if err := e.rt.Delete(ctx, e.pod, "lost"); err != nil {
 			t.Fatalf("delete without runtime state: %v", err)
 		}
-		if processAlive(st.Pid, 0) {
+		if procfs.Alive(st.Pid, 0) {
 			t.Errorf("init %d still alive", st.Pid)
 		}
 		for _, h := range []string{"memory", "pids", "cpu", "devices", "freezer"} {
@@ -926,6 +950,42 @@ func TestIntegration(t *testing.T) {
 			}
 		}
 	})
+}
+
+// ownOOMScoreAdj is this process's oom_score_adj, which noded's specgen
+// uses as the floor of a container's.
+func ownOOMScoreAdj(t *testing.T) int {
+	t.Helper()
+	b, err := os.ReadFile("/proc/self/oom_score_adj")
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+// holdsCapability reports whether capability c is in this process's
+// bounding set (and so in the monitor's, which inherits it).
+func holdsCapability(t *testing.T, c int) bool {
+	t.Helper()
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "CapBnd:"); ok {
+			mask, err := strconv.ParseUint(strings.TrimSpace(v), 16, 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return mask&(1<<uint(c)) != 0
+		}
+	}
+	t.Fatal("no CapBnd in /proc/self/status")
+	return false
 }
 
 func waitFor(t *testing.T, cond func() bool) {

@@ -4,9 +4,11 @@
 //
 // A monitor runs in its own session and outlives noded (it is noded's
 // child only until noded exits), and the protocol is one connection per
-// request, so a Runtime keeps no state but its monitors' pids to reap: a noded restarted after a crash (even SIGKILL)
-// makes a new Runtime with the same Options and carries on; StartMonitor
-// finds the running monitor again. The monitor records every container's
+// request, so a Runtime keeps no state but its monitors' pids to reap: a
+// noded restarted after a crash (even SIGKILL) makes a new Runtime with
+// the same Options and carries on; StartMonitor finds the running monitor
+// again. The one goroutine a Runtime runs (it reaps the monitors it
+// started) ends with Close. The monitor records every container's
 // state in <StateDir>/<container>.json when it changes; State falls back to
 // that file when the monitor is gone, so an exit is not lost with it.
 //
@@ -24,7 +26,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -34,7 +35,10 @@ import (
 	"github.com/noded-dev/noded/internal/errdefs"
 	"github.com/noded-dev/noded/internal/ids"
 	"github.com/noded-dev/noded/internal/kmutex"
+	"github.com/noded-dev/noded/internal/log"
+	"github.com/noded-dev/noded/internal/oci/runclayout"
 	"github.com/noded-dev/noded/internal/oci/wire"
+	"github.com/noded-dev/noded/internal/procfs"
 )
 
 // PodID identifies a pod (sandbox); it names the pod's monitor.
@@ -143,7 +147,8 @@ type Options struct {
 	// MonitorLogLevel is the monitors' log level (default "info"); they
 	// log to <RunDir>/<pod>.log.
 	MonitorLogLevel string
-	Logger          *logrus.Entry
+	// Logger is the Runtime's logger; nil discards its lines.
+	Logger *logrus.Entry
 }
 
 // Runtime talks to the pods' monitors. It is safe for concurrent use.
@@ -183,11 +188,19 @@ func New(o Options) (*Runtime, error) {
 	if o.MonitorLogLevel == "" {
 		o.MonitorLogLevel = "info"
 	}
-	log := o.Logger
-	if log == nil {
-		log = logrus.NewEntry(logrus.StandardLogger())
-	}
-	return &Runtime{o: o, log: log.WithField("component", "oci")}, nil
+	return &Runtime{o: o, log: log.Or(o.Logger).WithField("component", "oci")}, nil
+}
+
+// Close ends the Runtime's background work: the goroutine that reaps the
+// monitors it started (it stops listening for SIGCHLD, and Close returns
+// once it has ended). The monitors keep running: they outlive noded by
+// design, and the next Runtime finds them. Call Close when noded stops
+// using the Runtime, at shutdown; a monitor that exits after it, or that a
+// later call starts, stays a zombie until noded exits (then init reaps
+// it). Close may be called more than once and returns nil.
+func (r *Runtime) Close() error {
+	r.reaper.close()
+	return nil
 }
 
 // CreateRequest describes a container to create.
@@ -440,10 +453,9 @@ func (r *Runtime) Delete(ctx context.Context, pod PodID, id ContainerID) error {
 }
 
 // hasLeftovers reports whether libcontainer state of the container exists
-// under the pod's monitor directory.
+// under the pod's monitor directory (the monitor's libcontainer root).
 func (r *Runtime) hasLeftovers(pod PodID, id ContainerID) bool {
-	_, err := os.Stat(filepath.Join(wire.MonitorDir(r.o.RunDir, string(pod)), string(id)))
-	return err == nil
+	return runclayout.Exists(wire.MonitorDir(r.o.RunDir, string(pod)), string(id))
 }
 
 func stateOf(resp *wire.Response) (State, error) {
@@ -464,37 +476,11 @@ func (r *Runtime) stateFromFile(id ContainerID) (State, error) {
 		return State{}, err
 	}
 	st := fromWire(ws)
-	if st.Status != StatusExited && !processAlive(ws.Pid, ws.PidStartTime) {
+	if st.Status != StatusExited && !procfs.Alive(ws.Pid, ws.PidStartTime) {
 		st.Status = StatusExited
 		st.ExitCode = 255
 		st.Reason = "Unknown"
 		st.Message = "the container exited while no monitor watched it; its exit status is unknown"
 	}
 	return st, nil
-}
-
-// processAlive reports whether pid runs and, when startTime is known, is
-// the same process (not a recycled pid).
-func processAlive(pid int, startTime uint64) bool {
-	if pid <= 0 {
-		return false
-	}
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return false
-	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 {
-		return false
-	}
-	f := strings.Fields(s[i+1:])
-	if len(f) < 20 || f[0] == "Z" || f[0] == "X" {
-		return false
-	}
-	if startTime == 0 {
-		return true
-	}
-	v, _ := strconv.ParseUint(f[19], 10, 64)
-	return v == startTime
 }

@@ -4,14 +4,16 @@ import (
 	"context"
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/noded-dev/noded/internal/errdefs"
 	"github.com/noded-dev/noded/internal/oci/wire"
+	"github.com/noded-dev/noded/internal/procfs"
 )
 
 // Unit tests that need neither root nor a monitor.
@@ -90,7 +92,7 @@ func TestNoMonitor(t *testing.T) {
 	files := []wire.ContainerState{
 		{ID: "done", Pod: "pod", Status: wire.StatusExited, ExitCode: 3, Reason: "Error", FinishedAt: 42},
 		{ID: "lost", Pod: "pod", Status: wire.StatusRunning, Pid: 1 << 22, PidStartTime: 1},
-		{ID: "alive", Pod: "pod", Status: wire.StatusRunning, Pid: os.Getpid(), PidStartTime: pidStart(t, os.Getpid())},
+		{ID: "alive", Pod: "pod", Status: wire.StatusRunning, Pid: os.Getpid(), PidStartTime: ownStartTime(t)},
 	}
 	for i := range files {
 		if err := wire.WriteStateFile(state, &files[i]); err != nil {
@@ -132,17 +134,95 @@ func TestNoMonitor(t *testing.T) {
 	}
 }
 
-func pidStart(t *testing.T, pid int) uint64 {
+func ownStartTime(t *testing.T) uint64 {
 	t.Helper()
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := string(b)
-	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
-	v, err := strconv.ParseUint(f[19], 10, 64)
+	v, err := procfs.StartTime(os.Getpid())
 	if err != nil {
 		t.Fatal(err)
 	}
 	return v
+}
+
+// Close owns the reaper's goroutine: it ends it (after the monitors it
+// adopted were reaped), waits for it, and can be repeated.
+func TestCloseEndsReaper(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		children int // monitors "started" (any child will do) before Close
+	}{
+		{name: "no monitor started: no loop to end", children: 0},
+		{name: "after monitors: the loop ends", children: 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var rp reaper
+			for range tc.children {
+				cmd := exec.Command("true")
+				if err := cmd.Start(); err != nil {
+					t.Fatal(err)
+				}
+				rp.adopt(cmd.Process)
+			}
+			waitUntil(t, func() bool { rp.mu.Lock(); defer rp.mu.Unlock(); return len(rp.pids) == 0 })
+			closed := make(chan struct{})
+			go func() { rp.close(); rp.close(); close(closed) }()
+			select {
+			case <-closed:
+			case <-time.After(10 * time.Second):
+				t.Fatal("close did not return")
+			}
+			if tc.children > 0 {
+				select {
+				case <-rp.done:
+				default:
+					t.Fatal("the reaper's loop is still running")
+				}
+			}
+			// Adopting after Close starts nothing.
+			cmd := exec.Command("true")
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			pid := cmd.Process.Pid
+			rp.adopt(cmd.Process)
+			if tc.children == 0 && rp.done != nil {
+				t.Fatal("adopt after close started a loop")
+			}
+			// Not reaped by the reaper: reap it here.
+			var ws syscall.WaitStatus
+			if _, err := syscall.Wait4(pid, &ws, 0, nil); err != nil {
+				t.Fatalf("the child was reaped after close: %v", err)
+			}
+		})
+	}
+}
+
+func TestRuntimeClose(t *testing.T) {
+	dir := t.TempDir()
+	exe := filepath.Join(dir, "conmon-go")
+	for _, f := range []string{exe, filepath.Join(dir, "conmon-go-runtime")} {
+		if err := os.WriteFile(f, []byte("#!/bin/sh\n"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r, err := New(Options{ConmonPath: exe, RunDir: filepath.Join(dir, "run"), StateDir: filepath.Join(dir, "state")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+}
+
+func waitUntil(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met in 10s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }

@@ -137,25 +137,32 @@ func withoutEnv(env []string, key string) []string {
 // SIGCHLD; it waits only for the pids it was given, never for any child
 // (other code, such as os/exec for the CNI plugins, waits for its own).
 //
-// Lock rule: mu guards pids; it is never held across a blocking call
-// (wait4 is called with WNOHANG).
+// The goroutine is the Runtime's: it starts with the first monitor the
+// Runtime spawns and ends at Runtime.Close (close), which waits for it.
+//
+// Lock rule: mu guards pids, closed and the loop's channels; it is never
+// held across a blocking call (wait4 is called with WNOHANG).
 type reaper struct {
-	mu    sync.Mutex
-	pids  map[int]struct{}
-	start sync.Once
-	kick  chan struct{}
+	mu     sync.Mutex
+	pids   map[int]struct{}
+	kick   chan struct{}
+	quit   chan struct{} // closed by close
+	done   chan struct{} // closed when the loop has ended; nil until it started
+	closed bool
 }
 
-// adopt hands a running child to the reaper.
+// adopt hands a running child to the reaper. After close it is only
+// released: noded is shutting down, and once it exits init reaps it.
 func (rp *reaper) adopt(p *os.Process) {
-	rp.start.Do(func() {
-		rp.pids = map[int]struct{}{}
-		rp.kick = make(chan struct{}, 1)
-		sig := make(chan os.Signal, 1)
-		signal.Notify(sig, syscall.SIGCHLD)
-		go rp.loop(sig)
-	})
 	rp.mu.Lock()
+	if rp.closed {
+		rp.mu.Unlock()
+		_ = p.Release()
+		return
+	}
+	if rp.done == nil {
+		rp.startLocked()
+	}
 	rp.pids[p.Pid] = struct{}{}
 	rp.mu.Unlock()
 	// The handle (a pidfd) is not needed: the pid stays ours until reaped.
@@ -167,20 +174,59 @@ func (rp *reaper) adopt(p *os.Process) {
 	}
 }
 
-func (rp *reaper) loop(sig <-chan os.Signal) {
+// startLocked starts the loop; the caller holds mu.
+func (rp *reaper) startLocked() {
+	rp.pids = map[int]struct{}{}
+	rp.kick = make(chan struct{}, 1)
+	rp.quit = make(chan struct{})
+	rp.done = make(chan struct{})
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGCHLD)
+	go rp.loop(sig)
+}
+
+// close ends the loop, if it runs, and waits until it has; it may be
+// called more than once.
+func (rp *reaper) close() {
+	rp.mu.Lock()
+	if !rp.closed {
+		rp.closed = true
+		if rp.quit != nil {
+			close(rp.quit)
+		}
+	}
+	done := rp.done
+	rp.mu.Unlock()
+	if done != nil {
+		<-done
+	}
+}
+
+func (rp *reaper) loop(sig chan os.Signal) {
+	defer close(rp.done)
+	defer signal.Stop(sig)
 	for {
 		select {
+		case <-rp.quit:
+			// A last pass: a monitor that exited just now is no zombie.
+			rp.reap()
+			return
 		case <-sig:
 		case <-rp.kick:
 		}
-		rp.mu.Lock()
-		for pid := range rp.pids {
-			var ws syscall.WaitStatus
-			got, err := syscall.Wait4(pid, &ws, syscall.WNOHANG, nil)
-			if got == pid || errors.Is(err, syscall.ECHILD) {
-				delete(rp.pids, pid)
-			}
+		rp.reap()
+	}
+}
+
+// reap collects every adopted monitor that has exited.
+func (rp *reaper) reap() {
+	rp.mu.Lock()
+	defer rp.mu.Unlock()
+	for pid := range rp.pids {
+		var ws syscall.WaitStatus
+		got, err := syscall.Wait4(pid, &ws, syscall.WNOHANG, nil)
+		if got == pid || errors.Is(err, syscall.ECHILD) {
+			delete(rp.pids, pid)
 		}
-		rp.mu.Unlock()
 	}
 }

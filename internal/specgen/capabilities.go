@@ -68,6 +68,10 @@ func capabilityNames(mask uint64) []string {
 // inheritable and ambient sets, which the kernel requires for them to last
 // across execve. A privileged container gets everything noded holds, and
 // its add/drop lists are ignored as containerd does.
+//
+// This is the only place a container's capabilities are fitted to the
+// host: the monitor's helper (conmon-go/runtime) runs the spec as it is,
+// and the monitor holds what noded holds, since noded starts it.
 func capabilities(c *runtimeapi.Capability, privileged bool, node *Node) (*specs.LinuxCapabilities, error) {
 	held := node.HostCapabilities
 	if held == nil {

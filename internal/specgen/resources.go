@@ -80,7 +80,8 @@ func memoryResources(r *runtimeapi.LinuxContainerResources, swap bool) *specs.Li
 
 // oomScoreAdj validates adj and raises it to the node's floor: noded cannot
 // give a process a lower score than its own without CAP_SYS_RESOURCE, and
-// runc would fail to start it.
+// runc would fail to start it. As for capabilities, this is the only place
+// the score is fitted to the host; the monitor's helper does not.
 func oomScoreAdj(adj int64, node *Node) (*int, error) {
 	if adj < -1000 || adj > 1000 {
 		return nil, errdefs.InvalidArgument("oom_score_adj %d is outside [-1000, 1000]", adj)

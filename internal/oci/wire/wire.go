@@ -1,7 +1,8 @@
 // Package wire is the protocol between noded (internal/oci) and its container
 // monitor, conmon-go, and the format of the per-container state files the
-// monitor writes. It has no dependencies so that both sides can import it
-// without pulling anything into the memory-sensitive monitor.
+// monitor writes. It depends on nothing but the standard library and
+// internal/atomicfile (which uses only os), so that both sides can import
+// it without pulling anything into the memory-sensitive monitor.
 //
 // Transport: one unix stream socket per pod (see SocketPath). A client opens
 // a connection, writes one Request as a single JSON line, and reads one
@@ -16,6 +17,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+
+	"github.com/noded-dev/noded/internal/atomicfile"
 )
 
 // Version is the protocol version the monitor reports in a hello.
@@ -190,10 +193,10 @@ func ReadStateFile(stateDir, id string) (*ContainerState, error) {
 	return &st, nil
 }
 
-// WriteStateFile writes st atomically (temporary file, fsync, rename,
-// fsync of the directory), so a reader sees either the old or the new
-// content even across a crash.
-func WriteStateFile(stateDir string, st *ContainerState) (retErr error) {
+// WriteStateFile writes st atomically (internal/atomicfile: temporary
+// file, fsync, rename, fsync of the directory), so a reader sees either the
+// old or the new content even across a crash.
+func WriteStateFile(stateDir string, st *ContainerState) error {
 	if !ValidID(st.ID) {
 		return errors.New("invalid container id")
 	}
@@ -201,32 +204,5 @@ func WriteStateFile(stateDir string, st *ContainerState) (retErr error) {
 	if err != nil {
 		return err
 	}
-	final := StateFilePath(stateDir, st.ID)
-	tmp, err := os.CreateTemp(stateDir, "."+st.ID+".tmp*")
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if retErr != nil {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
-	if _, err := tmp.Write(append(b, '\n')); err != nil {
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp.Name(), final); err != nil {
-		return err
-	}
-	if d, err := os.Open(stateDir); err == nil {
-		_ = d.Sync()
-		d.Close()
-	}
-	return nil
+	return atomicfile.WriteFile(StateFilePath(stateDir, st.ID), append(b, '\n'), 0o600)
 }
