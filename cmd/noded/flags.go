@@ -4,7 +4,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 
 	"github.com/noded-dev/noded/internal/config"
@@ -71,10 +70,7 @@ func (f *cliFlags) load() (*config.Config, error) {
 			return nil, err
 		}
 	}
-	if env := os.Getenv("CONTAINERS_REGISTRIES_CONF"); env != "" && cfg.RegistriesConf == "" {
-		// As in every containers/image tool; an explicit setting wins.
-		cfg.RegistriesConf = env
-	}
+	cfg.ApplyEnvironment()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}

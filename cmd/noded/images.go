@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 
 	"github.com/sirupsen/logrus"
@@ -8,6 +9,7 @@ import (
 	"github.com/noded-dev/noded/internal/config"
 	"github.com/noded-dev/noded/internal/imagesvc"
 	"github.com/noded-dev/noded/internal/metrics"
+	"github.com/noded-dev/noded/internal/sandbox"
 	"github.com/noded-dev/noded/internal/storage"
 )
 
@@ -54,4 +56,47 @@ func newImageService(cfg *config.Config, log *logrus.Entry, reg *metrics.Registr
 		svc.Close()
 		closeStore()
 	}, nil
+}
+
+// sandboxImages is what the sandbox service needs from the images.
+type sandboxImages interface {
+	Resolve(ctx context.Context, ref string) (sandbox.Image, error)
+	PauseImage(ctx context.Context) (sandbox.Image, error)
+}
+
+// podImages adapts the image service, and its provider of the pause image
+// (imagesvc.PauseImages: built-in or pulled), to the sandbox service.
+type podImages struct {
+	svc   *imagesvc.Service
+	pause *imagesvc.PauseImages
+}
+
+// newPodImages wires the pause image: the built-in one (made from the
+// noded-pause binary next to noded, or the configured one) unless a
+// registry pause image is configured.
+func newPodImages(cfg *config.Config, svc *imagesvc.Service) (*podImages, error) {
+	o := imagesvc.PauseOptions{Ref: cfg.PauseImage, Builtin: cfg.PauseImage == config.DefaultPauseImage}
+	if o.Builtin {
+		var err error
+		if o.BinaryPath, err = helperPath(cfg.PausePath, "noded-pause"); err != nil {
+			return nil, err
+		}
+	}
+	return &podImages{svc: svc, pause: svc.PauseImages(o)}, nil
+}
+
+func (p *podImages) Resolve(ctx context.Context, ref string) (sandbox.Image, error) {
+	img, err := p.svc.Resolve(ctx, ref)
+	if err != nil {
+		return sandbox.Image{}, err
+	}
+	return sandbox.Image{ID: img.ID, Name: img.Name, Config: img.Config}, nil
+}
+
+func (p *podImages) PauseImage(ctx context.Context) (sandbox.Image, error) {
+	img, err := p.pause.Get(ctx)
+	if err != nil {
+		return sandbox.Image{}, err
+	}
+	return sandbox.Image{ID: img.ID, Name: img.Name, Config: img.Config, SelfConfined: img.SelfConfined}, nil
 }

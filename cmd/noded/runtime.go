@@ -65,7 +65,7 @@ func newRuntimeService(ctx context.Context, cfg *config.Config, log *logrus.Entr
 	svc := sandbox.New(sandbox.Options{
 		Store:    records,
 		Images:   images,
-		Rootfs:   store,
+		Rootfs:   store.Containers(),
 		Network:  network,
 		Monitor:  monitors,
 		Starts:   admit.New(starts, startLease),

@@ -47,11 +47,9 @@ func serve(cfg *config.Config, log *logrus.Entry) error {
 		return err
 	}
 
-	podImgs := &podImages{svc: images, pauseRef: cfg.PauseImage, builtin: cfg.PauseImage == config.DefaultPauseImage}
-	if podImgs.builtin {
-		if podImgs.pausePath, err = helperPath(cfg.PausePath, "noded-pause"); err != nil {
-			return err
-		}
+	podImgs, err := newPodImages(cfg, images)
+	if err != nil {
+		return err
 	}
 	pods, err := newRuntimeService(context.Background(), cfg, log, images.Store(), podImgs, network)
 	if err != nil {

@@ -13,6 +13,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -20,6 +21,8 @@ import (
 
 	"github.com/BurntSushi/toml"
 	"github.com/sirupsen/logrus"
+
+	"github.com/noded-dev/noded/internal/netcni"
 )
 
 // Default paths. They are the values a stock Debian machine runs with when
@@ -38,10 +41,6 @@ const (
 	// with no registry access.
 	DefaultPauseImage = "localhost/noded/pause:builtin"
 )
-
-// DefaultCNIPluginDirs are searched in order: the upstream location first,
-// then Debian's containernetworking-plugins package.
-var DefaultCNIPluginDirs = []Path{"/opt/cni/bin", "/usr/lib/cni"}
 
 // Path is a filesystem path; validation requires it to be absolute when set.
 type Path = string
@@ -74,9 +73,10 @@ type Config struct {
 	CNIConfigDir  Path   `toml:"cni-config-dir"`
 	CNIPluginDirs []Path `toml:"cni-plugin-dirs"`
 
-	// RegistriesConf is a containers-registries.conf(5) file. Empty means the
-	// containers/image default: $CONTAINERS_REGISTRIES_CONF, else
-	// /etc/containers/registries.conf (and registries.conf.d).
+	// RegistriesConf is a containers-registries.conf(5) file. Empty means
+	// $CONTAINERS_REGISTRIES_CONF (ApplyEnvironment), else the
+	// containers/image default, /etc/containers/registries.conf (and
+	// registries.conf.d).
 	RegistriesConf Path `toml:"registries-conf"`
 	// SignaturePolicy is a containers-policy.json(5) file. Empty means
 	// /etc/containers/policy.json when it exists, else accept anything (a
@@ -151,7 +151,7 @@ func Default() *Config {
 		LogLevel:             "info",
 		LogFormat:            "text",
 		CNIConfigDir:         DefaultCNIConfigDir,
-		CNIPluginDirs:        append([]Path(nil), DefaultCNIPluginDirs...),
+		CNIPluginDirs:        slices.Clone(netcni.DefaultPluginDirs),
 		PullProgressTimeout:  Duration{5 * time.Minute},
 		MaxParallelDownloads: 3,
 		PauseImage:           DefaultPauseImage,
@@ -254,6 +254,22 @@ func (c *Config) Merge(source, doc string) error {
 		return fmt.Errorf("%s: unknown key %q", source, strings.Join(keys, "\", \""))
 	}
 	return nil
+}
+
+// RegistriesConfEnv names the registries.conf file in every containers/image
+// tool; noded honours it too (see ApplyEnvironment).
+const RegistriesConfEnv = "CONTAINERS_REGISTRIES_CONF"
+
+// ApplyEnvironment fills the keys that the environment supplies when the
+// configuration leaves them empty: registries-conf from
+// $CONTAINERS_REGISTRIES_CONF, as in every containers/image tool; an
+// explicit setting, in a file or a flag, wins. It runs once the files and
+// flags are applied, before Validate, and is the only place noded reads the
+// variable: the image service is given the resolved path.
+func (c *Config) ApplyEnvironment() {
+	if env := os.Getenv(RegistriesConfEnv); env != "" && c.RegistriesConf == "" {
+		c.RegistriesConf = env
+	}
 }
 
 // Validate checks every value and names the offending key.

@@ -181,3 +181,36 @@ func TestREADMEReferenceIsCurrent(t *testing.T) {
 		t.Fatalf("README configuration reference is stale: run make readme-config")
 	}
 }
+
+func TestApplyEnvironment(t *testing.T) {
+	tests := []struct {
+		desc, configured, env, want string
+	}{
+		{desc: "neither", want: ""},
+		{desc: "environment fills an empty key", env: "/env/registries.conf", want: "/env/registries.conf"},
+		{desc: "an explicit setting wins", configured: "/etc/noded/registries.conf", env: "/env/registries.conf", want: "/etc/noded/registries.conf"},
+		{desc: "setting without environment", configured: "/etc/noded/registries.conf", want: "/etc/noded/registries.conf"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.desc, func(t *testing.T) {
+			t.Setenv(RegistriesConfEnv, tt.env)
+			cfg := Default()
+			cfg.RegistriesConf = tt.configured
+			cfg.ApplyEnvironment()
+			if cfg.RegistriesConf != tt.want {
+				t.Errorf("registries-conf = %q, want %q", cfg.RegistriesConf, tt.want)
+			}
+		})
+	}
+}
+
+// The default plugin directories are a copy: changing one configuration
+// changes neither the defaults nor another configuration.
+func TestDefaultCNIPluginDirsAreACopy(t *testing.T) {
+	a := Default()
+	want := append([]Path(nil), a.CNIPluginDirs...)
+	a.CNIPluginDirs[0] = "/changed"
+	if b := Default(); b.CNIPluginDirs[0] != want[0] {
+		t.Fatalf("defaults changed through a configuration: %v", b.CNIPluginDirs)
+	}
+}

@@ -6,19 +6,26 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/docker/go-units"
 	"github.com/opencontainers/go-digest"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.podman.io/image/v5/types"
 
 	"github.com/noded-dev/noded/internal/errdefs"
+	"github.com/noded-dev/noded/internal/log"
 )
 
 // errDigestMismatch marks content that does not match its digest.
 var errDigestMismatch = errors.New("digest mismatch")
+
+// errAborted is what followers of a download that stopped without a
+// result (a panic) read at its end.
+var errAborted = errors.New("download aborted")
 
 // blobSource is where one pull gets its blobs: a registry (through a
 // containers/image ImageSource) or, for an import, memory. It is shared by
@@ -167,13 +174,56 @@ type sourcedError struct {
 func (e *sourcedError) Error() string { return e.err.Error() }
 func (e *sourcedError) Unwrap() error { return e.err }
 
+// fetcher downloads blobs for pulls and imports. It owns the blobs table
+// (each digest downloaded once among concurrent pulls, abandoned when no
+// pull needs it any more), the download slots (max-parallel-downloads,
+// handed out by priority), the sequence that numbers blobs for those
+// priorities, the temporary files on the graph root's filesystem and the
+// progress watchdog of each download. Its fields are set once; the table,
+// the slots and each blobFile have their own locks, never held together.
+type fetcher struct {
+	tmpDir          string
+	progressTimeout time.Duration
+	retryDelays     []time.Duration
+	metrics         *metrics
+
+	blobs    *group[string, *blobFile]
+	download *slots
+	// seq numbers blobs for download priority (see slots).
+	seq atomic.Uint64
+}
+
+type fetcherOptions struct {
+	tmpDir          string
+	parallel        int
+	progressTimeout time.Duration
+	retryDelays     []time.Duration
+	metrics         *metrics
+}
+
+// newFetcher returns a fetcher whose downloads run on base and join wg.
+func newFetcher(base context.Context, wg *sync.WaitGroup, o fetcherOptions) *fetcher {
+	return &fetcher{
+		tmpDir: o.tmpDir, progressTimeout: o.progressTimeout, retryDelays: o.retryDelays, metrics: o.metrics,
+		blobs:    newGroup[string, *blobFile](base, wg, true, func(b *blobFile) { b.remove() }),
+		download: newSlots(o.parallel),
+	}
+}
+
+// priorities reserves n consecutive download priorities and returns the
+// first: a pull numbers its config and then its layers bottom up, and
+// earlier pulls come before later ones.
+func (s *fetcher) priorities(n int) uint64 {
+	return s.seq.Add(uint64(n)) - uint64(n)
+}
+
 // fetchBlob returns the blob, downloading it from src unless a download of
 // the same digest is in flight, which it joins instead. With follow it
 // returns as soon as the download has started (read the file with open);
 // else once the blob is complete and verified. A joined download that
 // failed at another source is retried once from src. The caller must call
 // release when done with the file.
-func (s *Service) fetchBlob(ctx context.Context, src *blobSource, info types.BlobInfo, prio uint64, follow bool) (*blobFile, func(), error) {
+func (s *fetcher) fetchBlob(ctx context.Context, src *blobSource, info types.BlobInfo, prio uint64, follow bool) (*blobFile, func(), error) {
 	for attempt := 0; ; attempt++ {
 		src.acquire()
 		c, started := s.blobs.joinPublishing(info.Digest.String(), func(fctx context.Context, publish func(*blobFile)) (*blobFile, error) {
@@ -197,7 +247,7 @@ func (s *Service) fetchBlob(ctx context.Context, src *blobSource, info types.Blo
 		c.release()
 		var se *sourcedError
 		if !started && attempt == 0 && ctx.Err() == nil && errors.As(err, &se) && se.key != src.key {
-			s.log.WithError(err).WithField("blob", info.Digest).Debugf("a joined download failed; retrying from %s", src.origin)
+			log.FromContext(ctx).WithError(err).WithField("blob", info.Digest).Debugf("a joined download failed; retrying from %s", src.origin)
 			continue
 		}
 		return nil, nil, err
@@ -208,7 +258,7 @@ func (s *Service) fetchBlob(ctx context.Context, src *blobSource, info types.Blo
 // once it exists and verifying size and digest as it streams. Transient
 // failures are retried; a retry skips what was already written (readers
 // may have consumed it), and the digest covers the bytes as joined.
-func (s *Service) downloadBlob(ctx context.Context, src *blobSource, info types.BlobInfo, prio uint64, publish func(*blobFile)) (_ *blobFile, retErr error) {
+func (s *fetcher) downloadBlob(ctx context.Context, src *blobSource, info types.BlobInfo, prio uint64, publish func(*blobFile)) (_ *blobFile, retErr error) {
 	if err := info.Digest.Validate(); err != nil {
 		return nil, &sourcedError{key: src.key, err: errdefs.InvalidArgument("blob digest %q: %v", info.Digest, err)}
 	}
@@ -222,8 +272,14 @@ func (s *Service) downloadBlob(ctx context.Context, src *blobSource, info types.
 		return nil, err
 	}
 	b := newBlobFile(f.Name(), info.Digest)
+	completed := false
 	defer func() {
 		_ = f.Close()
+		if !completed && retErr == nil {
+			// Panicking (the flight group recovers it): followers must
+			// see a failed download, not a blob that ended early.
+			retErr = errAborted
+		}
 		b.finish(retErr)
 		if retErr != nil {
 			// Followers get the error first; the file goes once no
@@ -234,23 +290,17 @@ func (s *Service) downloadBlob(ctx context.Context, src *blobSource, info types.
 	publish(b)
 	verifier := info.Digest.Verifier()
 	start := time.Now()
-	for attempt := 0; ; attempt++ {
-		err = s.downloadOnce(ctx, src, info, b, f, verifier)
-		if err == nil {
-			break
+	interrupted, err := retry(ctx, s.retryDelays, log.FromContext(ctx).WithField("blob", info.Digest), "fetching from "+src.origin, func() error {
+		return s.downloadOnce(ctx, src, info, b, f, verifier)
+	})
+	if interrupted {
+		return nil, &sourcedError{key: src.key, err: context.Cause(ctx)}
+	}
+	if err != nil {
+		if src.host != "" {
+			err = registryError(err, src.host, "fetching blob "+info.Digest.String())
 		}
-		if attempt >= len(s.retryDelays) || !retryable(err) {
-			if src.host != "" {
-				err = registryError(err, src.host, "fetching blob "+info.Digest.String())
-			}
-			return nil, &sourcedError{key: src.key, err: err}
-		}
-		s.log.WithError(err).WithField("blob", info.Digest).Debugf("fetching from %s failed; retrying in %s", src.origin, s.retryDelays[attempt])
-		select {
-		case <-time.After(s.retryDelays[attempt]):
-		case <-ctx.Done():
-			return nil, &sourcedError{key: src.key, err: context.Cause(ctx)}
-		}
+		return nil, &sourcedError{key: src.key, err: err}
 	}
 	n := b.written()
 	if want := info.Size; want > 0 && n != want {
@@ -260,13 +310,14 @@ func (s *Service) downloadBlob(ctx context.Context, src *blobSource, info types.
 		return nil, &sourcedError{key: src.key, err: errdefs.FailedPrecondition("blob %s from %s: content does not match its digest (corrupt or tampered data): %w", info.Digest, src.origin, errDigestMismatch)}
 	}
 	s.metrics.blobsFetched.Inc()
-	s.log.WithFields(map[string]any{"blob": info.Digest, "size": n, "duration": time.Since(start)}).Debugf("blob fetched from %s", src.origin)
+	log.FromContext(ctx).WithFields(map[string]any{"blob": info.Digest, "size": n, "duration": time.Since(start)}).Debugf("blob fetched from %s", src.origin)
+	completed = true
 	return b, nil
 }
 
 // downloadOnce makes one request for the blob and appends what b does not
 // have yet to f (and the verifier).
-func (s *Service) downloadOnce(ctx context.Context, src *blobSource, info types.BlobInfo, b *blobFile, f *os.File, verifier digest.Verifier) error {
+func (s *fetcher) downloadOnce(ctx context.Context, src *blobSource, info types.BlobInfo, b *blobFile, f *os.File, verifier digest.Verifier) error {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	p := s.watch(ctx, cancel, "blob "+info.Digest.Encoded()[:12]+" from "+src.origin, info.Size)
@@ -306,6 +357,15 @@ func (s *Service) downloadOnce(ctx context.Context, src *blobSource, info types.
 	}
 }
 
+// tempFile creates a temporary file for a download.
+func (s *fetcher) tempFile() (*os.File, error) {
+	f, err := os.CreateTemp(s.tmpDir, "blob-")
+	if err != nil {
+		return nil, fmt.Errorf("creating a temporary file in %s: %w", filepath.Dir(s.tmpDir), err)
+	}
+	return f, nil
+}
+
 // causeOr returns errNoProgress (wrapped) when ctx was cancelled for lack
 // of progress, else err.
 func causeOr(ctx context.Context, err error) error {
@@ -319,18 +379,19 @@ func causeOr(ctx context.Context, err error) error {
 // download when none arrive for the progress timeout and logs progress
 // at debug level.
 type progress struct {
-	s     *Service
-	last  atomic.Int64 // unix nanoseconds of the last byte
+	bytes prometheus.Counter // the metric of bytes received
+	last  atomic.Int64       // unix nanoseconds of the last byte
 	n     atomic.Int64
 	total int64
 	what  string
 	done  chan struct{}
 }
 
-func (s *Service) watch(ctx context.Context, cancel context.CancelCauseFunc, what string, total int64) *progress {
-	p := &progress{s: s, total: total, what: what, done: make(chan struct{})}
+func (s *fetcher) watch(ctx context.Context, cancel context.CancelCauseFunc, what string, total int64) *progress {
+	p := &progress{bytes: s.metrics.bytes, total: total, what: what, done: make(chan struct{})}
 	p.last.Store(time.Now().UnixNano())
-	timeout := s.opts.ProgressTimeout
+	timeout := s.progressTimeout
+	l := log.FromContext(ctx)
 	tick := time.Second
 	if timeout > 0 && timeout/4 < tick {
 		tick = max(timeout/4, 5*time.Millisecond)
@@ -348,13 +409,13 @@ func (s *Service) watch(ctx context.Context, cancel context.CancelCauseFunc, wha
 			case now := <-t.C:
 				idle := now.Sub(time.Unix(0, p.last.Load()))
 				if timeout > 0 && idle >= timeout {
-					s.log.Warnf("pulling %s: no data for %s, giving up", what, idle.Round(time.Millisecond))
+					l.Warnf("pulling %s: no data for %s, giving up", what, idle.Round(time.Millisecond))
 					cancel(errNoProgress)
 					return
 				}
 				if now.Sub(lastLog) >= 5*time.Second {
 					lastLog = now
-					s.log.Debugf("pulling %s: %s of %s", what, units.HumanSize(float64(p.n.Load())), units.HumanSize(float64(total)))
+					l.Debugf("pulling %s: %s of %s", what, units.HumanSize(float64(p.n.Load())), units.HumanSize(float64(total)))
 				}
 			}
 		}
@@ -376,7 +437,7 @@ func (pr progressReader) Read(b []byte) (int, error) {
 	if n > 0 {
 		pr.p.last.Store(time.Now().UnixNano())
 		pr.p.n.Add(int64(n))
-		pr.p.s.metrics.bytes.Add(float64(n))
+		pr.p.bytes.Add(float64(n))
 	}
 	return n, err
 }

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/opencontainers/go-digest"
@@ -17,6 +18,7 @@ import (
 	"go.podman.io/storage/pkg/archive"
 
 	"github.com/noded-dev/noded/internal/errdefs"
+	"github.com/noded-dev/noded/internal/log"
 	"github.com/noded-dev/noded/internal/storage"
 )
 
@@ -68,10 +70,41 @@ func planFromManifest(blob []byte, mime string, d digest.Digest, src *blobSource
 	return p, nil
 }
 
+// committer commits images into storage from their manifests, for pulls
+// and imports alike: it fetches the config, makes each layer (found in
+// storage, or downloaded through the fetcher while its parent is being
+// made, then unpacked and verified) and creates the image record, then
+// names it. It owns the images table (an image pulled under two names at
+// once is committed once) and the layers table (a layer shared by images
+// pulled at once is unpacked once). A commit pins its layers (layerPins)
+// from before it looks for them until the image record holds them, and
+// after a failure deletes the layers it made that nothing else uses. Its
+// fields are set once; each table has its own lock.
+type committer struct {
+	images  *storage.ImageStore
+	layers  *storage.LayerStore
+	blobs   *fetcher
+	pins    *layerPins
+	metrics *metrics
+
+	imageWork *group[storage.ImageID, struct{}]
+	layerWork *group[storage.LayerID, struct{}]
+}
+
+// newCommitter returns a committer whose shared work runs on base and
+// joins wg.
+func newCommitter(base context.Context, wg *sync.WaitGroup, store *storage.Store, blobs *fetcher, pins *layerPins, m *metrics) *committer {
+	return &committer{
+		images: store.Images(), layers: store.Layers(), blobs: blobs, pins: pins, metrics: m,
+		imageWork: newGroup[storage.ImageID, struct{}](base, wg, false, nil),
+		layerWork: newGroup[storage.LayerID, struct{}](base, wg, false, nil),
+	}
+}
+
 // commitAndName makes sure the image is in storage and gives it names
 // and the manifests it was pulled by. If the image is removed between the
 // two steps, it is committed again.
-func (s *Service) commitAndName(ctx context.Context, p *plan, names []string, manifests map[digest.Digest][]byte) error {
+func (s *committer) commitAndName(ctx context.Context, p *plan, names []string, manifests map[digest.Digest][]byte) error {
 	for attempt := 0; ; attempt++ {
 		if err := s.ensureImage(ctx, p); err != nil {
 			return err
@@ -80,13 +113,13 @@ func (s *Service) commitAndName(ctx context.Context, p *plan, names []string, ma
 		if err == nil || !errdefs.IsNotFound(err) || attempt > 0 {
 			return err
 		}
-		s.log.WithField("id", p.id).Info("image removed while being pulled; committing it again")
+		log.FromContext(ctx).WithField("id", p.id).Info("image removed while being pulled; committing it again")
 	}
 }
 
 // record adds names and manifests to a committed image.
-func (s *Service) record(id storage.ImageID, names []string, manifests map[digest.Digest][]byte) error {
-	img, err := s.store.Image(string(id))
+func (s *committer) record(id storage.ImageID, names []string, manifests map[digest.Digest][]byte) error {
+	img, err := s.images.Get(string(id))
 	if err != nil {
 		return err
 	}
@@ -95,19 +128,19 @@ func (s *Service) record(id storage.ImageID, names []string, manifests map[diges
 		if _, ok := img.BigDataSizes[key]; ok {
 			continue
 		}
-		if err := s.store.SetImageBigData(id, key, blob, d); err != nil {
+		if err := s.images.SetBigData(id, key, blob, d); err != nil {
 			return err
 		}
 	}
-	return s.store.AddImageNames(id, names)
+	return s.images.AddNames(id, names)
 }
 
 // ensureImage joins (or starts) the commit of p's image. A joined commit
 // that failed at another source is retried once from p's.
-func (s *Service) ensureImage(ctx context.Context, p *plan) error {
+func (s *committer) ensureImage(ctx context.Context, p *plan) error {
 	for attempt := 0; ; attempt++ {
 		p.src.acquire()
-		c, started := s.images.join(p.id, func(fctx context.Context) (struct{}, error) {
+		c, started := s.imageWork.join(p.id, func(fctx context.Context) (struct{}, error) {
 			defer p.src.release()
 			return struct{}{}, s.commitImage(fctx, p)
 		})
@@ -128,14 +161,14 @@ func (s *Service) ensureImage(ctx context.Context, p *plan) error {
 // config, make sure each layer is in storage (joining layer work in
 // flight), then create the image record. On failure the layers it made
 // that nothing else uses are deleted again.
-func (s *Service) commitImage(ctx context.Context, p *plan) error {
-	if _, err := s.store.Image(string(p.id)); err == nil {
+func (s *committer) commitImage(ctx context.Context, p *plan) error {
+	if _, err := s.images.Get(string(p.id)); err == nil {
 		s.metrics.layersReused.Add(float64(len(p.layers)))
 		s.metrics.blobsSkipped.WithLabelValues("present").Add(float64(len(p.layers) + 1))
 		return nil
 	}
 	// Download priorities: the config, then the layers bottom up.
-	prio := s.seq.Add(uint64(len(p.layers))+1) - uint64(len(p.layers)) - 1
+	prio := s.blobs.priorities(len(p.layers) + 1)
 	configBlob, cfg, err := s.readConfig(ctx, p, prio)
 	if err != nil {
 		return err
@@ -145,7 +178,7 @@ func (s *Service) commitImage(ctx context.Context, p *plan) error {
 		return errdefs.InvalidArgument("image %s: config lists %d layers (rootfs type %q), the manifest %d", p.id, len(diffIDs), cfg.RootFS.Type, len(p.layers))
 	}
 	ids := storage.LayerIDs(diffIDs)
-	s.pin(ids)
+	s.pins.pin(ids)
 	calls := make([]*call[storage.LayerID, struct{}], len(ids))
 	for i := range ids {
 		var parent *call[storage.LayerID, struct{}]
@@ -153,7 +186,7 @@ func (s *Service) commitImage(ctx context.Context, p *plan) error {
 		if i > 0 {
 			parent, parentID = calls[i-1], ids[i-1]
 		}
-		calls[i], _ = s.layers.join(ids[i], s.layerWork(p, ids[i], parentID, parent, diffIDs[i], p.layers[i], prio+1+uint64(i)))
+		calls[i], _ = s.layerWork.join(ids[i], s.makeLayer(p, ids[i], parentID, parent, diffIDs[i], p.layers[i], prio+1+uint64(i)))
 	}
 	// Wait for every layer, even after a failure, so that nothing is
 	// still being unpacked when the failure is cleaned up.
@@ -167,11 +200,11 @@ func (s *Service) commitImage(ctx context.Context, p *plan) error {
 	if firstErr == nil {
 		firstErr = s.createImage(p, ids, configBlob, cfg)
 	}
-	s.unpin(ids, firstErr != nil)
+	s.pins.unpin(ids, firstErr != nil)
 	return firstErr
 }
 
-func (s *Service) createImage(p *plan, ids []storage.LayerID, configBlob []byte, cfg *ocispec.Image) error {
+func (s *committer) createImage(p *plan, ids []storage.LayerID, configBlob []byte, cfg *ocispec.Image) error {
 	var top storage.LayerID
 	if len(ids) > 0 {
 		top = ids[len(ids)-1]
@@ -180,7 +213,7 @@ func (s *Service) createImage(p *plan, ids []storage.LayerID, configBlob []byte,
 	if cfg.Created != nil {
 		created = *cfg.Created
 	}
-	_, err := s.store.CreateImage(p.id, top, storage.CreateImageOptions{
+	_, err := s.images.Create(p.id, top, storage.CreateImageOptions{
 		Created: created,
 		Digest:  p.manifestDigest,
 		BigData: []storage.BigData{
@@ -196,11 +229,11 @@ func (s *Service) createImage(p *plan, ids []storage.LayerID, configBlob []byte,
 }
 
 // readConfig fetches (once per concurrent group) and parses the config.
-func (s *Service) readConfig(ctx context.Context, p *plan, prio uint64) ([]byte, *ocispec.Image, error) {
+func (s *committer) readConfig(ctx context.Context, p *plan, prio uint64) ([]byte, *ocispec.Image, error) {
 	if p.config.Size > maxConfigSize {
 		return nil, nil, errdefs.InvalidArgument("image config %s is %d bytes, more than %d", p.config.Digest, p.config.Size, maxConfigSize)
 	}
-	b, release, err := s.fetchBlob(ctx, p.src, p.config, prio, false)
+	b, release, err := s.blobs.fetchBlob(ctx, p.src, p.config, prio, false)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -216,12 +249,12 @@ func (s *Service) readConfig(ctx context.Context, p *plan, prio uint64) ([]byte,
 	return data, &cfg, nil
 }
 
-// layerWork returns the shared work of making one layer: nothing if it is
+// makeLayer returns the shared work of making one layer: nothing if it is
 // in storage, else download its blob while its parent is being made, then
 // unpack it on the parent.
-func (s *Service) layerWork(p *plan, id, parentID storage.LayerID, parent *call[storage.LayerID, struct{}], diffID digest.Digest, info types.BlobInfo, prio uint64) func(context.Context) (struct{}, error) {
+func (s *committer) makeLayer(p *plan, id, parentID storage.LayerID, parent *call[storage.LayerID, struct{}], diffID digest.Digest, info types.BlobInfo, prio uint64) func(context.Context) (struct{}, error) {
 	return func(ctx context.Context) (struct{}, error) {
-		if s.store.LayerExists(id) {
+		if s.layers.Exists(id) {
 			s.metrics.layersReused.Inc()
 			s.metrics.blobsSkipped.WithLabelValues("present").Inc()
 			return struct{}{}, nil
@@ -236,7 +269,7 @@ func (s *Service) layerWork(p *plan, id, parentID storage.LayerID, parent *call[
 		ch := make(chan fetched, 1)
 		go func() {
 			// Follow the download: unpacking starts with its first bytes.
-			b, release, err := s.fetchBlob(fetchCtx, p.src, info, prio, true)
+			b, release, err := s.blobs.fetchBlob(fetchCtx, p.src, info, prio, true)
 			ch <- fetched{b, release, err}
 		}()
 		var f *fetched
@@ -281,7 +314,7 @@ func (s *Service) layerWork(p *plan, id, parentID storage.LayerID, parent *call[
 // parent. The layer is completed only if the blob matches its digest and
 // the uncompressed content the DiffID the config lists: either mismatch
 // surfaces as a read error at the end of the stream, which aborts it.
-func (s *Service) applyLayer(ctx context.Context, id, parent storage.LayerID, diffID digest.Digest, info types.BlobInfo, b *blobFile) error {
+func (s *committer) applyLayer(ctx context.Context, id, parent storage.LayerID, diffID digest.Digest, info types.BlobInfo, b *blobFile) error {
 	if err := diffID.Validate(); err != nil {
 		return errdefs.InvalidArgument("layer %s: DiffID %q: %v", info.Digest, diffID, err)
 	}
@@ -298,7 +331,7 @@ func (s *Service) applyLayer(ctx context.Context, id, parent storage.LayerID, di
 	v := &diffReader{ctx: ctx, r: uncompressed, verifier: newAsyncVerifier(diffID), blob: info.Digest, diffID: diffID}
 	defer v.verifier.stop()
 	start := time.Now()
-	if _, err := s.store.PutLayer(id, parent, v, storage.PutLayerOptions{
+	if _, err := s.layers.Put(id, parent, v, storage.PutLayerOptions{
 		CompressedDigest: info.Digest, CompressedSize: info.Size, DiffID: diffID,
 	}); err != nil {
 		// A download that failed (say, corrupt content) is the root cause
@@ -315,12 +348,12 @@ func (s *Service) applyLayer(ctx context.Context, id, parent storage.LayerID, di
 		if bErr := b.result(ctx); bErr != nil {
 			err = bErr
 		}
-		if delErr := s.store.DeleteLayer(id); delErr != nil {
-			s.log.WithError(delErr).WithField("layer", id).Warn("removing a layer that failed verification")
+		if delErr := s.layers.Delete(id); delErr != nil {
+			log.FromContext(ctx).WithError(delErr).WithField("layer", id).Warn("removing a layer that failed verification")
 		}
 		return err
 	}
-	s.log.WithFields(map[string]any{"layer": id, "blob": info.Digest, "duration": time.Since(start)}).Debug("layer unpacked")
+	log.FromContext(ctx).WithFields(map[string]any{"layer": id, "blob": info.Digest, "duration": time.Since(start)}).Debug("layer unpacked")
 	return nil
 }
 
@@ -371,43 +404,4 @@ func (d *diffReader) drain() error {
 		}
 	}
 	return d.err
-}
-
-// pin protects layers a pull is about to use from removals.
-func (s *Service) pin(ids []storage.LayerID) {
-	s.gcMu.Lock()
-	defer s.gcMu.Unlock()
-	for _, id := range ids {
-		s.pins[id]++
-	}
-}
-
-// unpin drops a pull's pins; after a failure (cleanup) it deletes the
-// layers of the pull that no pull, image, container or other layer uses.
-func (s *Service) unpin(ids []storage.LayerID, cleanup bool) {
-	s.gcMu.Lock()
-	defer s.gcMu.Unlock()
-	for _, id := range ids {
-		if s.pins[id]--; s.pins[id] <= 0 {
-			delete(s.pins, id)
-		}
-	}
-	close(s.pinsChanged)
-	s.pinsChanged = make(chan struct{})
-	if !cleanup {
-		return
-	}
-	for i := len(ids) - 1; i >= 0; i-- {
-		id := ids[i]
-		if s.pins[id] > 0 || !s.store.LayerExists(id) {
-			continue
-		}
-		if err := s.store.DeleteLayer(id); err != nil {
-			if !errors.Is(err, errdefs.ErrFailedPrecondition) {
-				s.log.WithError(err).WithField("layer", id).Warn("removing a layer of a failed pull")
-			}
-			continue
-		}
-		s.log.WithField("layer", id).Debug("removed a layer of a failed pull")
-	}
 }

@@ -3,11 +3,20 @@ package imagesvc
 import (
 	"context"
 	"errors"
+	"fmt"
+	"runtime/debug"
 	"sync"
+
+	"github.com/noded-dev/noded/internal/log"
 )
 
 // errAbandoned cancels shared work that every waiter has left.
 var errAbandoned = errors.New("every waiter left")
+
+// errPanicked is the error every waiter of shared work that panicked gets.
+// It has no errdefs class, so the CRI answers codes.Unknown: the request
+// was fine, noded failed it.
+var errPanicked = errors.New("internal error: shared image work panicked")
 
 // group runs at most one piece of work per key at a time and lets any
 // number of waiters join it: the in-flight table behind pull coalescing.
@@ -19,6 +28,10 @@ var errAbandoned = errors.New("every waiter left")
 // result only its waiters need (a blob download) is cancelled when
 // abandon is set; other work (a whole pull, a layer unpack) runs to its
 // end so that its result is there for whoever asks next.
+//
+// A panic in the work is recovered: noded keeps running, every waiter gets
+// an errPanicked error carrying the panic value, and the key is free for
+// the next join like after any failure.
 //
 // A waiter holds a reference from join until release; a result that needs
 // cleaning up (a downloaded file) is handed to free once the work is done
@@ -79,7 +92,7 @@ func (g *group[K, V]) joinPublishing(key K, fn func(ctx context.Context, publish
 	g.wg.Add(1)
 	go func() {
 		defer g.wg.Done()
-		v, err := fn(ctx, c.publish)
+		v, err := g.run(ctx, fn, c.publish)
 		cancel(nil)
 		g.mu.Lock()
 		defer g.mu.Unlock()
@@ -97,6 +110,21 @@ func (g *group[K, V]) joinPublishing(key K, fn func(ctx context.Context, publish
 		}
 	}()
 	return c, true
+}
+
+// run calls fn, turning a panic into an error: shared work runs in its own
+// goroutine, where an unrecovered panic would kill noded and every pod
+// start and pull with it. The stack goes to the log (base's logger, the
+// service's), since the error only carries the value.
+func (g *group[K, V]) run(ctx context.Context, fn func(context.Context, func(V)) (V, error), publish func(V)) (v V, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			var zero V
+			v, err = zero, fmt.Errorf("%w: %v", errPanicked, p)
+			log.FromContext(g.base).WithField("panic", fmt.Sprint(p)).Errorf("shared image work panicked:\n%s", debug.Stack())
+		}
+	}()
+	return fn(ctx, publish)
 }
 
 func (c *call[K, V]) publish(v V) {

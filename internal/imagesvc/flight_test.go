@@ -3,10 +3,13 @@ package imagesvc
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/noded-dev/noded/internal/errdefs"
 )
 
 func TestGroupJoinsConcurrentWork(t *testing.T) {
@@ -148,4 +151,81 @@ func TestGroupErrorReachesEveryWaiter(t *testing.T) {
 		c.release()
 	}
 	wg.Wait()
+}
+
+// A panic in shared work reaches every waiter as an error, through both
+// wait and waitPublished; noded survives it, and the key works again.
+func TestGroupPanicReachesEveryWaiter(t *testing.T) {
+	tests := []struct {
+		desc  string
+		value any
+		want  string
+	}{
+		{desc: "string", value: "index out of range", want: "index out of range"},
+		{desc: "error", value: errors.New("nil map"), want: "nil map"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.desc, func(t *testing.T) {
+			var wg sync.WaitGroup
+			var freed []int
+			var freedMu sync.Mutex
+			g := newGroup[string, int](context.Background(), &wg, false, func(v int) {
+				freedMu.Lock()
+				defer freedMu.Unlock()
+				freed = append(freed, v)
+			})
+			release := make(chan struct{})
+			var runs atomic.Int32
+			fn := func(context.Context) (int, error) {
+				runs.Add(1)
+				<-release
+				panic(tt.value)
+			}
+			const waiters = 5
+			errs := make(chan error, waiters)
+			var joined sync.WaitGroup
+			for i := range waiters {
+				joined.Add(1)
+				go func() {
+					c, _ := g.join("k", fn)
+					joined.Done()
+					defer c.release()
+					var err error
+					if i%2 == 0 {
+						_, err = c.wait(context.Background())
+					} else {
+						_, err = c.waitPublished(context.Background())
+					}
+					errs <- err
+				}()
+			}
+			joined.Wait()
+			close(release)
+			for range waiters {
+				err := <-errs
+				if !errors.Is(err, errPanicked) || !strings.Contains(err.Error(), tt.want) {
+					t.Errorf("waiter got %v, want errPanicked with %q", err, tt.want)
+				}
+				if errdefs.IsNotFound(err) || errdefs.IsInvalidArgument(err) || errdefs.IsContextError(err) {
+					t.Errorf("panic error has a class: %v", err)
+				}
+			}
+			wg.Wait()
+			if n := runs.Load(); n != 1 {
+				t.Errorf("work ran %d times, want 1", n)
+			}
+			if g.inFlight() != 0 {
+				t.Fatal("the key is still in flight after the panic")
+			}
+			v, rel, started, err := g.do(context.Background(), "k", func(context.Context) (int, error) { return 7, nil })
+			if err != nil || v != 7 || !started {
+				t.Fatalf("after the panic: %d, started %v, %v", v, started, err)
+			}
+			rel()
+			wg.Wait()
+			if len(freed) != 1 || freed[0] != 7 {
+				t.Errorf("freed %v, want only the later result [7]", freed)
+			}
+		})
+	}
 }

@@ -74,6 +74,7 @@ func newEnv(t testing.TB, opts ...envOption) *env {
 		Store: store, RegistriesConf: e.conf, PauseImage: "localhost/noded/pause:builtin",
 		ProgressTimeout: time.Minute, Log: logrus.NewEntry(log),
 		SignaturePolicy: writePolicy(t, dir),
+		retryDelays:     []time.Duration{10 * time.Millisecond, 20 * time.Millisecond},
 	}
 	for _, f := range opts {
 		f(&o)
@@ -81,7 +82,6 @@ func newEnv(t testing.TB, opts ...envOption) *env {
 	if e.svc, err = New(o); err != nil {
 		t.Fatal(err)
 	}
-	e.svc.retryDelays = []time.Duration{10 * time.Millisecond, 20 * time.Millisecond}
 	t.Cleanup(e.svc.Close)
 	return e
 }
@@ -169,16 +169,17 @@ func (e *env) fetched() int  { return int(metricValue(e.svc.metrics.blobsFetched
 // assertNoLeftovers checks that no layer and no temporary file is left.
 func (e *env) assertNoLeftovers() {
 	e.t.Helper()
-	ls, err := e.store.Layers()
+	ls, err := e.store.Layers().List()
 	if err != nil {
 		e.t.Fatal(err)
 	}
 	if len(ls) != 0 {
 		e.t.Errorf("%d layers left in storage: %+v", len(ls), ls)
 	}
-	tmp, _ := os.ReadDir(e.svc.tmpDir)
+	tmpDir := e.svc.commit.blobs.tmpDir
+	tmp, _ := os.ReadDir(tmpDir)
 	if len(tmp) != 0 {
-		e.t.Errorf("%d temporary files left in %s", len(tmp), e.svc.tmpDir)
+		e.t.Errorf("%d temporary files left in %s", len(tmp), tmpDir)
 	}
 }
 

@@ -3,14 +3,15 @@ package imagesvc
 import (
 	"context"
 	"encoding/json"
-	"slices"
 	"strconv"
 	"strings"
+	"sync"
 
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"go.podman.io/image/v5/docker/reference"
 
 	"github.com/noded-dev/noded/internal/errdefs"
+	"github.com/noded-dev/noded/internal/log"
 	"github.com/noded-dev/noded/internal/storage"
 )
 
@@ -34,6 +35,26 @@ type Image struct {
 	Info map[string]string
 }
 
+// catalog is the local side of the service: it finds stored images by ID,
+// name, short name or digest, and lists, describes and removes them. It
+// owns the cache of each image's immutable facts (size, config,
+// annotations), which cacheMu guards (held only around map accesses,
+// never across a storage call); removals go through layerPins, whose lock
+// orders them against pulls.
+type catalog struct {
+	images     *storage.ImageStore
+	registries *registries // short names
+	pins       *layerPins
+	pause      string // normalized pause image name, reported as pinned
+
+	cacheMu sync.Mutex
+	cache   map[storage.ImageID]*imageFacts
+}
+
+func newCatalog(images *storage.ImageStore, regs *registries, pins *layerPins, pause string) *catalog {
+	return &catalog{images: images, registries: regs, pins: pins, pause: pause, cache: map[storage.ImageID]*imageFacts{}}
+}
+
 // imageFacts are an image's immutable properties, cached by ID.
 type imageFacts struct {
 	size        int64
@@ -54,9 +75,9 @@ const (
 // or an unambiguous prefix), a tagged name or a digested name, short
 // names resolved as in pulls (see localCandidates). It returns the name
 // that matched for a tag.
-func (s *Service) lookup(ref string) (*storage.Image, matchKind, string, error) {
+func (s *catalog) lookup(ref string) (*storage.Image, matchKind, string, error) {
 	if idPrefix.MatchString(ref) {
-		if img, err := s.store.Image(strings.TrimPrefix(ref, "sha256:")); err == nil {
+		if img, err := s.images.Get(strings.TrimPrefix(ref, "sha256:")); err == nil {
 			return img, byID, "", nil
 		}
 		// A full ID can only be an ID (the reference grammar forbids 64-hex
@@ -65,16 +86,16 @@ func (s *Service) lookup(ref string) (*storage.Image, matchKind, string, error) 
 			return nil, 0, "", errdefs.NotFound("image %q not found", ref)
 		}
 	}
-	candidates, err := s.localCandidates(ref)
+	candidates, err := s.registries.localCandidates(ref)
 	if err != nil {
 		return nil, 0, "", err
 	}
 	for _, c := range candidates {
 		if canonical, ok := c.(reference.Canonical); ok {
-			if img, err := s.store.Image(c.String()); err == nil {
+			if img, err := s.images.Get(c.String()); err == nil {
 				return img, byDigest, c.String(), nil
 			}
-			imgs, err := s.store.ImagesByDigest(canonical.Digest())
+			imgs, err := s.images.ByDigest(canonical.Digest())
 			if err != nil {
 				return nil, 0, "", err
 			}
@@ -85,7 +106,7 @@ func (s *Service) lookup(ref string) (*storage.Image, matchKind, string, error) 
 			}
 			continue
 		}
-		if img, err := s.store.Image(c.String()); err == nil {
+		if img, err := s.images.Get(c.String()); err == nil {
 			return img, byTag, c.String(), nil
 		}
 	}
@@ -102,7 +123,7 @@ func hasRepo(names []string, repo string) bool {
 }
 
 // Status returns the image ref names, or an errdefs NotFound error.
-func (s *Service) Status(_ context.Context, ref string, verbose bool) (*Image, error) {
+func (s *catalog) Status(_ context.Context, ref string, verbose bool) (*Image, error) {
 	img, _, _, err := s.lookup(ref)
 	if err != nil {
 		return nil, err
@@ -111,7 +132,7 @@ func (s *Service) Status(_ context.Context, ref string, verbose bool) (*Image, e
 }
 
 // List returns every image, or only the one filter names ("" for all).
-func (s *Service) List(_ context.Context, filter string) ([]*Image, error) {
+func (s *catalog) List(_ context.Context, filter string) ([]*Image, error) {
 	var imgs []storage.Image
 	if filter != "" {
 		img, _, _, err := s.lookup(filter)
@@ -124,7 +145,7 @@ func (s *Service) List(_ context.Context, filter string) ([]*Image, error) {
 		imgs = []storage.Image{*img}
 	} else {
 		var err error
-		if imgs, err = s.store.Images(); err != nil {
+		if imgs, err = s.images.List(); err != nil {
 			return nil, err
 		}
 	}
@@ -146,7 +167,7 @@ func (s *Service) List(_ context.Context, filter string) ([]*Image, error) {
 // image goes with its last tag; an ID or a digest removes the image with
 // all its names. Removing an image that is not there succeeds. An image
 // that a container uses is an errdefs FailedPrecondition error.
-func (s *Service) Remove(ctx context.Context, ref string) error {
+func (s *catalog) Remove(ctx context.Context, ref string) error {
 	img, kind, name, err := s.lookup(ref)
 	if errdefs.IsNotFound(err) {
 		return nil
@@ -157,49 +178,18 @@ func (s *Service) Remove(ctx context.Context, ref string) error {
 	if kind == byTag {
 		for _, n := range img.Names {
 			if n != name && isTaggedName(n) {
-				s.log.WithFields(map[string]any{"id": img.ID.String(), "tag": name}).Info("image tag removed")
-				return s.store.RemoveImageNames(img.ID, []string{name})
+				log.FromContext(ctx).WithFields(map[string]any{"id": img.ID.String(), "tag": name}).Info("image tag removed")
+				return s.images.RemoveNames(img.ID, []string{name})
 			}
 		}
 	}
-	if err := s.deleteImage(ctx, img.ID); err != nil {
+	err = s.pins.deleteImage(ctx, img.ID)
+	s.forget(img.ID)
+	if err != nil {
 		return err
 	}
-	s.log.WithFields(map[string]any{"id": img.ID.String(), "names": img.Names}).Info("image removed")
+	log.FromContext(ctx).WithFields(map[string]any{"id": img.ID.String(), "names": img.Names}).Info("image removed")
 	return nil
-}
-
-// deleteImage deletes an image and the layers only it uses, waiting while
-// one of those layers is pinned by a pull in flight.
-func (s *Service) deleteImage(ctx context.Context, id storage.ImageID) error {
-	for {
-		s.gcMu.Lock()
-		layers, err := s.store.DeleteImage(id, true)
-		if err != nil {
-			s.gcMu.Unlock()
-			if errdefs.IsNotFound(err) {
-				return nil
-			}
-			return err
-		}
-		if !slices.ContainsFunc(layers, func(l storage.LayerID) bool { return s.pins[l] > 0 }) {
-			_, err := s.store.DeleteImage(id, false)
-			s.gcMu.Unlock()
-			if errdefs.IsNotFound(err) {
-				err = nil
-			}
-			s.forget(id)
-			return err
-		}
-		changed := s.pinsChanged
-		s.gcMu.Unlock()
-		s.log.WithField("id", id.String()).Debug("removal waits for a pull that uses the image's layers")
-		select {
-		case <-changed:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
 }
 
 func isTaggedName(n string) bool {
@@ -208,7 +198,7 @@ func isTaggedName(n string) bool {
 }
 
 // describe builds the CRI view of an image.
-func (s *Service) describe(img *storage.Image, verbose bool) (*Image, error) {
+func (s *catalog) describe(img *storage.Image, verbose bool) (*Image, error) {
 	f, err := s.facts(img)
 	if err != nil {
 		return nil, err
@@ -280,7 +270,7 @@ func userOf(user string) (*int64, string) {
 }
 
 // facts returns an image's cached immutable properties.
-func (s *Service) facts(img *storage.Image) (*imageFacts, error) {
+func (s *catalog) facts(img *storage.Image) (*imageFacts, error) {
 	s.cacheMu.Lock()
 	f, ok := s.cache[img.ID]
 	s.cacheMu.Unlock()
@@ -289,10 +279,10 @@ func (s *Service) facts(img *storage.Image) (*imageFacts, error) {
 	}
 	f = &imageFacts{}
 	var err error
-	if f.size, err = s.store.ImageSize(img.ID); err != nil {
+	if f.size, err = s.images.Size(img.ID); err != nil {
 		return nil, err
 	}
-	if b, err := s.store.ImageBigData(img.ID, storage.ConfigKey(img.ID)); err == nil {
+	if b, err := s.images.BigData(img.ID, storage.ConfigKey(img.ID)); err == nil {
 		var cfg ocispec.Image
 		if json.Unmarshal(b, &cfg) == nil {
 			f.config = &cfg
@@ -300,7 +290,7 @@ func (s *Service) facts(img *storage.Image) (*imageFacts, error) {
 	} else if !errdefs.IsNotFound(err) {
 		return nil, err
 	}
-	if b, err := s.store.ImageBigData(img.ID, storage.ManifestKey); err == nil {
+	if b, err := s.images.BigData(img.ID, storage.ManifestKey); err == nil {
 		var m ocispec.Manifest
 		if json.Unmarshal(b, &m) == nil && len(m.Annotations) > 0 {
 			f.annotations = m.Annotations
@@ -312,13 +302,8 @@ func (s *Service) facts(img *storage.Image) (*imageFacts, error) {
 	return f, nil
 }
 
-func (s *Service) forget(id storage.ImageID) {
+func (s *catalog) forget(id storage.ImageID) {
 	s.cacheMu.Lock()
 	delete(s.cache, id)
 	s.cacheMu.Unlock()
-}
-
-// FsInfo reports the image and container filesystems' usage.
-func (s *Service) FsInfo(_ context.Context) (images, containers storage.FsUsage, err error) {
-	return s.store.FsInfo()
 }

@@ -269,7 +269,7 @@ func TestRemoveDuringPullOfSharedLayers(t *testing.T) {
 	if _, err := e.svc.Status(ctx, e.reg.Ref("a:1"), false); !errdefs.IsNotFound(err) {
 		t.Errorf("a still there: %v", err)
 	}
-	ls, _ := e.store.Layers()
+	ls, _ := e.store.Layers().List()
 	if len(ls) != 2 {
 		t.Errorf("%d layers, want b's 2", len(ls))
 	}
@@ -295,11 +295,11 @@ func TestFsInfoAndContainers(t *testing.T) {
 		t.Errorf("container fs %+v with no container", ctrs)
 	}
 
-	c, err := e.store.CreateContainer("", id, storage.CreateContainerOptions{Names: []string{"c1"}})
+	c, err := e.store.Containers().CreateContainer("", id, storage.CreateContainerOptions{Names: []string{"c1"}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	root, err := e.store.Mount(c.ID, "")
+	root, err := e.store.Containers().Mount(c.ID, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -323,10 +323,10 @@ func TestFsInfoAndContainers(t *testing.T) {
 	if err := e.svc.Remove(ctx, id.String()); !errors.Is(err, errdefs.ErrFailedPrecondition) {
 		t.Errorf("removing an image in use: %v", err)
 	}
-	if err := e.store.Unmount(c.ID, true); err != nil {
+	if err := e.store.Containers().Unmount(c.ID, true); err != nil {
 		t.Fatal(err)
 	}
-	if err := e.store.DeleteContainer(c.ID); err != nil {
+	if err := e.store.Containers().DeleteContainer(c.ID); err != nil {
 		t.Fatal(err)
 	}
 	if err := e.svc.Remove(ctx, id.String()); err != nil {

@@ -11,6 +11,7 @@ import (
 	"go.podman.io/image/v5/types"
 
 	"github.com/noded-dev/noded/internal/errdefs"
+	"github.com/noded-dev/noded/internal/log"
 	"github.com/noded-dev/noded/internal/storage"
 )
 
@@ -18,7 +19,7 @@ import (
 // compressed or not) the caller holds in memory, such as the built-in
 // pause image, and names it name. It goes through the same commit as a
 // pull (layers shared, digests verified) without any network access.
-func (s *Service) Import(ctx context.Context, name string, manifestBlob []byte, blobs map[digest.Digest][]byte) (storage.ImageID, error) {
+func (s *committer) Import(ctx context.Context, name string, manifestBlob []byte, blobs map[digest.Digest][]byte) (storage.ImageID, error) {
 	named, err := parseReference(name)
 	if err != nil {
 		return "", err
@@ -51,6 +52,6 @@ func (s *Service) Import(ctx context.Context, name string, manifestBlob []byte, 
 	if err := s.commitAndName(ctx, p, names, map[digest.Digest][]byte{mDigest: manifestBlob}); err != nil {
 		return "", err
 	}
-	s.log.WithFields(map[string]any{"image": named.String(), "id": p.id.String()}).Info("image imported")
+	log.FromContext(ctx).WithFields(map[string]any{"image": named.String(), "id": p.id.String()}).Info("image imported")
 	return p.id, nil
 }

@@ -19,7 +19,7 @@ type LocalImage struct {
 
 // Resolve finds a stored image by ID, name, short name or digest, the way
 // ImageStatus does; a missing image is NotFound (the kubelet pulls first).
-func (s *Service) Resolve(_ context.Context, ref string) (LocalImage, error) {
+func (s *catalog) Resolve(_ context.Context, ref string) (LocalImage, error) {
 	img, _, matched, err := s.lookup(ref)
 	if err != nil {
 		return LocalImage{}, err
@@ -40,6 +40,3 @@ func (s *Service) Resolve(_ context.Context, ref string) (LocalImage, error) {
 	}
 	return out, nil
 }
-
-// Store is the image store, which also holds containers' root filesystems.
-func (s *Service) Store() *storage.Store { return s.store }

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/opencontainers/go-digest"
@@ -21,6 +22,7 @@ import (
 	"go.podman.io/image/v5/types"
 
 	"github.com/noded-dev/noded/internal/errdefs"
+	"github.com/noded-dev/noded/internal/log"
 	"github.com/noded-dev/noded/internal/storage"
 )
 
@@ -70,11 +72,46 @@ type requestKey struct {
 	auth string
 }
 
-// Pull pulls ref (resolving a short name through registries.conf) and
-// returns the image's ID. Concurrent pulls share their work; see the
-// package documentation. If ctx ends first, Pull returns ctx's error and
-// the pull goes on for the other waiters and for the next attempt.
-func (s *Service) Pull(ctx context.Context, ref string, auth Auth) (storage.ImageID, error) {
+// puller is the registry side of a pull: it resolves a reference to its
+// candidates, fetches and verifies the manifest (picking this node's
+// platform from a manifest list), applies the signature policy and hands
+// the image to the committer, then names it. It owns the requests table
+// (one manifest fetch per reference and credentials among concurrent
+// pulls) and the PullImage metrics (in flight, duration). Its fields are
+// set once; the table has its own lock.
+type puller struct {
+	registries      *registries
+	policy          func() (*signature.Policy, error)
+	commit          *committer
+	images          *storage.ImageStore
+	progressTimeout time.Duration
+	retryDelays     []time.Duration
+	metrics         *metrics
+
+	requests *group[requestKey, storage.ImageID]
+}
+
+type pullerOptions struct {
+	registries      *registries
+	policy          func() (*signature.Policy, error)
+	commit          *committer
+	store           *storage.ImageStore
+	progressTimeout time.Duration
+	retryDelays     []time.Duration
+	metrics         *metrics
+}
+
+// newPuller returns a puller whose shared work runs on base and joins wg.
+func newPuller(base context.Context, wg *sync.WaitGroup, o pullerOptions) *puller {
+	return &puller{
+		registries: o.registries, policy: o.policy, commit: o.commit, images: o.store,
+		progressTimeout: o.progressTimeout, retryDelays: o.retryDelays, metrics: o.metrics,
+		requests: newGroup[requestKey, storage.ImageID](base, wg, false, nil),
+	}
+}
+
+// Pull pulls ref and returns the image's ID (see Service.Pull).
+func (s *puller) Pull(ctx context.Context, ref string, auth Auth) (storage.ImageID, error) {
 	start := time.Now()
 	s.metrics.inFlight.Inc()
 	defer s.metrics.inFlight.Dec()
@@ -87,9 +124,9 @@ func (s *Service) Pull(ctx context.Context, ref string, auth Auth) (storage.Imag
 	return id, err
 }
 
-func (s *Service) pull(ctx context.Context, ref string, auth Auth) (storage.ImageID, error) {
-	s.regConf.check()
-	candidates, err := s.pullCandidates(ref)
+func (s *puller) pull(ctx context.Context, ref string, auth Auth) (storage.ImageID, error) {
+	s.registries.watch.check()
+	candidates, err := s.registries.pullCandidates(ref)
 	if err != nil {
 		return "", err
 	}
@@ -105,7 +142,7 @@ func (s *Service) pull(ctx context.Context, ref string, auth Auth) (storage.Imag
 		})
 		release()
 		if err == nil {
-			s.log.WithFields(map[string]any{"image": named.String(), "id": id.String()}).Info("image pulled")
+			log.FromContext(ctx).WithFields(map[string]any{"image": named.String(), "id": id.String()}).Info("image pulled")
 			return id, nil
 		}
 		if ctx.Err() != nil {
@@ -148,15 +185,15 @@ func (e *joinedError) Unwrap() error { return e.cause }
 // fetch the manifest, check the signature policy, commit the image (shared
 // with every group pulling the same image) and give it this reference's
 // names.
-func (s *Service) pullReference(ctx context.Context, named reference.Named, auth *types.DockerAuthConfig, bearer, fingerprint string) (storage.ImageID, error) {
+func (s *puller) pullReference(ctx context.Context, named reference.Named, auth *types.DockerAuthConfig, bearer, fingerprint string) (storage.ImageID, error) {
 	registry := reference.Domain(named)
 	// An image pulled by digest under this very name cannot have changed.
 	if _, ok := named.(reference.Canonical); ok {
-		if img, err := s.store.Image(named.String()); err == nil {
+		if img, err := s.images.Get(named.String()); err == nil {
 			return img.ID, nil
 		}
 	}
-	sys := s.systemContext(auth, bearer)
+	sys := s.registries.systemContext(auth, bearer)
 	res, err := s.resolveManifest(ctx, named, sys, fingerprint)
 	if err != nil {
 		return "", err
@@ -174,7 +211,7 @@ func (s *Service) pullReference(ctx context.Context, named reference.Named, auth
 		names = append(names, digested.String())
 	}
 	manifests := map[digest.Digest][]byte{res.digest: res.manifest, res.topDigest: res.topManifest}
-	if err := s.commitAndName(ctx, p, names, manifests); err != nil {
+	if err := s.commit.commitAndName(ctx, p, names, manifests); err != nil {
 		return "", fmt.Errorf("pulling %s from registry %s: %w", named, registry, err)
 	}
 	return p.id, nil
@@ -194,12 +231,12 @@ type resolved struct {
 // registries.conf), checks the signature policy and picks this node's
 // platform from a manifest list. The manifest phase as a whole is bounded
 // by the progress timeout.
-func (s *Service) resolveManifest(ctx context.Context, named reference.Named, sys *types.SystemContext, fingerprint string) (_ *resolved, retErr error) {
+func (s *puller) resolveManifest(ctx context.Context, named reference.Named, sys *types.SystemContext, fingerprint string) (_ *resolved, retErr error) {
 	registry := reference.Domain(named)
 	what := "resolving " + named.String()
-	if s.opts.ProgressTimeout > 0 {
+	if s.progressTimeout > 0 {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeoutCause(ctx, s.opts.ProgressTimeout, errNoProgress)
+		ctx, cancel = context.WithTimeoutCause(ctx, s.progressTimeout, errNoProgress)
 		defer cancel()
 	}
 	dref, err := docker.NewReference(named)
@@ -207,7 +244,7 @@ func (s *Service) resolveManifest(ctx context.Context, named reference.Named, sy
 		return nil, errdefs.InvalidArgument("%s: %v", what, err)
 	}
 	var src types.ImageSource
-	err = s.retry(ctx, func() error {
+	_, err = retry(ctx, s.retryDelays, log.FromContext(ctx), "registry request", func() error {
 		var err error
 		src, err = dref.NewImageSource(ctx, sys)
 		return err
@@ -249,7 +286,7 @@ func (s *Service) resolveManifest(ctx context.Context, named reference.Named, sy
 	if err != nil {
 		return nil, errdefs.NotFound("%s: no image for this node's platform (linux/%s) in the manifest list: %v", what, sys.ArchitectureChoice, err)
 	}
-	err = s.retry(ctx, func() error {
+	_, err = retry(ctx, s.retryDelays, log.FromContext(ctx), "registry request", func() error {
 		var err error
 		r.manifest, r.mime, err = image.UnparsedInstance(src, &instance).Manifest(ctx) // verified against instance
 		return err
@@ -262,7 +299,7 @@ func (s *Service) resolveManifest(ctx context.Context, named reference.Named, sy
 }
 
 // checkPolicy applies the signature policy to the image as pulled.
-func (s *Service) checkPolicy(ctx context.Context, img types.UnparsedImage, named reference.Named) error {
+func (s *puller) checkPolicy(ctx context.Context, img types.UnparsedImage, named reference.Named) error {
 	policy, err := s.policy()
 	if err != nil {
 		return errdefs.FailedPrecondition("%v", err)
@@ -283,20 +320,4 @@ func (s *Service) checkPolicy(ctx context.Context, img types.UnparsedImage, name
 		return errdefs.PermissionDenied("image %s rejected by the signature policy: %v", named, err)
 	}
 	return nil
-}
-
-// retry runs op again after transient registry failures.
-func (s *Service) retry(ctx context.Context, op func() error) error {
-	for attempt := 0; ; attempt++ {
-		err := op()
-		if err == nil || attempt >= len(s.retryDelays) || !retryable(err) || ctx.Err() != nil {
-			return err
-		}
-		s.log.WithError(err).Debugf("registry request failed; retrying in %s", s.retryDelays[attempt])
-		select {
-		case <-time.After(s.retryDelays[attempt]):
-		case <-ctx.Done():
-			return err
-		}
-	}
 }

@@ -95,7 +95,7 @@ func TestPullImagesSharingLayers(t *testing.T) {
 	if n := e.unpacked(); n != 7 {
 		t.Errorf("%d layers unpacked, want 7 (3 shared + 2 + 2)", n)
 	}
-	ls, _ := e.store.Layers()
+	ls, _ := e.store.Layers().List()
 	if len(ls) != 7 {
 		t.Errorf("%d layers in storage, want 7", len(ls))
 	}
@@ -264,7 +264,7 @@ func TestBrokenDownloadResumes(t *testing.T) {
 	if n := e.reg.BlobGets(blobs[0]); n < 2 || n > 3 {
 		t.Errorf("broken blob fetched %d times, want 2 or 3", n)
 	}
-	ls, _ := e.store.Layers()
+	ls, _ := e.store.Layers().List()
 	if len(ls) != 2 {
 		t.Errorf("%d layers", len(ls))
 	}

@@ -2,11 +2,13 @@ package imagesvc
 
 import (
 	"regexp"
+	"runtime"
 	"strings"
 
 	"go.podman.io/image/v5/docker/reference"
 	"go.podman.io/image/v5/pkg/shortnames"
 	"go.podman.io/image/v5/pkg/sysregistriesv2"
+	"go.podman.io/image/v5/types"
 
 	"github.com/noded-dev/noded/internal/errdefs"
 )
@@ -28,13 +30,56 @@ func parseReference(ref string) (reference.Named, error) {
 	return named, nil
 }
 
+// registries is noded's registry configuration as containers/image takes
+// it: registries.conf (mirrors, insecure registries, short names; watched
+// for edits) and the settings every pull shares. It turns a reference into
+// the names a pull tries or a lookup matches, and builds the
+// containers/image configuration of a pull. Its fields are set once; the
+// watch has its own lock.
+type registries struct {
+	conf      string // Options.RegistriesConf
+	userAgent string
+	tmpDir    string // for containers/image's big temporary files
+	watch     *regConfWatch
+}
+
+func newRegistries(conf, userAgent, tmpDir string) *registries {
+	r := &registries{conf: conf, userAgent: userAgent, tmpDir: tmpDir, watch: newRegConfWatch(conf)}
+	r.watch.check()
+	return r
+}
+
+// systemContext is the containers/image configuration of one pull.
+func (r *registries) systemContext(auth *types.DockerAuthConfig, bearer string) *types.SystemContext {
+	mode := types.ShortNameModeDisabled // a daemon never prompts
+	sys := &types.SystemContext{
+		ShortNameMode:           &mode,
+		DockerRegistryUserAgent: r.userAgent,
+		OSChoice:                "linux",
+		ArchitectureChoice:      runtime.GOARCH,
+		BigFilesTemporaryDir:    r.tmpDir,
+		// Non-nil: only the request's credentials, never a credentials
+		// file of the host's root user.
+		DockerAuthConfig:          auth,
+		DockerBearerRegistryToken: bearer,
+	}
+	if sys.DockerAuthConfig == nil {
+		sys.DockerAuthConfig = &types.DockerAuthConfig{}
+	}
+	if r.conf != "" {
+		sys.SystemRegistriesConfPath = r.conf
+		sys.SystemRegistriesConfDirPath = r.conf + ".d"
+	}
+	return sys
+}
+
 // pullCandidates returns the fully qualified references a pull of ref
 // tries, in order. A fully qualified reference is used as is (":latest"
 // added when it has neither tag nor digest). A short name goes through
 // registries.conf: its alias if there is one, else every
 // unqualified-search registry in order; with neither configured it is
 // docker.io, as docker and containerd resolve it.
-func (s *Service) pullCandidates(ref string) ([]reference.Named, error) {
+func (r *registries) pullCandidates(ref string) ([]reference.Named, error) {
 	named, err := parseReference(ref)
 	if err != nil {
 		return nil, err
@@ -42,7 +87,7 @@ func (s *Service) pullCandidates(ref string) ([]reference.Named, error) {
 	if !shortnames.IsShortName(ref) {
 		return []reference.Named{reference.TagNameOnly(named)}, nil
 	}
-	sys := s.systemContext(nil, "")
+	sys := r.systemContext(nil, "")
 	resolved, err := shortnames.Resolve(sys, ref)
 	if err != nil {
 		regs, regErr := sysregistriesv2.UnqualifiedSearchRegistries(sys)
@@ -61,7 +106,7 @@ func (s *Service) pullCandidates(ref string) ([]reference.Named, error) {
 // localCandidates returns the names under which ref may be in storage:
 // for a short name its alias, "localhost/<name>", every
 // unqualified-search registry and docker.io.
-func (s *Service) localCandidates(ref string) ([]reference.Named, error) {
+func (r *registries) localCandidates(ref string) ([]reference.Named, error) {
 	named, err := parseReference(ref)
 	if err != nil {
 		return nil, err
@@ -69,7 +114,7 @@ func (s *Service) localCandidates(ref string) ([]reference.Named, error) {
 	if !shortnames.IsShortName(ref) {
 		return []reference.Named{reference.TagNameOnly(named)}, nil
 	}
-	out, err := shortnames.ResolveLocally(s.systemContext(nil, ""), ref)
+	out, err := shortnames.ResolveLocally(r.systemContext(nil, ""), ref)
 	if err != nil {
 		out = nil
 	}

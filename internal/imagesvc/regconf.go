@@ -20,10 +20,9 @@ type regConfWatch struct {
 	last  string
 }
 
+// newRegConfWatch watches conf, the configured file (see
+// Options.RegistriesConf), or containers/image's default location.
 func newRegConfWatch(conf string) *regConfWatch {
-	if conf == "" {
-		conf = os.Getenv("CONTAINERS_REGISTRIES_CONF")
-	}
 	if conf == "" {
 		return &regConfWatch{paths: []string{"/etc/containers/registries.conf", "/etc/containers/registries.conf.d"}}
 	}

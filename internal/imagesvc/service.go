@@ -41,17 +41,15 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
-	"runtime"
 	"sync"
-	"sync/atomic"
 	"time"
 
+	"github.com/opencontainers/go-digest"
 	"github.com/sirupsen/logrus"
 	"go.podman.io/image/v5/docker/reference"
 	"go.podman.io/image/v5/signature"
-	"go.podman.io/image/v5/types"
 
+	"github.com/noded-dev/noded/internal/log"
 	"github.com/noded-dev/noded/internal/storage"
 )
 
@@ -68,7 +66,10 @@ type Options struct {
 	Store *storage.Store
 	// RegistriesConf is a containers-registries.conf(5) file; its drop-ins
 	// are read from RegistriesConf + ".d". Empty: the containers/image
-	// default ($CONTAINERS_REGISTRIES_CONF or /etc/containers/...).
+	// default (/etc/containers/...). $CONTAINERS_REGISTRIES_CONF is the
+	// caller's to resolve into this field (noded's configuration does, in
+	// internal/config), so that the file watched for changes is the file
+	// read.
 	RegistriesConf string
 	// SignaturePolicy is a containers-policy.json(5) file. Empty:
 	// /etc/containers/policy.json when it exists, else accept anything.
@@ -82,45 +83,48 @@ type Options struct {
 	MaxParallelDownloads int
 	// UserAgent is sent to registries.
 	UserAgent string
-	Log       *logrus.Entry
-}
-
-// Service is the image service. It is safe for concurrent use.
-type Service struct {
-	opts    Options
-	store   *storage.Store
-	log     *logrus.Entry
-	tmpDir  string
-	pause   string // normalized pause image name
-	policy  func() (*signature.Policy, error)
-	regConf *regConfWatch
-	metrics *metrics
-
-	ctx    context.Context
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
-
-	requests *group[requestKey, storage.ImageID]
-	images   *group[storage.ImageID, struct{}]
-	layers   *group[storage.LayerID, struct{}]
-	blobs    *group[string, *blobFile]
-	download *slots
-	// seq numbers blobs for download priority (see slots).
-	seq atomic.Uint64
-
-	// gcMu orders layer deletion against pulls: a pull pins the layers of
-	// its image before it looks for them and unpins them once the image
-	// record holds them, and a removal never deletes a pinned layer.
-	gcMu        sync.Mutex
-	pins        map[storage.LayerID]int
-	pinsChanged chan struct{}
-
-	cacheMu sync.Mutex
-	cache   map[storage.ImageID]*imageFacts // immutable per-image facts
+	// Log is the service's logger, for work that outlives the request that
+	// started it (shared pulls); nil discards. Lines about one request go
+	// to the logger of its context (internal/log).
+	Log *logrus.Entry
 
 	// retryDelays are the pauses before the second and later attempts at
-	// a registry request that failed transiently.
+	// a registry request that failed transiently (nil: the defaults; tests
+	// shorten them).
 	retryDelays []time.Duration
+}
+
+// Service is the image service the CRI and the runtime side call: a thin
+// facade over the parts that do the work. It owns only the lifetime of
+// shared work (every in-flight table runs its work on one context, which
+// Close cancels before it waits for the work to end) and the metrics; the
+// rest is owned by:
+//
+//   - puller (pull.go): the pull path on the registry side: resolving
+//     references, manifests and the signature policy, and the requests
+//     table;
+//   - committer (commit.go, import.go): committing an image into storage
+//     from a manifest, for pulls and imports alike: the images and layers
+//     tables, configs and layer unpacking;
+//   - fetcher (blobs.go): blob downloads: the blobs table, the download
+//     slots, the temporary files and the progress watchdog;
+//   - layerPins (pins.go): the order between layer deletion and pulls;
+//   - catalog (images.go, local.go): the local images: lookup, list,
+//     status, removal and the cache of per-image facts;
+//   - registries (reference.go): registries.conf and the containers/image
+//     configuration of a pull.
+//
+// Each part keeps its own lock, if it has one, and takes no other part's
+// lock while holding it. It is safe for concurrent use.
+type Service struct {
+	store   *storage.Store
+	metrics *metrics
+	puller  *puller
+	commit  *committer
+	catalog *catalog
+
+	cancel context.CancelFunc // ends the shared work's context
+	wg     sync.WaitGroup     // the shared work in flight
 }
 
 // New returns a Service on an opened store. It removes what an earlier
@@ -130,14 +134,15 @@ func New(o Options) (*Service, error) {
 	if o.Store == nil {
 		return nil, errors.New("imagesvc: no store")
 	}
-	if o.Log == nil {
-		o.Log = logrus.NewEntry(logrus.StandardLogger())
-	}
+	o.Log = log.Or(o.Log)
 	if o.MaxParallelDownloads <= 0 {
 		o.MaxParallelDownloads = DefaultMaxParallelDownloads
 	}
 	if o.UserAgent == "" {
 		o.UserAgent = "noded"
+	}
+	if o.retryDelays == nil {
+		o.retryDelays = []time.Duration{500 * time.Millisecond, 2 * time.Second}
 	}
 	if err := o.Store.GarbageCollect(); err != nil {
 		return nil, err
@@ -146,33 +151,36 @@ func New(o Options) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Service{
-		opts: o, store: o.Store, log: o.Log, tmpDir: tmp,
-		metrics:     newMetrics(),
-		download:    newSlots(o.MaxParallelDownloads),
-		pins:        map[storage.LayerID]int{},
-		pinsChanged: make(chan struct{}),
-		cache:       map[storage.ImageID]*imageFacts{},
-		retryDelays: []time.Duration{500 * time.Millisecond, 2 * time.Second},
-	}
-	s.regConf = newRegConfWatch(o.RegistriesConf)
-	s.regConf.check()
-	s.ctx, s.cancel = context.WithCancel(context.Background())
-	s.requests = newGroup[requestKey, storage.ImageID](s.ctx, &s.wg, false, nil)
-	s.images = newGroup[storage.ImageID, struct{}](s.ctx, &s.wg, false, nil)
-	s.layers = newGroup[storage.LayerID, struct{}](s.ctx, &s.wg, false, nil)
-	s.blobs = newGroup[string, *blobFile](s.ctx, &s.wg, true, func(b *blobFile) { b.remove() })
-
+	var pause string // normalized pause image name
 	if o.PauseImage != "" {
-		if named, err := reference.ParseNormalizedNamed(o.PauseImage); err == nil {
-			s.pause = reference.TagNameOnly(named).String()
-		} else {
+		named, err := reference.ParseNormalizedNamed(o.PauseImage)
+		if err != nil {
 			return nil, fmt.Errorf("pause image %q: %w", o.PauseImage, err)
 		}
+		pause = reference.TagNameOnly(named).String()
 	}
-	if s.policy, err = policyLoader(o.SignaturePolicy, o.Log); err != nil {
+	policy, err := policyLoader(o.SignaturePolicy, o.Log)
+	if err != nil {
 		return nil, err
 	}
+	s := &Service{store: o.Store, metrics: newMetrics()}
+	// Shared work runs on base, which carries the service's logger: code
+	// that logs through log.FromContext(ctx) names the request when a
+	// request runs it and the component when shared work does.
+	var base context.Context
+	base, s.cancel = context.WithCancel(log.WithContext(context.Background(), o.Log))
+	regs := newRegistries(o.RegistriesConf, o.UserAgent, tmp)
+	pins := newLayerPins(o.Store, o.Log)
+	blobs := newFetcher(base, &s.wg, fetcherOptions{
+		tmpDir: tmp, parallel: o.MaxParallelDownloads, progressTimeout: o.ProgressTimeout,
+		retryDelays: o.retryDelays, metrics: s.metrics,
+	})
+	s.commit = newCommitter(base, &s.wg, o.Store, blobs, pins, s.metrics)
+	s.puller = newPuller(base, &s.wg, pullerOptions{
+		registries: regs, policy: policy, commit: s.commit, store: o.Store.Images(),
+		progressTimeout: o.ProgressTimeout, retryDelays: o.retryDelays, metrics: s.metrics,
+	})
+	s.catalog = newCatalog(o.Store.Images(), regs, pins, pause)
 	return s, nil
 }
 
@@ -183,16 +191,64 @@ func (s *Service) Close() {
 	s.wg.Wait()
 }
 
+// Pull pulls ref (resolving a short name through registries.conf) and
+// returns the image's ID. Concurrent pulls share their work; see the
+// package documentation. If ctx ends first, Pull returns ctx's error and
+// the pull goes on for the other waiters and for the next attempt.
+func (s *Service) Pull(ctx context.Context, ref string, auth Auth) (storage.ImageID, error) {
+	return s.puller.Pull(ctx, ref, auth)
+}
+
+// Import commits an image whose manifest and blobs (config and layers,
+// compressed or not) the caller holds in memory, such as the built-in
+// pause image, and names it name. It goes through the same commit as a
+// pull (layers shared, digests verified) without any network access.
+func (s *Service) Import(ctx context.Context, name string, manifestBlob []byte, blobs map[digest.Digest][]byte) (storage.ImageID, error) {
+	return s.commit.Import(ctx, name, manifestBlob, blobs)
+}
+
+// Status returns the image ref names, or an errdefs NotFound error.
+func (s *Service) Status(ctx context.Context, ref string, verbose bool) (*Image, error) {
+	return s.catalog.Status(ctx, ref, verbose)
+}
+
+// List returns every image, or only the one filter names ("" for all).
+func (s *Service) List(ctx context.Context, filter string) ([]*Image, error) {
+	return s.catalog.List(ctx, filter)
+}
+
+// Remove removes what ref names. A tag is removed from its image, and the
+// image goes with its last tag; an ID or a digest removes the image with
+// all its names. Removing an image that is not there succeeds. An image
+// that a container uses is an errdefs FailedPrecondition error.
+func (s *Service) Remove(ctx context.Context, ref string) error {
+	return s.catalog.Remove(ctx, ref)
+}
+
+// Resolve finds a stored image by ID, name, short name or digest, the way
+// ImageStatus does; a missing image is NotFound (the kubelet pulls first).
+func (s *Service) Resolve(ctx context.Context, ref string) (LocalImage, error) {
+	return s.catalog.Resolve(ctx, ref)
+}
+
+// FsInfo reports the image and container filesystems' usage.
+func (s *Service) FsInfo(_ context.Context) (images, containers storage.FsUsage, err error) {
+	return s.store.FsInfo()
+}
+
+// Store is the image store, which also holds containers' root filesystems.
+func (s *Service) Store() *storage.Store { return s.store }
+
 // policyLoader returns how each pull gets its signature policy. The file
 // is read for every pull, so an edited policy applies without a restart.
-func policyLoader(path string, log *logrus.Entry) (func() (*signature.Policy, error), error) {
+func policyLoader(path string, logger *logrus.Entry) (func() (*signature.Policy, error), error) {
 	if path == "" {
 		if _, err := os.Stat(defaultPolicyPath); err == nil {
 			path = defaultPolicyPath
 		}
 	}
 	if path == "" {
-		log.Warnf("no signature policy (%s does not exist and signature-policy is not set): accepting every image", defaultPolicyPath)
+		logger.Warnf("no signature policy (%s does not exist and signature-policy is not set): accepting every image", defaultPolicyPath)
 		return func() (*signature.Policy, error) {
 			return &signature.Policy{Default: signature.PolicyRequirements{signature.NewPRInsecureAcceptAnything()}}, nil
 		}, nil
@@ -207,37 +263,4 @@ func policyLoader(path string, log *logrus.Entry) (func() (*signature.Policy, er
 		}
 		return p, nil
 	}, nil
-}
-
-// systemContext is the containers/image configuration of one pull.
-func (s *Service) systemContext(auth *types.DockerAuthConfig, bearer string) *types.SystemContext {
-	mode := types.ShortNameModeDisabled // a daemon never prompts
-	sys := &types.SystemContext{
-		ShortNameMode:           &mode,
-		DockerRegistryUserAgent: s.opts.UserAgent,
-		OSChoice:                "linux",
-		ArchitectureChoice:      runtime.GOARCH,
-		BigFilesTemporaryDir:    s.tmpDir,
-		// Non-nil: only the request's credentials, never a credentials
-		// file of the host's root user.
-		DockerAuthConfig:          auth,
-		DockerBearerRegistryToken: bearer,
-	}
-	if sys.DockerAuthConfig == nil {
-		sys.DockerAuthConfig = &types.DockerAuthConfig{}
-	}
-	if s.opts.RegistriesConf != "" {
-		sys.SystemRegistriesConfPath = s.opts.RegistriesConf
-		sys.SystemRegistriesConfDirPath = s.opts.RegistriesConf + ".d"
-	}
-	return sys
-}
-
-// tempFile creates a temporary file for a download.
-func (s *Service) tempFile() (*os.File, error) {
-	f, err := os.CreateTemp(s.tmpDir, "blob-")
-	if err != nil {
-		return nil, fmt.Errorf("creating a temporary file in %s: %w", filepath.Dir(s.tmpDir), err)
-	}
-	return f, nil
 }

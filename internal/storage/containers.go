@@ -18,6 +18,17 @@ type Container struct {
 	Metadata string
 }
 
+// ContainerStore is the view of the store's containers (Store.Containers):
+// it owns every call on storage containers, their writable layers, mounts
+// and directories. It is what the runtime side (internal/sandbox's rootfs)
+// uses, so its lifecycle calls keep the names that interface declares
+// (CreateContainer, Mount, Unmount, DeleteContainer). Like ImageStore it
+// has no state or lock of its own; a container's mounts are reference
+// counted by containers/storage.
+type ContainerStore struct {
+	s cstorage.Store
+}
+
 func toContainer(c *cstorage.Container) *Container {
 	return &Container{
 		ID:       ContainerID(c.ID),
@@ -41,7 +52,7 @@ type CreateContainerOptions struct {
 // CreateContainer creates a container with a writable layer on top of the
 // image's top layer. An empty id lets the store pick a random one. The
 // image cannot be removed while the container exists.
-func (s *Store) CreateContainer(id ContainerID, image ImageID, o CreateContainerOptions) (*Container, error) {
+func (s *ContainerStore) CreateContainer(id ContainerID, image ImageID, o CreateContainerOptions) (*Container, error) {
 	opts := &cstorage.ContainerOptions{Metadata: o.Metadata, MountOpts: o.MountOptions}
 	c, err := s.s.CreateContainer(string(id), o.Names, string(image), "", o.Metadata, opts)
 	if err != nil {
@@ -51,7 +62,7 @@ func (s *Store) CreateContainer(id ContainerID, image ImageID, o CreateContainer
 }
 
 // Container returns a container by ID or name.
-func (s *Store) Container(idOrName string) (*Container, error) {
+func (s *ContainerStore) Container(idOrName string) (*Container, error) {
 	c, err := s.s.Container(idOrName)
 	if err != nil {
 		return nil, mapErr(err, fmt.Sprintf("container %q", idOrName))
@@ -59,8 +70,8 @@ func (s *Store) Container(idOrName string) (*Container, error) {
 	return toContainer(c), nil
 }
 
-// Containers lists every storage container.
-func (s *Store) Containers() ([]Container, error) {
+// List lists every storage container.
+func (s *ContainerStore) List() ([]Container, error) {
 	cs, err := s.s.Containers()
 	if err != nil {
 		return nil, mapErr(err, "listing containers")
@@ -74,7 +85,7 @@ func (s *Store) Containers() ([]Container, error) {
 
 // Mount mounts the container's root filesystem (reference counted) and
 // returns the mount point.
-func (s *Store) Mount(id ContainerID, mountLabel string) (string, error) {
+func (s *ContainerStore) Mount(id ContainerID, mountLabel string) (string, error) {
 	p, err := s.s.Mount(string(id), mountLabel)
 	if err != nil {
 		return "", mapErr(err, fmt.Sprintf("mounting container %s", id))
@@ -84,7 +95,7 @@ func (s *Store) Mount(id ContainerID, mountLabel string) (string, error) {
 
 // Unmount drops one reference to the container's mount (every reference
 // with force) and unmounts it when none remain.
-func (s *Store) Unmount(id ContainerID, force bool) error {
+func (s *ContainerStore) Unmount(id ContainerID, force bool) error {
 	if _, err := s.s.Unmount(string(id), force); err != nil {
 		return mapErr(err, fmt.Sprintf("unmounting container %s", id))
 	}
@@ -93,15 +104,15 @@ func (s *Store) Unmount(id ContainerID, force bool) error {
 
 // DeleteContainer unmounts and deletes the container and its writable
 // layer and directories.
-func (s *Store) DeleteContainer(id ContainerID) error {
+func (s *ContainerStore) DeleteContainer(id ContainerID) error {
 	if err := s.s.DeleteContainer(string(id)); err != nil {
 		return mapErr(err, fmt.Sprintf("deleting container %s", id))
 	}
 	return nil
 }
 
-// ContainerDirectory is a persistent per-container directory.
-func (s *Store) ContainerDirectory(id ContainerID) (string, error) {
+// Directory is a persistent per-container directory.
+func (s *ContainerStore) Directory(id ContainerID) (string, error) {
 	d, err := s.s.ContainerDirectory(string(id))
 	if err != nil {
 		return "", mapErr(err, fmt.Sprintf("container %s", id))
@@ -109,8 +120,8 @@ func (s *Store) ContainerDirectory(id ContainerID) (string, error) {
 	return d, nil
 }
 
-// ContainerRunDirectory is a per-container directory under the run root.
-func (s *Store) ContainerRunDirectory(id ContainerID) (string, error) {
+// RunDirectory is a per-container directory under the run root.
+func (s *ContainerStore) RunDirectory(id ContainerID) (string, error) {
 	d, err := s.s.ContainerRunDirectory(string(id))
 	if err != nil {
 		return "", mapErr(err, fmt.Sprintf("container %s", id))

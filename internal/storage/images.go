@@ -38,6 +38,16 @@ type Image struct {
 	BigDataSizes map[string]int64
 }
 
+// ImageStore is the view of the store's image records (Store.Images): it
+// owns every call on images, their names and their big data. It holds no
+// state of its own beyond the shared containers/storage store, which
+// locks its own files, so it is safe for concurrent use and needs no lock
+// rule; ordering image deletion against pulls is the caller's
+// (internal/imagesvc pins layers).
+type ImageStore struct {
+	s cstorage.Store
+}
+
 func toImage(i *cstorage.Image) *Image {
 	return &Image{
 		ID:           ImageID(i.ID),
@@ -50,9 +60,9 @@ func toImage(i *cstorage.Image) *Image {
 	}
 }
 
-// Image looks an image up by exact ID, by exact name, or by an unambiguous
+// Get looks an image up by exact ID, by exact name, or by an unambiguous
 // ID prefix. A missing image is an errdefs NotFound error.
-func (s *Store) Image(idOrName string) (*Image, error) {
+func (s *ImageStore) Get(idOrName string) (*Image, error) {
 	i, err := s.s.Image(idOrName)
 	if err != nil {
 		return nil, mapErr(err, fmt.Sprintf("image %q", idOrName))
@@ -60,8 +70,8 @@ func (s *Store) Image(idOrName string) (*Image, error) {
 	return toImage(i), nil
 }
 
-// ImagesByDigest returns the images one of whose manifests has digest d.
-func (s *Store) ImagesByDigest(d digest.Digest) ([]Image, error) {
+// ByDigest returns the images one of whose manifests has digest d.
+func (s *ImageStore) ByDigest(d digest.Digest) ([]Image, error) {
 	imgs, err := s.s.ImagesByDigest(d)
 	if err != nil {
 		if errors.Is(err, cstorage.ErrImageUnknown) {
@@ -76,8 +86,8 @@ func (s *Store) ImagesByDigest(d digest.Digest) ([]Image, error) {
 	return out, nil
 }
 
-// Images lists every image.
-func (s *Store) Images() ([]Image, error) {
+// List lists every image.
+func (s *ImageStore) List() ([]Image, error) {
 	imgs, err := s.s.Images()
 	if err != nil {
 		return nil, mapErr(err, "listing images")
@@ -89,8 +99,8 @@ func (s *Store) Images() ([]Image, error) {
 	return out, nil
 }
 
-// ImageBigData returns one big data item of an image.
-func (s *Store) ImageBigData(id ImageID, key string) ([]byte, error) {
+// BigData returns one big data item of an image.
+func (s *ImageStore) BigData(id ImageID, key string) ([]byte, error) {
 	b, err := s.s.ImageBigData(string(id), key)
 	if err != nil {
 		return nil, mapErr(err, fmt.Sprintf("image %s: reading %q", id, key))
@@ -98,9 +108,9 @@ func (s *Store) ImageBigData(id ImageID, key string) ([]byte, error) {
 	return b, nil
 }
 
-// ImageSize is the image's size on disk as containers/storage accounts it:
+// Size is the image's size on disk as containers/storage accounts it:
 // its layers' uncompressed sizes plus its manifests and config.
-func (s *Store) ImageSize(id ImageID) (int64, error) {
+func (s *ImageStore) Size(id ImageID) (int64, error) {
 	n, err := s.s.ImageSize(string(id))
 	if err != nil {
 		return 0, mapErr(err, fmt.Sprintf("image %s: size", id))
@@ -125,10 +135,10 @@ type CreateImageOptions struct {
 	BigData []BigData
 }
 
-// CreateImage records an image whose layers are already in the store. It
-// is created without names; AddImageNames moves names onto it. An image
+// Create records an image whose layers are already in the store. It is
+// created without names; AddNames moves names onto it. An image
 // with the same ID that already exists is an errdefs AlreadyExists error.
-func (s *Store) CreateImage(id ImageID, top LayerID, o CreateImageOptions) (*Image, error) {
+func (s *ImageStore) Create(id ImageID, top LayerID, o CreateImageOptions) (*Image, error) {
 	opts := &cstorage.ImageOptions{CreationDate: o.Created, Digest: o.Digest}
 	for _, b := range o.BigData {
 		d := b.Digest
@@ -144,10 +154,10 @@ func (s *Store) CreateImage(id ImageID, top LayerID, o CreateImageOptions) (*Ima
 	return toImage(i), nil
 }
 
-// SetImageBigData stores (or replaces) one item with an image. For a
+// SetBigData stores (or replaces) one item with an image. For a
 // manifest item (key ManifestKey or ManifestKeyFor(d)), digest must be
 // the manifest's digest: it joins the image's Digests.
-func (s *Store) SetImageBigData(id ImageID, key string, data []byte, manifestDigest digest.Digest) error {
+func (s *ImageStore) SetBigData(id ImageID, key string, data []byte, manifestDigest digest.Digest) error {
 	var fn func([]byte) (digest.Digest, error)
 	if manifestDigest != "" {
 		fn = func([]byte) (digest.Digest, error) { return manifestDigest, nil }
@@ -158,9 +168,9 @@ func (s *Store) SetImageBigData(id ImageID, key string, data []byte, manifestDig
 	return nil
 }
 
-// AddImageNames gives the image these names, taking each away from any
+// AddNames gives the image these names, taking each away from any
 // other image that had it.
-func (s *Store) AddImageNames(id ImageID, names []string) error {
+func (s *ImageStore) AddNames(id ImageID, names []string) error {
 	if len(names) == 0 {
 		return nil
 	}
@@ -170,19 +180,19 @@ func (s *Store) AddImageNames(id ImageID, names []string) error {
 	return nil
 }
 
-// RemoveImageNames takes these names away from the image.
-func (s *Store) RemoveImageNames(id ImageID, names []string) error {
+// RemoveNames takes these names away from the image.
+func (s *ImageStore) RemoveNames(id ImageID, names []string) error {
 	if err := s.s.RemoveNames(string(id), names); err != nil {
 		return mapErr(err, fmt.Sprintf("image %s: removing names", id))
 	}
 	return nil
 }
 
-// DeleteImage deletes the image and the layers only it uses, and returns
+// Delete deletes the image and the layers only it uses, and returns
 // those layers. With dryRun it deletes nothing and returns the layers it
 // would delete. An image that a container uses is an errdefs
 // FailedPrecondition error.
-func (s *Store) DeleteImage(id ImageID, dryRun bool) ([]LayerID, error) {
+func (s *ImageStore) Delete(id ImageID, dryRun bool) ([]LayerID, error) {
 	layers, err := s.s.DeleteImage(string(id), !dryRun)
 	if err != nil {
 		return nil, mapErr(err, fmt.Sprintf("deleting image %s", id))

@@ -20,6 +20,14 @@ type Layer struct {
 	UncompressedSize int64
 }
 
+// LayerStore is the view of the store's layers (Store.Layers): it owns
+// every call on layers, image layers (read-only, ID = ChainID) and
+// containers' writable layers alike. Like ImageStore it has no state or
+// lock of its own.
+type LayerStore struct {
+	s cstorage.Store
+}
+
 func toLayer(l *cstorage.Layer) *Layer {
 	return &Layer{
 		ID:               LayerID(l.ID),
@@ -31,8 +39,8 @@ func toLayer(l *cstorage.Layer) *Layer {
 	}
 }
 
-// Layer returns the layer with this ID (errdefs NotFound when missing).
-func (s *Store) Layer(id LayerID) (*Layer, error) {
+// Get returns the layer with this ID (errdefs NotFound when missing).
+func (s *LayerStore) Get(id LayerID) (*Layer, error) {
 	l, err := s.s.Layer(string(id))
 	if err != nil {
 		return nil, mapErr(err, fmt.Sprintf("layer %s", id))
@@ -40,14 +48,14 @@ func (s *Store) Layer(id LayerID) (*Layer, error) {
 	return toLayer(l), nil
 }
 
-// LayerExists reports whether the layer is in the store.
-func (s *Store) LayerExists(id LayerID) bool {
+// Exists reports whether the layer is in the store.
+func (s *LayerStore) Exists(id LayerID) bool {
 	_, err := s.s.Layer(string(id))
 	return err == nil
 }
 
-// Layers lists every layer.
-func (s *Store) Layers() ([]Layer, error) {
+// List lists every layer.
+func (s *LayerStore) List() ([]Layer, error) {
 	ls, err := s.s.Layers()
 	if err != nil {
 		return nil, mapErr(err, "listing layers")
@@ -59,7 +67,7 @@ func (s *Store) Layers() ([]Layer, error) {
 	return out, nil
 }
 
-// PutLayerOptions describe the content handed to PutLayer.
+// PutLayerOptions describe the content handed to Put.
 type PutLayerOptions struct {
 	// CompressedDigest and CompressedSize describe the blob the diff came
 	// from (already verified by the caller).
@@ -70,11 +78,11 @@ type PutLayerOptions struct {
 	DiffID digest.Digest
 }
 
-// PutLayer creates a read-only layer with the given ID on top of parent
+// Put creates a read-only layer with the given ID on top of parent
 // ("" for a base layer) from an uncompressed tar stream. If diff returns
 // an error, the layer is not created. The layer is complete only if the
 // call succeeds.
-func (s *Store) PutLayer(id, parent LayerID, diff io.Reader, o PutLayerOptions) (*Layer, error) {
+func (s *LayerStore) Put(id, parent LayerID, diff io.Reader, o PutLayerOptions) (*Layer, error) {
 	opts := &cstorage.LayerOptions{
 		OriginalDigest:     o.CompressedDigest,
 		UncompressedDigest: o.DiffID,
@@ -90,9 +98,9 @@ func (s *Store) PutLayer(id, parent LayerID, diff io.Reader, o PutLayerOptions) 
 	return toLayer(l), nil
 }
 
-// DeleteLayer deletes a layer that no layer, image or container uses
+// Delete deletes a layer that no layer, image or container uses
 // (otherwise an errdefs FailedPrecondition error).
-func (s *Store) DeleteLayer(id LayerID) error {
+func (s *LayerStore) Delete(id LayerID) error {
 	if err := s.s.DeleteLayer(string(id)); err != nil {
 		return mapErr(err, fmt.Sprintf("deleting layer %s", id))
 	}

@@ -19,6 +19,13 @@
 //
 // Layer IDs are the hex of the OCI ChainID of the layer (see LayerIDs), so
 // two images sharing a base share its layers and a second pull finds them.
+//
+// The Store is split by what it holds: Store.Images (ImageStore),
+// Store.Layers (LayerStore) and Store.Containers (ContainerStore) are
+// views on the one containers/storage store, each with the calls of its
+// kind of record; the Store itself keeps what concerns the whole graph
+// (opening and closing it, its directories, garbage collection, disk
+// usage).
 package storage
 
 import (
@@ -35,6 +42,8 @@ import (
 	cstorage "go.podman.io/storage"
 
 	"github.com/noded-dev/noded/internal/errdefs"
+	"github.com/noded-dev/noded/internal/ids"
+	"github.com/noded-dev/noded/internal/log"
 )
 
 // ImageID is an image's ID: the hex encoding of its config digest (64
@@ -45,8 +54,9 @@ type ImageID string
 // layer's OCI ChainID; container layers get the container's ID.
 type LayerID string
 
-// ContainerID is a storage container's ID (64 hex characters).
-type ContainerID string
+// ContainerID is a storage container's ID: the CRI container's own ID
+// (the pod's ID for the pause container), so one type serves both.
+type ContainerID = ids.ContainerID
 
 var hexID = regexp.MustCompile(`^[a-f0-9]{64}$`)
 
@@ -96,10 +106,20 @@ type Options struct {
 	RunRoot       string
 	Driver        string
 	DriverOptions []string
-	Log           *logrus.Entry
+	// Log is the store's logger (garbage collection, start-up); nil
+	// discards.
+	Log *logrus.Entry
 }
 
-// Store is the opened containers/storage store.
+// Store is the opened containers/storage store. It owns the store's
+// lifecycle (Open, Close), its directories, the garbage collection of what
+// interrupted operations left, and the disk usage accounting (FsInfo); the
+// records themselves are reached through its views Images, Layers and
+// Containers, which share the one containers/storage store (itself safe
+// for concurrent use: it locks its own files).
+//
+// Lock rule: fsMu serializes FsInfo and guards fsCache; nothing else
+// takes it.
 type Store struct {
 	s       cstorage.Store
 	root    string
@@ -107,15 +127,17 @@ type Store struct {
 	driver  string
 	log     *logrus.Entry
 
+	images     *ImageStore
+	layers     *LayerStore
+	containers *ContainerStore
+
 	fsMu    sync.Mutex
 	fsCache map[LayerID]usage // disk usage of immutable image layers
 }
 
 // Open opens (creating if needed) the store. The caller must Close it.
 func Open(o Options) (*Store, error) {
-	if o.Log == nil {
-		o.Log = logrus.NewEntry(logrus.StandardLogger())
-	}
+	o.Log = log.Or(o.Log)
 	if o.Root == "" || o.RunRoot == "" || o.Driver == "" {
 		return nil, errdefs.InvalidArgument("storage: root, runroot and driver must be set")
 	}
@@ -136,6 +158,7 @@ func Open(o Options) (*Store, error) {
 	st := &Store{
 		s: s, root: s.GraphRoot(), runRoot: s.RunRoot(), driver: s.GraphDriverName(),
 		log: o.Log, fsCache: map[LayerID]usage{},
+		images: &ImageStore{s: s}, layers: &LayerStore{s: s}, containers: &ContainerStore{s: s},
 	}
 	o.Log.WithFields(logrus.Fields{"root": st.root, "runroot": st.runRoot, "driver": st.driver}).Info("image store opened")
 	return st, nil
@@ -158,6 +181,16 @@ func (s *Store) RunRoot() string { return s.runRoot }
 
 // Driver is the graph driver's name.
 func (s *Store) Driver() string { return s.driver }
+
+// Images is the view of the store's image records.
+func (s *Store) Images() *ImageStore { return s.images }
+
+// Layers is the view of the store's layers.
+func (s *Store) Layers() *LayerStore { return s.layers }
+
+// Containers is the view of the store's containers (containers' writable
+// layers and directories).
+func (s *Store) Containers() *ContainerStore { return s.containers }
 
 // TempDir returns a directory for temporary files of the given purpose
 // (e.g. "pull") on the graph root's filesystem, created if needed. It is

@@ -109,7 +109,7 @@ func openTestStore(t *testing.T) *Store {
 		t.Skip("needs root: containers/storage's overlay driver mounts")
 	}
 	dir := t.TempDir()
-	s, err := Open(Options{Root: filepath.Join(dir, "root"), RunRoot: filepath.Join(dir, "run"), Driver: "overlay", Log: logrus.NewEntry(logrus.StandardLogger())})
+	s, err := Open(Options{Root: filepath.Join(dir, "root"), RunRoot: filepath.Join(dir, "run"), Driver: "overlay", Log: logrus.NewEntry(logrus.New())})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -153,29 +153,29 @@ func TestGarbageCollectRemovesOrphanLayers(t *testing.T) {
 	ids := LayerIDs(diffIDs)
 	var parent LayerID
 	for i, id := range ids {
-		if _, err := s.PutLayer(id, parent, bytes.NewReader(tars[i]), PutLayerOptions{DiffID: diffIDs[i]}); err != nil {
+		if _, err := s.Layers().Put(id, parent, bytes.NewReader(tars[i]), PutLayerOptions{DiffID: diffIDs[i]}); err != nil {
 			t.Fatal(err)
 		}
 		parent = id
 	}
 	// An image holds the base only; mid and top are orphans.
 	imgID := ImageID(digest.FromString("config").Encoded())
-	if _, err := s.CreateImage(imgID, ids[0], CreateImageOptions{}); err != nil {
+	if _, err := s.Images().Create(imgID, ids[0], CreateImageOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.GarbageCollect(); err != nil {
 		t.Fatal(err)
 	}
-	if !s.LayerExists(ids[0]) || s.LayerExists(ids[1]) || s.LayerExists(ids[2]) {
-		t.Errorf("after GC: base %v mid %v top %v; want only base", s.LayerExists(ids[0]), s.LayerExists(ids[1]), s.LayerExists(ids[2]))
+	if !s.Layers().Exists(ids[0]) || s.Layers().Exists(ids[1]) || s.Layers().Exists(ids[2]) {
+		t.Errorf("after GC: base %v mid %v top %v; want only base", s.Layers().Exists(ids[0]), s.Layers().Exists(ids[1]), s.Layers().Exists(ids[2]))
 	}
-	if _, err := s.Image("nope"); !errdefs.IsNotFound(err) {
+	if _, err := s.Images().Get("nope"); !errdefs.IsNotFound(err) {
 		t.Errorf("missing image: %v", err)
 	}
-	if _, err := s.DeleteImage(imgID, false); err != nil {
+	if _, err := s.Images().Delete(imgID, false); err != nil {
 		t.Fatal(err)
 	}
-	if ls, _ := s.Layers(); len(ls) != 0 {
+	if ls, _ := s.Layers().List(); len(ls) != 0 {
 		t.Errorf("%d layers after deleting the image", len(ls))
 	}
 }
