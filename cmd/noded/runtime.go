@@ -26,20 +26,23 @@ import (
 // the CPU.
 const startLease = 2 * time.Second
 
-// newRuntimeService builds the pod and container service: records, the
-// monitors, CNI and spec generation, on the image store and service. It
-// recovers the state of pods that outlived a previous noded.
-func newRuntimeService(ctx context.Context, cfg *config.Config, log *logrus.Entry, store *storage.Store, images sandboxImages, network *netcni.Manager) (*sandbox.Service, error) {
+// newRuntimeServices builds the pod, container, exec, stats and event
+// services: records, the monitors, CNI and spec generation, on the image
+// store and service. It recovers the state of pods that outlived a
+// previous noded. The returned function stops the services' goroutines
+// (exit watchers, then the monitor reaper); the monitors and containers
+// keep running.
+func newRuntimeServices(ctx context.Context, cfg *config.Config, log *logrus.Entry, store *storage.Store, images sandboxImages, network *netcni.Manager) (*sandbox.Services, func(), error) {
 	records, warnings, err := state.Open(filepath.Join(cfg.StateDir, "records"))
 	if err != nil {
-		return nil, fmt.Errorf("opening the state directory: %w", err)
+		return nil, nil, fmt.Errorf("opening the state directory: %w", err)
 	}
 	for _, w := range warnings {
 		log.WithError(w).Warn("skipping an unreadable record")
 	}
 	conmon, err := helperPath(cfg.ConmonPath, "conmon-go")
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 
 	monitors, err := oci.New(oci.Options{
@@ -49,11 +52,12 @@ func newRuntimeService(ctx context.Context, cfg *config.Config, log *logrus.Entr
 		Logger:     log,
 	})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	node, err := specgen.DetectNode()
 	if err != nil {
-		return nil, fmt.Errorf("reading host facts: %w", err)
+		_ = monitors.Close()
+		return nil, nil, fmt.Errorf("reading host facts: %w", err)
 	}
 	node.CgroupManager = cfg.CgroupManager
 	node.UnprivilegedPorts, node.UnprivilegedICMP = true, true
@@ -62,7 +66,7 @@ func newRuntimeService(ctx context.Context, cfg *config.Config, log *logrus.Entr
 	if starts == 0 {
 		starts = runtime.NumCPU()
 	}
-	svc := sandbox.New(sandbox.Options{
+	svcs := sandbox.New(sandbox.Options{
 		Store:    records,
 		Images:   images,
 		Rootfs:   store.Containers(),
@@ -74,8 +78,11 @@ func newRuntimeService(ctx context.Context, cfg *config.Config, log *logrus.Entr
 		NetNSDir: filepath.Join(cfg.RunDir, "netns"),
 		Logger:   log,
 	})
-	svc.Recover(ctx)
-	return svc, nil
+	svcs.Recover(ctx)
+	return svcs, func() {
+		svcs.Close()
+		_ = monitors.Close()
+	}, nil
 }
 
 // helperPath is the configured path of a helper binary, or the binary of

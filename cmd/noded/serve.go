@@ -18,6 +18,7 @@ import (
 
 	"github.com/noded-dev/noded/internal/config"
 	"github.com/noded-dev/noded/internal/cri"
+	nlog "github.com/noded-dev/noded/internal/log"
 	"github.com/noded-dev/noded/internal/metrics"
 	"github.com/noded-dev/noded/internal/netcni"
 	"github.com/noded-dev/noded/internal/sandbox"
@@ -42,6 +43,7 @@ func serve(cfg *config.Config, log *logrus.Entry) error {
 		// Kept with noded's state so teardown after a restart finds what
 		// ADD returned.
 		CacheDir: filepath.Join(cfg.StateDir, "cni"),
+		Logger:   log.WithField("component", "cni"),
 	})
 	if err != nil {
 		return err
@@ -51,27 +53,30 @@ func serve(cfg *config.Config, log *logrus.Entry) error {
 	if err != nil {
 		return err
 	}
-	pods, err := newRuntimeService(context.Background(), cfg, log, images.Store(), podImgs, network)
+	rt, closeRuntime, err := newRuntimeServices(nlog.WithContext(context.Background(), log), cfg, log, images.Store(), podImgs, network)
 	if err != nil {
 		return err
 	}
-	defer pods.Close()
+	defer closeRuntime()
 
 	srv := cri.NewServer(cri.Options{
-		Version:  version,
-		Network:  network,
-		Images:   images,
-		Runtime:  pods,
-		Handlers: sandbox.Handlers,
+		Version:    version,
+		Network:    network,
+		Images:     images,
+		Pods:       rt.Pods,
+		Containers: rt.Containers,
+		Exec:       rt.Exec,
+		Stats:      rt.Stats,
+		IDs:        rt.IDs,
+		Handlers:   sandbox.Handlers,
 		// mount_setattr(2) with AT_RECURSIVE, which runc uses for rro.
 		RecursiveReadOnlyMounts: kernelAtLeast(5, 12),
 		CgroupDriver:            cfg.CgroupManager,
-		Logger:                  log,
 	})
 
 	grpcServer := grpc.NewServer(grpc.ChainUnaryInterceptor(cri.UnaryInterceptor(log, reg)))
-	runtimeapi.RegisterRuntimeServiceServer(grpcServer, srv)
-	runtimeapi.RegisterImageServiceServer(grpcServer, srv)
+	runtimeapi.RegisterRuntimeServiceServer(grpcServer, srv.RuntimeServer)
+	runtimeapi.RegisterImageServiceServer(grpcServer, srv.ImageServer)
 
 	ln, err := listenUnix(cfg.Listen)
 	if err != nil {

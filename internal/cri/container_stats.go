@@ -6,16 +6,17 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
-// ContainerStats reports one container's CPU and memory usage.
-func (s *Server) ContainerStats(_ context.Context, req *runtimeapi.ContainerStatsRequest) (*runtimeapi.ContainerStatsResponse, error) {
-	rt, err := s.runtime()
+// ContainerStats samples one container's CPU and memory.
+func (s *RuntimeServer) ContainerStats(ctx context.Context, req *runtimeapi.ContainerStatsRequest) (*runtimeapi.ContainerStatsResponse, error) {
+	stats, err := service(s.opts.Stats)
 	if err != nil {
 		return nil, err
 	}
-	if err := requireID("container", req.GetContainerId()); err != nil {
+	id, err := s.resolveContainer(req.GetContainerId())
+	if err != nil {
 		return nil, err
 	}
-	st, err := rt.ContainerStats(req.GetContainerId())
+	st, err := stats.ContainerStats(ctx, id)
 	if err != nil {
 		return nil, err
 	}

@@ -7,15 +7,16 @@ import (
 )
 
 // ContainerStatus reports a container's state, exit, image and mounts.
-func (s *Server) ContainerStatus(_ context.Context, req *runtimeapi.ContainerStatusRequest) (*runtimeapi.ContainerStatusResponse, error) {
-	rt, err := s.runtime()
+func (s *RuntimeServer) ContainerStatus(_ context.Context, req *runtimeapi.ContainerStatusRequest) (*runtimeapi.ContainerStatusResponse, error) {
+	ctrs, err := service(s.opts.Containers)
 	if err != nil {
 		return nil, err
 	}
-	if err := requireID("container", req.GetContainerId()); err != nil {
+	id, err := s.resolveContainer(req.GetContainerId())
+	if err != nil {
 		return nil, err
 	}
-	st, info, err := rt.ContainerStatus(req.GetContainerId(), req.GetVerbose())
+	st, info, err := ctrs.ContainerStatus(id, req.GetVerbose())
 	if err != nil {
 		return nil, err
 	}

@@ -7,17 +7,18 @@ import (
 )
 
 // CreateContainer creates a container in a ready pod.
-func (s *Server) CreateContainer(ctx context.Context, req *runtimeapi.CreateContainerRequest) (*runtimeapi.CreateContainerResponse, error) {
-	rt, err := s.runtime()
+func (s *RuntimeServer) CreateContainer(ctx context.Context, req *runtimeapi.CreateContainerRequest) (*runtimeapi.CreateContainerResponse, error) {
+	ctrs, err := service(s.opts.Containers)
 	if err != nil {
 		return nil, err
 	}
-	if err := requireID("pod sandbox", req.GetPodSandboxId()); err != nil {
+	pod, err := s.resolveSandbox(req.GetPodSandboxId())
+	if err != nil {
 		return nil, err
 	}
 	// The pod's config is noded's own record; the copy in the request is
 	// not needed.
-	id, err := rt.CreateContainer(ctx, req.GetPodSandboxId(), req.GetConfig())
+	id, err := ctrs.CreateContainer(ctx, pod, req.GetConfig())
 	if err != nil {
 		return nil, err
 	}

@@ -12,8 +12,8 @@ import (
 // ExecSync runs a command in a container and returns its output. A
 // command still running at the timeout is killed and the RPC answers
 // DeadlineExceeded, which the kubelet reads as a probe timeout.
-func (s *Server) ExecSync(ctx context.Context, req *runtimeapi.ExecSyncRequest) (*runtimeapi.ExecSyncResponse, error) {
-	rt, err := s.runtime()
+func (s *RuntimeServer) ExecSync(ctx context.Context, req *runtimeapi.ExecSyncRequest) (*runtimeapi.ExecSyncResponse, error) {
+	exec, err := service(s.opts.Exec)
 	if err != nil {
 		return nil, err
 	}
@@ -23,8 +23,12 @@ func (s *Server) ExecSync(ctx context.Context, req *runtimeapi.ExecSyncRequest) 
 	if len(req.GetCmd()) == 0 {
 		return nil, errdefs.InvalidArgument("exec command must not be empty")
 	}
+	id, err := s.resolveContainer(req.GetContainerId())
+	if err != nil {
+		return nil, err
+	}
 	timeout := time.Duration(max(req.GetTimeout(), 0)) * time.Second
-	stdout, stderr, code, err := rt.ExecSync(ctx, req.GetContainerId(), req.GetCmd(), timeout)
+	stdout, stderr, code, err := exec.ExecSync(ctx, id, req.GetCmd(), timeout)
 	if err != nil {
 		return nil, err
 	}

@@ -10,7 +10,7 @@ import (
 // containers (writable layers) use on the storage filesystem; the kubelet
 // adds the filesystem's capacity and free space for eviction and image
 // garbage collection.
-func (s *Server) ImageFsInfo(ctx context.Context, _ *runtimeapi.ImageFsInfoRequest) (*runtimeapi.ImageFsInfoResponse, error) {
+func (s *ImageServer) ImageFsInfo(ctx context.Context, _ *runtimeapi.ImageFsInfoRequest) (*runtimeapi.ImageFsInfoResponse, error) {
 	if s.opts.Images == nil {
 		return nil, errNoImageService("ImageFsInfo")
 	}

@@ -7,7 +7,7 @@ import (
 )
 
 // ListImages lists every image, or the one the filter names.
-func (s *Server) ListImages(ctx context.Context, req *runtimeapi.ListImagesRequest) (*runtimeapi.ListImagesResponse, error) {
+func (s *ImageServer) ListImages(ctx context.Context, req *runtimeapi.ListImagesRequest) (*runtimeapi.ListImagesResponse, error) {
 	if s.opts.Images == nil {
 		return nil, errNoImageService("ListImages")
 	}

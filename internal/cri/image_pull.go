@@ -11,7 +11,7 @@ import (
 // PullImage pulls an image with the request's credentials and returns its
 // ID ("sha256:<config digest>"), the same value ImageStatus reports as
 // Image.Id.
-func (s *Server) PullImage(ctx context.Context, req *runtimeapi.PullImageRequest) (*runtimeapi.PullImageResponse, error) {
+func (s *ImageServer) PullImage(ctx context.Context, req *runtimeapi.PullImageRequest) (*runtimeapi.PullImageResponse, error) {
 	if s.opts.Images == nil {
 		return nil, errNoImageService("PullImage")
 	}

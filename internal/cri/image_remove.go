@@ -8,7 +8,7 @@ import (
 
 // RemoveImage removes a tag (the image goes with its last one) or, given
 // an ID or digest, the image. Removing an absent image succeeds.
-func (s *Server) RemoveImage(ctx context.Context, req *runtimeapi.RemoveImageRequest) (*runtimeapi.RemoveImageResponse, error) {
+func (s *ImageServer) RemoveImage(ctx context.Context, req *runtimeapi.RemoveImageRequest) (*runtimeapi.RemoveImageResponse, error) {
 	if s.opts.Images == nil {
 		return nil, errNoImageService("RemoveImage")
 	}

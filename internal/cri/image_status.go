@@ -10,7 +10,7 @@ import (
 
 // ImageStatus describes an image; an image that is not there is a
 // response without an image, as the CRI requires, not an error.
-func (s *Server) ImageStatus(ctx context.Context, req *runtimeapi.ImageStatusRequest) (*runtimeapi.ImageStatusResponse, error) {
+func (s *ImageServer) ImageStatus(ctx context.Context, req *runtimeapi.ImageStatusRequest) (*runtimeapi.ImageStatusResponse, error) {
 	if s.opts.Images == nil {
 		return nil, errNoImageService("ImageStatus")
 	}

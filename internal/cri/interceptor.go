@@ -16,17 +16,8 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/noded-dev/noded/internal/errdefs"
+	nlog "github.com/noded-dev/noded/internal/log"
 )
-
-type loggerKey struct{}
-
-// logFrom returns the request's logger, carrying its request id and method.
-func logFrom(ctx context.Context) *logrus.Entry {
-	if l, ok := ctx.Value(loggerKey{}).(*logrus.Entry); ok {
-		return l
-	}
-	return logrus.NewEntry(logrus.StandardLogger())
-}
 
 // Observer records the outcome of one RPC (metrics); method is the short
 // RPC name such as "PullImage".
@@ -34,14 +25,15 @@ type Observer interface {
 	Observe(method string, code codes.Code, d time.Duration)
 }
 
-// UnaryInterceptor gives each request an id and a logger, logs it at debug,
+// UnaryInterceptor gives each request an id and a logger (in its context,
+// internal/log: every domain package logs through it), logs it at debug,
 // converts the handler's domain error into a gRPC status in this one place,
 // and reports the outcome to obs (which may be nil).
 func UnaryInterceptor(base *logrus.Entry, obs Observer) grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 		method := path.Base(info.FullMethod)
 		log := base.WithFields(logrus.Fields{"id": newRequestID(), "method": method})
-		ctx = context.WithValue(ctx, loggerKey{}, log)
+		ctx = nlog.WithContext(ctx, log)
 		start := time.Now()
 		log.WithField("request", req).Debug("request")
 

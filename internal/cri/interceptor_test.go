@@ -8,11 +8,15 @@ import (
 	"time"
 
 	"github.com/sirupsen/logrus"
+	"github.com/sirupsen/logrus/hooks/test"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/noded-dev/noded/internal/errdefs"
+	"github.com/noded-dev/noded/internal/ids"
+	nlog "github.com/noded-dev/noded/internal/log"
 )
 
 type recordingObserver struct {
@@ -56,7 +60,7 @@ func TestInterceptorMapsDomainErrors(t *testing.T) {
 			ic := UnaryInterceptor(logrus.NewEntry(logrus.New()), obs)
 			info := &grpc.UnaryServerInfo{FullMethod: "/runtime.v1.RuntimeService/StopContainer"}
 			_, err := ic(context.Background(), struct{}{}, info, func(ctx context.Context, _ any) (any, error) {
-				if logFrom(ctx).Data["id"] == nil {
+				if nlog.FromContext(ctx).Data["id"] == nil {
 					t.Error("handler context carries no request id")
 				}
 				return nil, tt.err
@@ -95,4 +99,55 @@ func TestInterceptorRecoversPanics(t *testing.T) {
 	if status.Code(err) != codes.Internal {
 		t.Fatalf("panic became %v, want Internal", err)
 	}
+}
+
+// loggingPods is a pod service that logs as the domain packages do:
+// through the logger in the request's context.
+type loggingPods struct{ podService }
+
+func (loggingPods) RunPodSandbox(ctx context.Context, _ *runtimeapi.PodSandboxConfig, _ string) (ids.SandboxID, error) {
+	nlog.FromContext(ctx).Info("inside the domain call")
+	return "0123456789abcdef", nil
+}
+
+// A line logged inside a domain call carries the id and RPC name the
+// interceptor gave the request, and so does the interceptor's own line.
+func TestDomainLinesCarryTheRequestID(t *testing.T) {
+	base, hook := test.NewNullLogger()
+	base.SetLevel(logrus.DebugLevel)
+	srv := NewServer(Options{Pods: loggingPods{}})
+	ic := UnaryInterceptor(logrus.NewEntry(base), nil)
+	info := &grpc.UnaryServerInfo{FullMethod: "/runtime.v1.RuntimeService/RunPodSandbox"}
+	for range 2 { // two requests: two different ids
+		_, err := ic(context.Background(), &runtimeapi.RunPodSandboxRequest{}, info, func(ctx context.Context, req any) (any, error) {
+			return srv.RunPodSandbox(ctx, req.(*runtimeapi.RunPodSandboxRequest))
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	var domain []*logrus.Entry
+	for _, e := range hook.AllEntries() {
+		if e.Message == "inside the domain call" {
+			domain = append(domain, e)
+		}
+	}
+	if len(domain) != 2 {
+		t.Fatalf("%d domain lines, want 2", len(domain))
+	}
+	for _, e := range domain {
+		if e.Data["method"] != "RunPodSandbox" || e.Data["id"] == nil || e.Data["id"] == "" {
+			t.Errorf("domain line fields %v: want the request's id and method", e.Data)
+		}
+	}
+	if domain[0].Data["id"] == domain[1].Data["id"] {
+		t.Errorf("two requests logged the same id %v", domain[0].Data["id"])
+	}
+	// The interceptor's response line of the first request has its id.
+	for _, e := range hook.AllEntries() {
+		if e.Message == "response" && e.Data["id"] == domain[0].Data["id"] {
+			return
+		}
+	}
+	t.Errorf("no interceptor line with the domain line's id %v", domain[0].Data["id"])
 }

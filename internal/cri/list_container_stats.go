@@ -6,11 +6,11 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
-// ListContainerStats reports the usage of the containers matching the filter.
-func (s *Server) ListContainerStats(_ context.Context, req *runtimeapi.ListContainerStatsRequest) (*runtimeapi.ListContainerStatsResponse, error) {
-	rt, err := s.runtime()
+// ListContainerStats samples the containers matching the filter.
+func (s *RuntimeServer) ListContainerStats(ctx context.Context, req *runtimeapi.ListContainerStatsRequest) (*runtimeapi.ListContainerStatsResponse, error) {
+	stats, err := service(s.opts.Stats)
 	if err != nil {
 		return nil, err
 	}
-	return &runtimeapi.ListContainerStatsResponse{Stats: rt.ListContainerStats(req.GetFilter())}, nil
+	return &runtimeapi.ListContainerStatsResponse{Stats: stats.ListContainerStats(ctx, req.GetFilter())}, nil
 }

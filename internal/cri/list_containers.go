@@ -6,11 +6,11 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
-// ListContainers lists containers, filtered by id, pod, state and labels.
-func (s *Server) ListContainers(_ context.Context, req *runtimeapi.ListContainersRequest) (*runtimeapi.ListContainersResponse, error) {
-	rt, err := s.runtime()
+// ListContainers lists containers matching the filter.
+func (s *RuntimeServer) ListContainers(_ context.Context, req *runtimeapi.ListContainersRequest) (*runtimeapi.ListContainersResponse, error) {
+	ctrs, err := service(s.opts.Containers)
 	if err != nil {
 		return nil, err
 	}
-	return &runtimeapi.ListContainersResponse{Containers: rt.ListContainers(req.GetFilter())}, nil
+	return &runtimeapi.ListContainersResponse{Containers: ctrs.ListContainers(req.GetFilter())}, nil
 }

@@ -6,11 +6,11 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
-// ListPodSandbox lists pods, filtered by id prefix, state and labels.
-func (s *Server) ListPodSandbox(_ context.Context, req *runtimeapi.ListPodSandboxRequest) (*runtimeapi.ListPodSandboxResponse, error) {
-	rt, err := s.runtime()
+// ListPodSandbox lists pods matching the filter.
+func (s *RuntimeServer) ListPodSandbox(_ context.Context, req *runtimeapi.ListPodSandboxRequest) (*runtimeapi.ListPodSandboxResponse, error) {
+	pods, err := service(s.opts.Pods)
 	if err != nil {
 		return nil, err
 	}
-	return &runtimeapi.ListPodSandboxResponse{Items: rt.ListPodSandbox(req.GetFilter())}, nil
+	return &runtimeapi.ListPodSandboxResponse{Items: pods.ListPodSandbox(req.GetFilter())}, nil
 }

@@ -6,16 +6,17 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
-// PodSandboxStatus reports a pod's state, IPs and namespaces.
-func (s *Server) PodSandboxStatus(_ context.Context, req *runtimeapi.PodSandboxStatusRequest) (*runtimeapi.PodSandboxStatusResponse, error) {
-	rt, err := s.runtime()
+// PodSandboxStatus reports a pod's state, network and namespaces.
+func (s *RuntimeServer) PodSandboxStatus(_ context.Context, req *runtimeapi.PodSandboxStatusRequest) (*runtimeapi.PodSandboxStatusResponse, error) {
+	pods, err := service(s.opts.Pods)
 	if err != nil {
 		return nil, err
 	}
-	if err := requireID("pod sandbox", req.GetPodSandboxId()); err != nil {
+	id, err := s.resolveSandbox(req.GetPodSandboxId())
+	if err != nil {
 		return nil, err
 	}
-	st, info, err := rt.PodSandboxStatus(req.GetPodSandboxId(), req.GetVerbose())
+	st, info, err := pods.PodSandboxStatus(id, req.GetVerbose())
 	if err != nil {
 		return nil, err
 	}

@@ -6,16 +6,21 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
-// RemoveContainer removes a container, killing it if it still runs.
-func (s *Server) RemoveContainer(ctx context.Context, req *runtimeapi.RemoveContainerRequest) (*runtimeapi.RemoveContainerResponse, error) {
-	rt, err := s.runtime()
+// RemoveContainer kills a container if it runs and removes it. An unknown
+// container is already removed.
+func (s *RuntimeServer) RemoveContainer(ctx context.Context, req *runtimeapi.RemoveContainerRequest) (*runtimeapi.RemoveContainerResponse, error) {
+	ctrs, err := service(s.opts.Containers)
 	if err != nil {
 		return nil, err
 	}
-	if err := requireID("container", req.GetContainerId()); err != nil {
+	id, err := s.resolveContainer(req.GetContainerId())
+	if gone(err) {
+		return &runtimeapi.RemoveContainerResponse{}, nil
+	}
+	if err != nil {
 		return nil, err
 	}
-	if err := rt.RemoveContainer(ctx, req.GetContainerId()); err != nil {
+	if err := ctrs.RemoveContainer(ctx, id); err != nil {
 		return nil, err
 	}
 	return &runtimeapi.RemoveContainerResponse{}, nil

@@ -6,16 +6,21 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
-// RemovePodSandbox removes a pod and all its containers.
-func (s *Server) RemovePodSandbox(ctx context.Context, req *runtimeapi.RemovePodSandboxRequest) (*runtimeapi.RemovePodSandboxResponse, error) {
-	rt, err := s.runtime()
+// RemovePodSandbox removes a pod with its containers. An unknown pod is
+// already removed.
+func (s *RuntimeServer) RemovePodSandbox(ctx context.Context, req *runtimeapi.RemovePodSandboxRequest) (*runtimeapi.RemovePodSandboxResponse, error) {
+	pods, err := service(s.opts.Pods)
 	if err != nil {
 		return nil, err
 	}
-	if err := requireID("pod sandbox", req.GetPodSandboxId()); err != nil {
+	id, err := s.resolveSandbox(req.GetPodSandboxId())
+	if gone(err) {
+		return &runtimeapi.RemovePodSandboxResponse{}, nil
+	}
+	if err != nil {
 		return nil, err
 	}
-	if err := rt.RemovePodSandbox(ctx, req.GetPodSandboxId()); err != nil {
+	if err := pods.RemovePodSandbox(ctx, id); err != nil {
 		return nil, err
 	}
 	return &runtimeapi.RemovePodSandboxResponse{}, nil

@@ -6,17 +6,18 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
-// ReopenContainerLog makes the container's monitor reopen its log file
-// after the kubelet rotated it.
-func (s *Server) ReopenContainerLog(ctx context.Context, req *runtimeapi.ReopenContainerLogRequest) (*runtimeapi.ReopenContainerLogResponse, error) {
-	rt, err := s.runtime()
+// ReopenContainerLog makes the monitor reopen a running container's log
+// file after the kubelet rotated it.
+func (s *RuntimeServer) ReopenContainerLog(ctx context.Context, req *runtimeapi.ReopenContainerLogRequest) (*runtimeapi.ReopenContainerLogResponse, error) {
+	ctrs, err := service(s.opts.Containers)
 	if err != nil {
 		return nil, err
 	}
-	if err := requireID("container", req.GetContainerId()); err != nil {
+	id, err := s.resolveContainer(req.GetContainerId())
+	if err != nil {
 		return nil, err
 	}
-	if err := rt.ReopenContainerLog(ctx, req.GetContainerId()); err != nil {
+	if err := ctrs.ReopenContainerLog(ctx, id); err != nil {
 		return nil, err
 	}
 	return &runtimeapi.ReopenContainerLogResponse{}, nil

@@ -7,12 +7,12 @@ import (
 )
 
 // RunPodSandbox creates and starts a pod sandbox.
-func (s *Server) RunPodSandbox(ctx context.Context, req *runtimeapi.RunPodSandboxRequest) (*runtimeapi.RunPodSandboxResponse, error) {
-	rt, err := s.runtime()
+func (s *RuntimeServer) RunPodSandbox(ctx context.Context, req *runtimeapi.RunPodSandboxRequest) (*runtimeapi.RunPodSandboxResponse, error) {
+	pods, err := service(s.opts.Pods)
 	if err != nil {
 		return nil, err
 	}
-	id, err := rt.RunPodSandbox(ctx, req.GetConfig(), req.GetRuntimeHandler())
+	id, err := pods.RunPodSandbox(ctx, req.GetConfig(), req.GetRuntimeHandler())
 	if err != nil {
 		return nil, err
 	}

@@ -8,7 +8,7 @@ import (
 
 // RuntimeConfig tells the kubelet which cgroup driver noded uses, so the
 // kubelet can follow it instead of needing a matching flag.
-func (s *Server) RuntimeConfig(_ context.Context, _ *runtimeapi.RuntimeConfigRequest) (*runtimeapi.RuntimeConfigResponse, error) {
+func (s *RuntimeServer) RuntimeConfig(_ context.Context, _ *runtimeapi.RuntimeConfigRequest) (*runtimeapi.RuntimeConfigResponse, error) {
 	driver := runtimeapi.CgroupDriver_CGROUPFS
 	if s.opts.CgroupDriver == "systemd" {
 		driver = runtimeapi.CgroupDriver_SYSTEMD

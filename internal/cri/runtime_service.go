@@ -10,35 +10,85 @@ import (
 	"github.com/noded-dev/noded/internal/ids"
 )
 
-// runtimeService is what the pod and container handlers need from
-// internal/sandbox. It is declared here, where it is used.
-type runtimeService interface {
+// The RuntimeService handlers call one of these small interfaces each,
+// declared here where they are used; internal/sandbox implements them
+// (Pods, Containers, Exec, Stats, IDs). Every ID reaching them is
+// resolved once, here at the edge (see resolveSandbox, resolveContainer).
+
+// podService runs pod sandboxes (sandbox.Pods).
+type podService interface {
 	RunPodSandbox(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, handler string) (ids.SandboxID, error)
-	StopPodSandbox(ctx context.Context, id string) error
-	RemovePodSandbox(ctx context.Context, id string) error
-	PodSandboxStatus(id string, verbose bool) (*runtimeapi.PodSandboxStatus, map[string]string, error)
+	StopPodSandbox(ctx context.Context, id ids.SandboxID) error
+	RemovePodSandbox(ctx context.Context, id ids.SandboxID) error
+	PodSandboxStatus(id ids.SandboxID, verbose bool) (*runtimeapi.PodSandboxStatus, map[string]string, error)
 	ListPodSandbox(f *runtimeapi.PodSandboxFilter) []*runtimeapi.PodSandbox
+}
 
-	CreateContainer(ctx context.Context, podID string, cfg *runtimeapi.ContainerConfig) (ids.ContainerID, error)
-	StartContainer(ctx context.Context, id string) error
-	StopContainer(ctx context.Context, id string, timeout time.Duration) error
-	RemoveContainer(ctx context.Context, id string) error
-	ContainerStatus(id string, verbose bool) (*runtimeapi.ContainerStatus, map[string]string, error)
+// containerService runs containers in pods (sandbox.Containers).
+type containerService interface {
+	CreateContainer(ctx context.Context, pod ids.SandboxID, cfg *runtimeapi.ContainerConfig) (ids.ContainerID, error)
+	StartContainer(ctx context.Context, id ids.ContainerID) error
+	StopContainer(ctx context.Context, id ids.ContainerID, timeout time.Duration) error
+	RemoveContainer(ctx context.Context, id ids.ContainerID) error
+	ContainerStatus(id ids.ContainerID, verbose bool) (*runtimeapi.ContainerStatus, map[string]string, error)
 	ListContainers(f *runtimeapi.ContainerFilter) []*runtimeapi.Container
-	ExecSync(ctx context.Context, id string, cmd []string, timeout time.Duration) ([]byte, []byte, int32, error)
-	ReopenContainerLog(ctx context.Context, id string) error
-	ContainerStats(id string) (*runtimeapi.ContainerStats, error)
-	ListContainerStats(f *runtimeapi.ContainerStatsFilter) []*runtimeapi.ContainerStats
+	ReopenContainerLog(ctx context.Context, id ids.ContainerID) error
 }
 
-// runtime returns the runtime service, or NotImplemented when noded runs
-// without one (image-only test set-ups).
-func (s *Server) runtime() (runtimeService, error) {
-	if s.opts.Runtime == nil {
-		return nil, errdefs.NotImplemented("the runtime service is not enabled")
-	}
-	return s.opts.Runtime, nil
+// execService runs processes in containers (sandbox.Exec).
+type execService interface {
+	ExecSync(ctx context.Context, id ids.ContainerID, cmd []string, timeout time.Duration) ([]byte, []byte, int32, error)
 }
+
+// statsService samples containers (sandbox.Stats).
+type statsService interface {
+	ContainerStats(ctx context.Context, id ids.ContainerID) (*runtimeapi.ContainerStats, error)
+	ListContainerStats(ctx context.Context, f *runtimeapi.ContainerStatsFilter) []*runtimeapi.ContainerStats
+}
+
+// resolver turns a client's full ID or unique prefix into an ID
+// (sandbox.IDs); NotFound when nothing matches.
+type resolver interface {
+	ResolveSandbox(ref string) (ids.SandboxID, error)
+	ResolveContainer(ref string) (ids.ContainerID, error)
+}
+
+// service returns svc, or NotImplemented when noded runs without it
+// (image-only test set-ups).
+func service[T any](svc T) (T, error) {
+	if any(svc) == nil {
+		return svc, errdefs.NotImplemented("the runtime service is not enabled")
+	}
+	return svc, nil
+}
+
+// resolveSandbox checks that the request names a pod and finds it.
+func (s *RuntimeServer) resolveSandbox(ref string) (ids.SandboxID, error) {
+	if err := requireID("pod sandbox", ref); err != nil {
+		return "", err
+	}
+	r, err := service(s.opts.IDs)
+	if err != nil {
+		return "", err
+	}
+	return r.ResolveSandbox(ref)
+}
+
+// resolveContainer checks that the request names a container and finds it.
+func (s *RuntimeServer) resolveContainer(ref string) (ids.ContainerID, error) {
+	if err := requireID("container", ref); err != nil {
+		return "", err
+	}
+	r, err := service(s.opts.IDs)
+	if err != nil {
+		return "", err
+	}
+	return r.ResolveContainer(ref)
+}
+
+// gone reports whether a stop or remove found nothing to act on: the CRI
+// makes those idempotent (the kubelet retries them, critest checks it).
+func gone(err error) bool { return errdefs.IsNotFound(err) }
 
 // requireID rejects an empty ID with InvalidArgument, before any lookup.
 func requireID(kind, id string) error {

@@ -1,6 +1,6 @@
 // Package cri is noded's CRI v1 gRPC front end. It is deliberately thin: one
 // file per RPC, each handler validating its request and calling a domain
-// package (imagesvc, sandbox, oci, netcni). Domain errors are errdefs classes
+// package (imagesvc, sandbox, netcni). Domain errors are errdefs classes
 // and become gRPC status codes in one place, the interceptor in
 // interceptor.go; handlers never build status errors themselves.
 //
@@ -9,7 +9,6 @@
 package cri
 
 import (
-	"github.com/sirupsen/logrus"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
@@ -33,9 +32,14 @@ type Options struct {
 	Network networkStatus
 	// Images serves the ImageService RPCs; nil leaves them Unimplemented.
 	Images imageService
-	// Runtime serves the pod and container RPCs; nil leaves them
-	// Unimplemented.
-	Runtime runtimeService
+	// Pods, Containers, Exec and Stats serve the RuntimeService RPCs of
+	// their concern, IDs resolves the IDs in their requests; a nil one
+	// leaves its RPCs Unimplemented.
+	Pods       podService
+	Containers containerService
+	Exec       execService
+	Stats      statsService
+	IDs        resolver
 	// CgroupDriver is "cgroupfs" or "systemd", reported by RuntimeConfig.
 	CgroupDriver string
 	// Handlers are the RuntimeClass handlers served ("" is the default).
@@ -43,22 +47,30 @@ type Options struct {
 	// RecursiveReadOnlyMounts says the kernel can make bind mounts
 	// read-only recursively (mount_setattr, Linux 5.12).
 	RecursiveReadOnlyMounts bool
-	Logger                  *logrus.Entry
 }
 
-// Server implements runtimeapi.RuntimeServiceServer and
-// runtimeapi.ImageServiceServer.
+// Server serves both CRI services: its RuntimeServer implements
+// runtimeapi.RuntimeServiceServer, its ImageServer
+// runtimeapi.ImageServiceServer (the two share no method name, so Server
+// implements both too).
 type Server struct {
-	runtimeapi.UnimplementedRuntimeServiceServer
-	runtimeapi.UnimplementedImageServiceServer
+	*RuntimeServer
+	*ImageServer
+}
 
+// RuntimeServer serves the RuntimeService RPCs.
+type RuntimeServer struct {
+	runtimeapi.UnimplementedRuntimeServiceServer
+	opts Options
+}
+
+// ImageServer serves the ImageService RPCs.
+type ImageServer struct {
+	runtimeapi.UnimplementedImageServiceServer
 	opts Options
 }
 
 // NewServer returns a Server using the given dependencies.
 func NewServer(opts Options) *Server {
-	if opts.Logger == nil {
-		opts.Logger = logrus.NewEntry(logrus.StandardLogger())
-	}
-	return &Server{opts: opts}
+	return &Server{RuntimeServer: &RuntimeServer{opts: opts}, ImageServer: &ImageServer{opts: opts}}
 }

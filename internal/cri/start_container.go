@@ -7,15 +7,16 @@ import (
 )
 
 // StartContainer starts a created container.
-func (s *Server) StartContainer(ctx context.Context, req *runtimeapi.StartContainerRequest) (*runtimeapi.StartContainerResponse, error) {
-	rt, err := s.runtime()
+func (s *RuntimeServer) StartContainer(ctx context.Context, req *runtimeapi.StartContainerRequest) (*runtimeapi.StartContainerResponse, error) {
+	ctrs, err := service(s.opts.Containers)
 	if err != nil {
 		return nil, err
 	}
-	if err := requireID("container", req.GetContainerId()); err != nil {
+	id, err := s.resolveContainer(req.GetContainerId())
+	if err != nil {
 		return nil, err
 	}
-	if err := rt.StartContainer(ctx, req.GetContainerId()); err != nil {
+	if err := ctrs.StartContainer(ctx, id); err != nil {
 		return nil, err
 	}
 	return &runtimeapi.StartContainerResponse{}, nil

@@ -12,7 +12,7 @@ import (
 const reasonNetworkNotReady = "NetworkPluginNotReady"
 
 // Status reports the RuntimeReady and NetworkReady conditions.
-func (s *Server) Status(_ context.Context, req *runtimeapi.StatusRequest) (*runtimeapi.StatusResponse, error) {
+func (s *RuntimeServer) Status(_ context.Context, req *runtimeapi.StatusRequest) (*runtimeapi.StatusResponse, error) {
 	network := &runtimeapi.RuntimeCondition{Type: runtimeapi.NetworkReady, Status: true}
 	if s.opts.Network != nil {
 		if err := s.opts.Network.Status(); err != nil {
@@ -27,7 +27,7 @@ func (s *Server) Status(_ context.Context, req *runtimeapi.StatusRequest) (*runt
 			network,
 		}},
 		// The kubelet and critest gate features on these answers.
-		Features: &runtimeapi.RuntimeFeatures{SupplementalGroupsPolicy: s.opts.Runtime != nil},
+		Features: &runtimeapi.RuntimeFeatures{SupplementalGroupsPolicy: s.opts.Containers != nil},
 	}
 	for _, h := range s.opts.Handlers {
 		resp.RuntimeHandlers = append(resp.RuntimeHandlers, &runtimeapi.RuntimeHandler{

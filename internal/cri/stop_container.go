@@ -7,18 +7,22 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
-// StopContainer stops a container: its stop signal, then SIGKILL after the
-// request's timeout (seconds).
-func (s *Server) StopContainer(ctx context.Context, req *runtimeapi.StopContainerRequest) (*runtimeapi.StopContainerResponse, error) {
-	rt, err := s.runtime()
+// StopContainer stops a container with its stop signal, then SIGKILL
+// after the timeout. An unknown container is already stopped.
+func (s *RuntimeServer) StopContainer(ctx context.Context, req *runtimeapi.StopContainerRequest) (*runtimeapi.StopContainerResponse, error) {
+	ctrs, err := service(s.opts.Containers)
 	if err != nil {
 		return nil, err
 	}
-	if err := requireID("container", req.GetContainerId()); err != nil {
+	id, err := s.resolveContainer(req.GetContainerId())
+	if gone(err) {
+		return &runtimeapi.StopContainerResponse{}, nil
+	}
+	if err != nil {
 		return nil, err
 	}
 	timeout := time.Duration(max(req.GetTimeout(), 0)) * time.Second
-	if err := rt.StopContainer(ctx, req.GetContainerId(), timeout); err != nil {
+	if err := ctrs.StopContainer(ctx, id, timeout); err != nil {
 		return nil, err
 	}
 	return &runtimeapi.StopContainerResponse{}, nil

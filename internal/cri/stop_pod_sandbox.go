@@ -6,16 +6,21 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
-// StopPodSandbox stops a pod's containers and releases its network.
-func (s *Server) StopPodSandbox(ctx context.Context, req *runtimeapi.StopPodSandboxRequest) (*runtimeapi.StopPodSandboxResponse, error) {
-	rt, err := s.runtime()
+// StopPodSandbox stops a pod's containers and pause process and releases
+// its network. An unknown pod is already stopped.
+func (s *RuntimeServer) StopPodSandbox(ctx context.Context, req *runtimeapi.StopPodSandboxRequest) (*runtimeapi.StopPodSandboxResponse, error) {
+	pods, err := service(s.opts.Pods)
 	if err != nil {
 		return nil, err
 	}
-	if err := requireID("pod sandbox", req.GetPodSandboxId()); err != nil {
+	id, err := s.resolveSandbox(req.GetPodSandboxId())
+	if gone(err) {
+		return &runtimeapi.StopPodSandboxResponse{}, nil
+	}
+	if err != nil {
 		return nil, err
 	}
-	if err := rt.StopPodSandbox(ctx, req.GetPodSandboxId()); err != nil {
+	if err := pods.StopPodSandbox(ctx, id); err != nil {
 		return nil, err
 	}
 	return &runtimeapi.StopPodSandboxResponse{}, nil

@@ -8,7 +8,7 @@ import (
 
 // Version returns the runtime name and version. The request's version field
 // is the kubelet's API version; noded serves only v1 and says so.
-func (s *Server) Version(_ context.Context, _ *runtimeapi.VersionRequest) (*runtimeapi.VersionResponse, error) {
+func (s *RuntimeServer) Version(_ context.Context, _ *runtimeapi.VersionRequest) (*runtimeapi.VersionResponse, error) {
 	return &runtimeapi.VersionResponse{
 		Version:           "0.1.0",
 		RuntimeName:       RuntimeName,

@@ -1,9 +1,21 @@
 package kmutex
 
 import (
+	"context"
+	"errors"
 	"sync"
 	"testing"
+	"time"
 )
+
+func lock[K comparable](t *testing.T, k *KeyedMutex[K], key K) func() {
+	t.Helper()
+	unlock, err := k.Lock(context.Background(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return unlock
+}
 
 func TestSerialisesPerKeyAndFreesEntries(t *testing.T) {
 	var k KeyedMutex[string]
@@ -15,7 +27,7 @@ func TestSerialisesPerKeyAndFreesEntries(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			unlock := k.Lock(key)
+			unlock := lock(t, &k, key)
 			*counts[key]++ // a data race (caught by -race) if a key were not exclusive
 			unlock()
 		}()
@@ -31,8 +43,43 @@ func TestSerialisesPerKeyAndFreesEntries(t *testing.T) {
 
 func TestDifferentKeysDoNotBlock(t *testing.T) {
 	var k KeyedMutex[int]
-	unlockA := k.Lock(1)
-	unlockB := k.Lock(2) // would deadlock if keys shared a mutex
+	unlockA := lock(t, &k, 1)
+	unlockB := lock(t, &k, 2) // would deadlock if keys shared a mutex
 	unlockB()
 	unlockA()
+}
+
+func TestWaiterGivesUpWithItsContext(t *testing.T) {
+	tests := []struct {
+		name string
+		ctx  func() (context.Context, context.CancelFunc)
+		want error
+	}{
+		{"deadline", func() (context.Context, context.CancelFunc) {
+			return context.WithTimeout(context.Background(), 20*time.Millisecond)
+		}, context.DeadlineExceeded},
+		{"cancelled", func() (context.Context, context.CancelFunc) {
+			ctx, cancel := context.WithCancel(context.Background())
+			cancel()
+			return ctx, cancel
+		}, context.Canceled},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var k KeyedMutex[string]
+			unlock := lock(t, &k, "pod")
+			ctx, cancel := tt.ctx()
+			defer cancel()
+			if _, err := k.Lock(ctx, "pod"); !errors.Is(err, tt.want) {
+				t.Fatalf("Lock = %v, want %v", err, tt.want)
+			}
+			// The holder is unaffected, and the key is freed at the end.
+			unlock()
+			unlock() // a second call is a no-op
+			if n := k.Len(); n != 0 {
+				t.Fatalf("%d entries left", n)
+			}
+			lock(t, &k, "pod")()
+		})
+	}
 }

@@ -33,9 +33,13 @@ import (
 
 	"github.com/noded-dev/noded/internal/errdefs"
 	"github.com/noded-dev/noded/internal/kmutex"
+	"github.com/noded-dev/noded/internal/log"
 )
 
-// Defaults for Options.
+// Defaults for Options. DefaultPluginDirs are searched in order: the
+// upstream location first, then Debian's containernetworking-plugins
+// package. noded's configuration (internal/config) takes its default
+// cni-plugin-dirs from here.
 var (
 	DefaultConfDir    = "/etc/cni/net.d"
 	DefaultPluginDirs = []string{"/opt/cni/bin", "/usr/lib/cni"}
@@ -61,6 +65,10 @@ type Options struct {
 	IfName string
 	// Exec runs plugins; nil means libcni's default. For tests.
 	Exec invoke.Exec
+	// Logger logs what happens outside a request (a config change seen by
+	// Status); nil discards. Setup and Teardown log through their
+	// context's logger (internal/log).
+	Logger *logrus.Entry
 }
 
 // Manager attaches pods to the node's CNI network.
@@ -79,6 +87,7 @@ type Manager struct {
 	pluginDirs []string
 	ifName     string
 	cni        *libcni.CNIConfig
+	log        *logrus.Entry
 
 	mu   sync.Mutex
 	conf confState
@@ -109,6 +118,7 @@ func New(opts Options) (*Manager, error) {
 		pluginDirs: append([]string(nil), opts.PluginDirs...),
 		ifName:     opts.IfName,
 		cni:        libcni.NewCNIConfigWithCacheDir(opts.PluginDirs, opts.CacheDir, opts.Exec),
+		log:        log.Or(opts.Logger),
 	}
 	return m, nil
 }
@@ -120,7 +130,7 @@ func New(opts Options) (*Manager, error) {
 // NetworkReady condition. A config added later is seen by the next call.
 func (m *Manager) Status() error {
 	m.mu.Lock()
-	_, err := m.syncLocked()
+	_, err := m.syncLocked(m.log)
 	m.mu.Unlock()
 	return err
 }
@@ -129,7 +139,7 @@ func (m *Manager) Status() error {
 // to, or the Status error.
 func (m *Manager) NetworkName() (name, file string, err error) {
 	m.mu.Lock()
-	n, err := m.syncLocked()
+	n, err := m.syncLocked(m.log)
 	m.mu.Unlock()
 	if err != nil {
 		return "", "", err
@@ -138,21 +148,22 @@ func (m *Manager) NetworkName() (name, file string, err error) {
 }
 
 // syncLocked re-scans the config directory, reloads the config when the scan
-// changed, and checks that its plugins exist. m.mu must be held.
-func (m *Manager) syncLocked() (*network, error) {
+// changed, and checks that its plugins exist; l is the logger of whoever
+// made the call. m.mu must be held.
+func (m *Manager) syncLocked(l *logrus.Entry) (*network, error) {
 	fp, files, err := scanConfDir(m.confDir)
 	if err != nil {
 		return nil, errdefs.FailedPrecondition("read network config directory %s: %w", m.confDir, err)
 	}
 	if !m.conf.scanned || fp != m.conf.fingerprint {
-		n, lerr := loadFirstNetwork(m.confDir, files)
+		n, lerr := loadFirstNetwork(l, m.confDir, files)
 		old := m.conf.net
 		m.conf = confState{scanned: true, fingerprint: fp, net: n, err: lerr}
 		switch {
 		case n != nil && (old == nil || old.file != n.file || string(old.list.Bytes) != string(n.list.Bytes)):
-			logrus.WithFields(logrus.Fields{"network": n.list.Name, "file": n.file}).Info("CNI network config loaded")
+			l.WithFields(logrus.Fields{"network": n.list.Name, "file": n.file}).Info("CNI network config loaded")
 		case n == nil && old != nil:
-			logrus.WithError(lerr).Warn("CNI network config gone")
+			l.WithError(lerr).Warn("CNI network config gone")
 		}
 	}
 	if m.conf.net == nil {
@@ -176,11 +187,15 @@ func (m *Manager) Setup(ctx context.Context, pod PodNetwork) (*Result, error) {
 	if err := CheckNetNS(pod.NetNSPath); err != nil {
 		return nil, fmt.Errorf("set up network of pod %s: %w", pod.ID, err)
 	}
-	unlock := m.pods.Lock(pod.ID)
+	unlock, err := m.pods.Lock(ctx, pod.ID)
+	if err != nil {
+		return nil, err
+	}
 	defer unlock()
 
+	l := log.FromContext(ctx)
 	m.mu.Lock()
-	n, err := m.syncLocked()
+	n, err := m.syncLocked(l)
 	m.mu.Unlock()
 	if err != nil {
 		return nil, fmt.Errorf("set up network of pod %s: %w", pod.ID, err)
@@ -195,7 +210,7 @@ func (m *Manager) Setup(ctx context.Context, pod PodNetwork) (*Result, error) {
 	if err != nil {
 		delCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), rollbackTimeout)
 		if derr := m.cni.DelNetworkList(delCtx, n.list, rt); derr != nil {
-			logrus.WithField("pod", pod.ID).WithError(derr).Warn("undoing failed CNI ADD")
+			l.WithField("pod", pod.ID).WithError(derr).Warn("undoing failed CNI ADD")
 		}
 		cancel()
 		if cerr := ctx.Err(); cerr != nil && !errors.Is(err, cerr) {
@@ -207,7 +222,7 @@ func (m *Manager) Setup(ctx context.Context, pod PodNetwork) (*Result, error) {
 	if err != nil {
 		return nil, fmt.Errorf("network %q of pod %s: %w", n.list.Name, pod.ID, err)
 	}
-	logrus.WithFields(logrus.Fields{"pod": pod.ID, "network": n.list.Name, "ips": out.IPs}).Debug("pod network set up")
+	l.WithFields(logrus.Fields{"pod": pod.ID, "network": n.list.Name, "ips": out.IPs}).Debug("pod network set up")
 	return out, nil
 }
 
@@ -221,7 +236,10 @@ func (m *Manager) Teardown(ctx context.Context, pod PodNetwork) error {
 	if err := validatePod(pod); err != nil {
 		return err
 	}
-	unlock := m.pods.Lock(pod.ID)
+	unlock, err := m.pods.Lock(ctx, pod.ID)
+	if err != nil {
+		return err
+	}
 	defer unlock()
 
 	nsPath := usableNetNS(pod.NetNSPath)
@@ -260,11 +278,12 @@ func (m *Manager) Teardown(ctx context.Context, pod PodNetwork) error {
 		// Nothing cached: the ADD failed or never ran, or the cache was
 		// lost. A DEL with the current config releases whatever the
 		// plugins may hold; plugins tolerate a DEL of nothing.
+		l := log.FromContext(ctx)
 		m.mu.Lock()
-		n, err := m.syncLocked()
+		n, err := m.syncLocked(l)
 		m.mu.Unlock()
 		if err != nil {
-			logrus.WithField("pod", pod.ID).WithError(err).Debug("no cached CNI result and no usable network: nothing to tear down")
+			l.WithField("pod", pod.ID).WithError(err).Debug("no cached CNI result and no usable network: nothing to tear down")
 			return nil
 		}
 		if err := m.cni.DelNetworkList(ctx, n.list, m.runtimeConf(pod, nsPath)); err != nil {
@@ -292,7 +311,10 @@ func (m *Manager) Check(ctx context.Context, pod PodNetwork) error {
 	if err := CheckNetNS(pod.NetNSPath); err != nil {
 		return fmt.Errorf("check network of pod %s: %w", pod.ID, err)
 	}
-	unlock := m.pods.Lock(pod.ID)
+	unlock, err := m.pods.Lock(ctx, pod.ID)
+	if err != nil {
+		return err
+	}
 	defer unlock()
 
 	atts, err := m.cni.GetCachedAttachments(pod.ID)
@@ -328,7 +350,8 @@ func (m *Manager) CachedResult(id string) (*Result, error) {
 	if id == "" {
 		return nil, errdefs.InvalidArgument("empty pod sandbox ID")
 	}
-	unlock := m.pods.Lock(id)
+	// A cache read does not wait on a caller: nothing here blocks for long.
+	unlock, _ := m.pods.Lock(context.Background(), id)
 	defer unlock()
 
 	atts, err := m.cni.GetCachedAttachments(id)

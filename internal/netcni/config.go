@@ -108,12 +108,12 @@ func hasConfExt(name string) bool {
 // network config. Files that do not parse are skipped, as the kubelet does;
 // when none is usable the error names the directory and, if any, why each
 // file was skipped.
-func loadFirstNetwork(dir string, files []string) (*network, error) {
+func loadFirstNetwork(l *logrus.Entry, dir string, files []string) (*network, error) {
 	var skipped []string
 	for _, file := range files {
 		list, err := loadConfFile(file)
 		if err != nil {
-			logrus.WithField("file", file).WithError(err).Warn("skipping invalid CNI network config")
+			l.WithField("file", file).WithError(err).Warn("skipping invalid CNI network config")
 			skipped = append(skipped, fmt.Sprintf("%s: %v", filepath.Base(file), err))
 			continue
 		}

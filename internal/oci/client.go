@@ -111,9 +111,12 @@ func (r *Runtime) StartMonitor(ctx context.Context, pod PodID) error {
 	if !wire.ValidID(string(pod)) {
 		return errdefs.InvalidArgument("invalid pod id %q", pod)
 	}
-	unlock := r.locks.Lock(pod)
+	unlock, err := r.locks.Lock(ctx, pod)
+	if err != nil {
+		return err
+	}
 	defer unlock()
-	_, err := r.hello(ctx, pod)
+	_, err = r.hello(ctx, pod)
 	if err == nil || !isUnavailable(err) {
 		return err
 	}
@@ -162,7 +165,10 @@ func (r *Runtime) StopMonitor(ctx context.Context, pod PodID) error {
 	if !wire.ValidID(string(pod)) {
 		return errdefs.InvalidArgument("invalid pod id %q", pod)
 	}
-	unlock := r.locks.Lock(pod)
+	unlock, err := r.locks.Lock(ctx, pod)
+	if err != nil {
+		return err
+	}
 	defer func() { unlock() }() // the lock is dropped and retaken below
 	if _, err := r.hello(ctx, pod); isUnavailable(err) {
 		entries, _ := os.ReadDir(wire.MonitorDir(r.o.RunDir, string(pod)))
@@ -171,15 +177,18 @@ func (r *Runtime) StopMonitor(ctx context.Context, pod PodID) error {
 			return nil
 		}
 		unlock()
-		err := r.StartMonitor(ctx, pod)
-		unlock = r.locks.Lock(pod)
-		if err != nil {
+		if err := r.StartMonitor(ctx, pod); err != nil {
+			unlock = func() {}
+			return err
+		}
+		if unlock, err = r.locks.Lock(ctx, pod); err != nil {
+			unlock = func() {}
 			return err
 		}
 	} else if err != nil {
 		return err
 	}
-	_, err := r.call(ctx, pod, &wire.Request{Op: wire.OpShutdown})
+	_, err = r.call(ctx, pod, &wire.Request{Op: wire.OpShutdown})
 	if err != nil && !isUnavailable(err) {
 		return err
 	}

@@ -2,11 +2,9 @@ package sandbox
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"syscall"
 	"time"
 
@@ -16,21 +14,20 @@ import (
 	"github.com/noded-dev/noded/internal/cleanup"
 	"github.com/noded-dev/noded/internal/errdefs"
 	"github.com/noded-dev/noded/internal/ids"
+	"github.com/noded-dev/noded/internal/log"
 	"github.com/noded-dev/noded/internal/oci"
 	"github.com/noded-dev/noded/internal/specgen"
 	"github.com/noded-dev/noded/internal/state"
-	"github.com/noded-dev/noded/internal/storage"
 )
 
-// Keys of the container record's Extra map.
-const (
-	extraStopSignal  = "stopSignal"
-	extraUser        = "user" // "uid:gid:g1,g2"
-	extraTermination = "terminationMessageFile"
-	extraCgroupsPath = "cgroupsPath"
-)
-
-func storageID(id ids.ContainerID) storage.ContainerID { return storage.ContainerID(id) }
+// Containers runs the application containers of ready pods. It owns the
+// container records; their exits are recorded by Events, and their
+// resource samples are Stats'.
+type Containers struct {
+	*base
+	events *Events
+	stats  *Stats
+}
 
 // containerName is the unique CRI name of a container, as the kubelet
 // builds it.
@@ -39,18 +36,17 @@ func containerName(c *runtimeapi.ContainerMetadata, p *runtimeapi.PodSandboxMeta
 }
 
 // CreateContainer creates a container in a ready pod.
-func (s *Service) CreateContainer(ctx context.Context, podRef string, cfg *runtimeapi.ContainerConfig) (_ ids.ContainerID, retErr error) {
+func (s *Containers) CreateContainer(ctx context.Context, podID ids.SandboxID, cfg *runtimeapi.ContainerConfig) (_ ids.ContainerID, retErr error) {
 	if cfg == nil || cfg.GetMetadata().GetName() == "" {
 		return "", errdefs.InvalidArgument("container config with metadata.name is required")
 	}
 	if cfg.GetImage().GetImage() == "" {
 		return "", errdefs.InvalidArgument("container image is required")
 	}
-	podID, err := s.resolveSandbox(podRef)
+	unlockPod, err := s.lockPod(ctx, podID)
 	if err != nil {
 		return "", err
 	}
-	unlockPod := s.lockPod(podID)
 	defer unlockPod()
 	pod, err := s.o.Store.Sandbox(podID)
 	if err != nil {
@@ -62,9 +58,10 @@ func (s *Service) CreateContainer(ctx context.Context, podRef string, cfg *runti
 
 	id := ids.NewContainerID()
 	name := containerName(cfg.GetMetadata(), pod.Config.GetMetadata())
-	log := s.log.WithFields(map[string]any{"container": id.Short(), "name": name})
+	lg := log.FromContext(ctx).WithFields(map[string]any{"container": id.Short(), "name": name})
+	ctx = log.WithContext(ctx, lg)
 	var undo cleanup.Stack
-	defer func() { undo.RunIf(ctx, &retErr, log) }()
+	defer func() { undo.RunIf(ctx, &retErr, lg) }()
 
 	if err := s.names.Reserve(name, string(id)); err != nil {
 		return "", err
@@ -81,11 +78,11 @@ func (s *Service) CreateContainer(ctx context.Context, podRef string, cfg *runti
 		return "", err
 	}
 	defer leave()
-	rootPath, err := s.createRootfs(ctx, storageID(id), img.ID, name, &undo)
+	rootPath, err := s.createRootfs(id, img.ID, name, &undo)
 	if err != nil {
 		return "", err
 	}
-	if err := s.step("container-rootfs"); err != nil {
+	if err := s.step(ctx, "container-rootfs"); err != nil {
 		return "", err
 	}
 
@@ -115,30 +112,25 @@ func (s *Service) CreateContainer(ctx context.Context, podRef string, cfg *runti
 	if _, err := s.o.Monitor.Create(ctx, req); err != nil {
 		return "", fmt.Errorf("creating container: %w", err)
 	}
-	if err := s.step("container-create"); err != nil {
+	if err := s.step(ctx, "container-create"); err != nil {
 		return "", err
 	}
 
 	rec := &state.Container{
 		ID: id, SandboxID: podID, Name: name, State: state.ContainerCreated, CreatedAt: time.Now().UnixNano(),
-		Config: cfg, ImageRef: img.Name, ImageID: img.ID.String(), StorageID: string(id), Bundle: bundle,
-		LogPath: logPath,
-		Extra: map[string]string{
-			extraStopSignal:  strconv.Itoa(int(res.StopSignal)),
-			extraUser:        formatUser(res.User),
-			extraTermination: termFile,
-			extraCgroupsPath: res.Spec.Linux.CgroupsPath,
-		},
+		Config: cfg, ImageRef: img.Name, ImageID: img.ID.String(), StorageID: id, Bundle: bundle,
+		LogPath: logPath, StopSignal: int(res.StopSignal), User: state.User(res.User),
+		TerminationMessageFile: termFile, CgroupsPath: res.Spec.Linux.CgroupsPath,
 	}
 	if err := s.o.Store.AddContainer(rec); err != nil {
 		return "", err
 	}
 	undo.Release()
-	log.Info("container created")
+	lg.Info("container created")
 	return id, nil
 }
 
-func (s *Service) generateContainerSpec(ctx context.Context, pod *state.Sandbox, id ids.ContainerID, cfg *runtimeapi.ContainerConfig, img Image, rootPath, termFile string) (*specgen.Result, error) {
+func (s *Containers) generateContainerSpec(ctx context.Context, pod *state.Sandbox, id ids.ContainerID, cfg *runtimeapi.ContainerConfig, img Image, rootPath, termFile string) (*specgen.Result, error) {
 	gen := &specgen.Container{
 		ID: string(id), SandboxID: string(pod.ID), Config: cfg, Sandbox: pod.Config,
 		Image: img.Config, ImageName: img.Name, RootfsPath: rootPath,
@@ -172,22 +164,14 @@ func containerLogPath(pod *runtimeapi.PodSandboxConfig, cfg *runtimeapi.Containe
 	return filepath.Join(pod.GetLogDirectory(), cfg.GetLogPath())
 }
 
-func formatUser(u specgen.User) string {
-	s := fmt.Sprintf("%d:%d:", u.UID, u.GID)
-	for i, g := range u.AdditionalGIDs {
-		if i > 0 {
-			s += ","
-		}
-		s += strconv.FormatUint(uint64(g), 10)
-	}
-	return s
-}
-
 // StartContainer starts a created container.
-func (s *Service) StartContainer(ctx context.Context, ref string) error {
-	c, unlock, err := s.lockedContainer(ref)
+func (s *Containers) StartContainer(ctx context.Context, id ids.ContainerID) error {
+	c, unlock, err := s.locked(ctx, id)
 	if err != nil {
 		return err
+	}
+	if c == nil {
+		return errdefs.NotFound("container %s not found", id.Short())
 	}
 	defer unlock()
 	if c.State != state.ContainerCreated {
@@ -210,107 +194,26 @@ func (s *Service) StartContainer(ctx context.Context, ref string) error {
 	}); err != nil {
 		return err
 	}
-	s.watch(c.SandboxID, c.ID)
+	s.events.watch(c.SandboxID, c.ID)
 	return nil
 }
-
-// applyState copies what the monitor reports into the record.
-func applyState(r *state.Container, st oci.State) {
-	switch st.Status {
-	case oci.StatusRunning:
-		r.State = state.ContainerRunning
-	case oci.StatusExited:
-		r.State = state.ContainerExited
-	case oci.StatusCreated:
-		return
-	default:
-		r.State = state.ContainerUnknown
-	}
-	r.Pid = st.Pid
-	if !st.StartedAt.IsZero() {
-		r.StartedAt = st.StartedAt.UnixNano()
-	}
-	if st.Status == oci.StatusExited {
-		r.Pid = 0
-		r.ExitCode = st.ExitCode
-		r.Reason = st.Reason
-		if st.OOMKilled {
-			r.Reason = "OOMKilled"
-		}
-		if r.Reason == "" {
-			r.Reason = "Completed"
-			if st.ExitCode != 0 {
-				r.Reason = "Error"
-			}
-		}
-		r.Message = st.Message
-		r.FinishedAt = st.FinishedAt.UnixNano()
-		if st.FinishedAt.IsZero() {
-			r.FinishedAt = time.Now().UnixNano()
-		}
-	}
-}
-
-// watch follows a running container until it exits and records the exit,
-// so that status and list calls never have to ask the monitor.
-func (s *Service) watch(pod ids.SandboxID, id ids.ContainerID) {
-	s.watchers.Add(1)
-	go func() {
-		defer s.watchers.Done()
-		st, err := s.o.Monitor.Wait(s.watchCtx, pod, id)
-		if err != nil {
-			if s.watchCtx.Err() == nil {
-				s.log.WithError(err).WithField("container", id.Short()).Warn("lost track of container exit")
-			}
-			return
-		}
-		s.recordExit(id, st)
-	}()
-}
-
-func (s *Service) recordExit(id ids.ContainerID, st oci.State) {
-	_, err := s.o.Store.UpdateContainer(id, func(r *state.Container) error {
-		if r.State == state.ContainerExited {
-			return errAlreadyRecorded
-		}
-		applyState(r, st)
-		return nil
-	})
-	if err != nil && !errors.Is(err, errAlreadyRecorded) && !errdefs.IsNotFound(err) {
-		s.log.WithError(err).WithField("container", id.Short()).Warn("recording container exit")
-	}
-}
-
-var errAlreadyRecorded = fmt.Errorf("exit already recorded")
 
 // StopContainer stops a running container with its stop signal, then
 // SIGKILL after timeout. Stopping a stopped or unknown container succeeds:
 // the CRI makes stops idempotent, and the kubelet retries them.
-func (s *Service) StopContainer(ctx context.Context, ref string, timeout time.Duration) error {
-	id, err := s.resolveContainer(ref)
-	if err != nil {
-		if errdefs.IsNotFound(err) {
-			return nil
-		}
+func (s *Containers) StopContainer(ctx context.Context, id ids.ContainerID, timeout time.Duration) error {
+	c, unlock, err := s.locked(ctx, id)
+	if err != nil || c == nil {
 		return err
 	}
-	return s.stopContainer(ctx, id, timeout)
-}
-
-func (s *Service) stopContainer(ctx context.Context, id ids.ContainerID, timeout time.Duration) error {
-	unlock := s.lockContainer(id)
 	defer unlock()
-	c, err := s.o.Store.Container(id)
-	if err != nil {
-		return err
-	}
 	if c.State == state.ContainerExited {
 		return nil
 	}
 	pod, ctr := c.SandboxID, c.ID
 	sig := syscall.SIGTERM
-	if n, _ := strconv.Atoi(c.Extra[extraStopSignal]); n > 0 {
-		sig = syscall.Signal(n)
+	if c.StopSignal > 0 {
+		sig = syscall.Signal(c.StopSignal)
 	}
 	if err := s.killAndWait(ctx, pod, ctr, sig, timeout); err != nil && !errdefs.IsNotFound(err) {
 		return err
@@ -338,34 +241,19 @@ func (s *Service) stopContainer(ctx context.Context, id ids.ContainerID, timeout
 
 // RemoveContainer kills the container if it runs and removes it.
 // Removing an unknown container succeeds.
-func (s *Service) RemoveContainer(ctx context.Context, ref string) error {
-	id, err := s.resolveContainer(ref)
-	if err != nil {
-		if errdefs.IsNotFound(err) {
-			return nil
-		}
+func (s *Containers) RemoveContainer(ctx context.Context, id ids.ContainerID) error {
+	if err := s.StopContainer(ctx, id, 0); err != nil {
 		return err
 	}
-	return s.removeContainer(ctx, id)
-}
-
-func (s *Service) removeContainer(ctx context.Context, id ids.ContainerID) error {
-	if err := s.stopContainer(ctx, id, 0); err != nil && !errdefs.IsNotFound(err) {
+	c, unlock, err := s.locked(ctx, id)
+	if err != nil || c == nil {
 		return err
 	}
-	unlock := s.lockContainer(id)
 	defer unlock()
-	c, err := s.o.Store.Container(id)
-	if err != nil {
-		if errdefs.IsNotFound(err) {
-			return nil
-		}
-		return err
-	}
 	if err := s.o.Monitor.Delete(ctx, c.SandboxID, c.ID); err != nil && !errdefs.IsNotFound(err) {
 		return fmt.Errorf("deleting container: %w", err)
 	}
-	if err := s.removeRootfs(storageID(c.ID)); err != nil {
+	if err := s.removeRootfs(c.StorageID); err != nil {
 		return err
 	}
 	if err := os.RemoveAll(c.Bundle); err != nil {
@@ -374,34 +262,14 @@ func (s *Service) removeContainer(ctx context.Context, id ids.ContainerID) error
 	if err := s.o.Store.DeleteContainer(c.ID); err != nil {
 		return err
 	}
-	s.cpu.forget(string(c.ID))
+	s.stats.forget(c.ID)
 	s.names.Release(string(c.ID))
 	return nil
 }
 
-// ExecSync runs a command in a running container.
-func (s *Service) ExecSync(ctx context.Context, ref string, cmd []string, timeout time.Duration) (stdout, stderr []byte, code int32, err error) {
-	id, err := s.resolveContainer(ref)
-	if err != nil {
-		return nil, nil, 0, err
-	}
-	c, err := s.o.Store.Container(id)
-	if err != nil {
-		return nil, nil, 0, err
-	}
-	if c.State != state.ContainerRunning {
-		return nil, nil, 0, errdefs.FailedPrecondition("container %s is not running", id.Short())
-	}
-	return s.o.Monitor.ExecSync(ctx, c.SandboxID, c.ID, cmd, timeout)
-}
-
 // ReopenContainerLog asks the monitor to reopen the container's log file
 // after the kubelet rotated it.
-func (s *Service) ReopenContainerLog(ctx context.Context, ref string) error {
-	id, err := s.resolveContainer(ref)
-	if err != nil {
-		return err
-	}
+func (s *Containers) ReopenContainerLog(ctx context.Context, id ids.ContainerID) error {
 	c, err := s.o.Store.Container(id)
 	if err != nil {
 		return err
@@ -412,22 +280,21 @@ func (s *Service) ReopenContainerLog(ctx context.Context, ref string) error {
 	return s.o.Monitor.ReopenLog(ctx, c.SandboxID, c.ID)
 }
 
-// lockedContainer resolves ref and returns its record under its lock.
-func (s *Service) lockedContainer(ref string) (*state.Container, func(), error) {
-	id, err := s.resolveContainer(ref)
+// locked takes the container's lock and returns its record. A container
+// that is gone gives a nil record and no error (and nothing to unlock):
+// stops and removes of removed containers succeed.
+func (s *Containers) locked(ctx context.Context, id ids.ContainerID) (*state.Container, func(), error) {
+	unlock, err := s.lockContainer(ctx, id)
 	if err != nil {
 		return nil, nil, err
 	}
-	unlock := s.lockContainer(id)
 	c, err := s.o.Store.Container(id)
 	if err != nil {
 		unlock()
+		if errdefs.IsNotFound(err) {
+			return nil, nil, nil
+		}
 		return nil, nil, err
 	}
 	return c, unlock, nil
-}
-
-// resolveContainer finds a container by full ID or unique prefix.
-func (s *Service) resolveContainer(ref string) (ids.ContainerID, error) {
-	return resolveID(ref, "container", s.o.Store.HasContainer, s.o.Store.ContainerIDs)
 }

@@ -1,13 +1,11 @@
 package sandbox
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 
-	"golang.org/x/sys/unix"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/noded-dev/noded/internal/errdefs"
@@ -28,18 +26,18 @@ var realHostFiles = hostFiles{Hosts: "/etc/hosts", ResolvConf: "/etc/resolv.conf
 // podFiles writes the files a pod shares with its containers under dir and
 // mounts its /dev/shm. On error the caller removes them with
 // removePodFiles (it is safe on a half-made directory).
-func podFiles(dir string, cfg *runtimeapi.PodSandboxConfig, host hostFiles) (specgen.SandboxFiles, error) {
+func podFiles(h host, dir string, cfg *runtimeapi.PodSandboxConfig, hf hostFiles) (specgen.SandboxFiles, error) {
 	files := sandboxFiles(dir, cfg)
 	if err := os.MkdirAll(dir, 0o711); err != nil {
 		return files, err
 	}
 	hostNetwork := cfg.GetLinux().GetSecurityContext().GetNamespaceOptions().GetNetwork() == runtimeapi.NamespaceMode_NODE
 
-	hosts, err := hostsContent(hostNetwork, host.Hosts)
+	hosts, err := hostsContent(hostNetwork, hf.Hosts)
 	if err != nil {
 		return files, err
 	}
-	resolv, err := resolvContent(cfg.GetDnsConfig(), host.ResolvConf)
+	resolv, err := resolvContent(cfg.GetDnsConfig(), hf.ResolvConf)
 	if err != nil {
 		return files, err
 	}
@@ -59,8 +57,7 @@ func podFiles(dir string, cfg *runtimeapi.PodSandboxConfig, host hostFiles) (spe
 	if err := os.MkdirAll(files.Shm, 0o700); err != nil {
 		return files, err
 	}
-	opts := fmt.Sprintf("mode=1777,size=%d", defaultShmSize)
-	if err := unix.Mount("shm", files.Shm, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, opts); err != nil {
+	if err := h.MountShm(files.Shm, defaultShmSize); err != nil {
 		return files, fmt.Errorf("mounting pod /dev/shm: %w", err)
 	}
 	return files, nil
@@ -83,10 +80,9 @@ func sandboxFiles(dir string, cfg *runtimeapi.PodSandboxConfig) specgen.SandboxF
 
 // removePodFiles unmounts the pod's /dev/shm and deletes its directory.
 // Idempotent: a missing directory or mount is fine.
-func removePodFiles(dir string) error {
-	shm := filepath.Join(dir, "shm")
-	if err := unix.Unmount(shm, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
-		return fmt.Errorf("unmounting %s: %w", shm, err)
+func removePodFiles(h host, dir string) error {
+	if err := h.UnmountShm(filepath.Join(dir, "shm")); err != nil {
+		return err
 	}
 	return os.RemoveAll(dir)
 }

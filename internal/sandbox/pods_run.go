@@ -2,69 +2,79 @@ package sandbox
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"time"
 
-	specs "github.com/opencontainers/runtime-spec/specs-go"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/noded-dev/noded/internal/admit"
 	"github.com/noded-dev/noded/internal/cleanup"
 	"github.com/noded-dev/noded/internal/errdefs"
 	"github.com/noded-dev/noded/internal/ids"
+	"github.com/noded-dev/noded/internal/log"
 	"github.com/noded-dev/noded/internal/netcni"
 	"github.com/noded-dev/noded/internal/oci"
 	"github.com/noded-dev/noded/internal/specgen"
 	"github.com/noded-dev/noded/internal/state"
-	"github.com/noded-dev/noded/internal/storage"
 )
 
-// Failure injection points for rollback tests: a hook named after a step
-// returns an error to make RunPodSandbox or CreateContainer fail right
-// after that step. Nil in production.
-type failHook func(step string) error
+// Pods runs pod sandboxes: their files, network namespace, CNI
+// attachment, monitor and pause container. It owns the sandbox records;
+// the containers in a pod are Containers' (which Pods asks to stop and
+// remove them with their pod).
+type Pods struct {
+	*base
+	containers *Containers
+}
+
+// sandboxName is the unique CRI name of a pod, as the kubelet builds it.
+func sandboxName(m *runtimeapi.PodSandboxMetadata) string {
+	return fmt.Sprintf("%s_%s_%s_%d", m.GetName(), m.GetNamespace(), m.GetUid(), m.GetAttempt())
+}
 
 // RunPodSandbox creates and starts a pod sandbox and returns its ID.
-func (s *Service) RunPodSandbox(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, handler string) (_ ids.SandboxID, retErr error) {
+func (s *Pods) RunPodSandbox(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, handler string) (_ ids.SandboxID, retErr error) {
 	if err := validateSandboxConfig(cfg, handler); err != nil {
 		return "", err
 	}
 	id := ids.NewSandboxID()
 	name := sandboxName(cfg.GetMetadata())
-	log := s.log.WithFields(map[string]any{"pod": id.Short(), "name": name})
+	lg := log.FromContext(ctx).WithFields(map[string]any{"pod": id.Short(), "name": name})
+	ctx = log.WithContext(ctx, lg)
 
 	var undo cleanup.Stack
-	defer func() { undo.RunIf(ctx, &retErr, log) }()
+	defer func() { undo.RunIf(ctx, &retErr, lg) }()
 
 	if err := s.names.Reserve(name, string(id)); err != nil {
 		return "", err
 	}
 	undo.Push("release pod name", func(context.Context) error { s.names.Release(string(id)); return nil })
-	unlock := s.lockPod(id)
+	unlock, err := s.lockPod(ctx, id)
+	if err != nil {
+		return "", err
+	}
 	defer unlock()
 
 	pauseImage, err := s.o.Images.PauseImage(ctx)
 	if err != nil {
 		return "", fmt.Errorf("pause image: %w", err)
 	}
-	if err := s.step("pause-image"); err != nil {
+	if err := s.step(ctx, "pause-image"); err != nil {
 		return "", err
 	}
 
 	dir := s.podDir(id)
-	undo.Push("remove pod files", func(context.Context) error { return removePodFiles(dir) })
-	files, err := podFiles(dir, cfg, realHostFiles)
+	undo.Push("remove pod files", func(context.Context) error { return removePodFiles(s.o.Host, dir) })
+	files, err := podFiles(s.o.Host, dir, cfg, realHostFiles)
 	if err != nil {
 		return "", fmt.Errorf("pod files: %w", err)
 	}
-	if err := s.step("pod-files"); err != nil {
+	if err := s.step(ctx, "pod-files"); err != nil {
 		return "", err
 	}
 
@@ -110,7 +120,7 @@ func (s *Service) RunPodSandbox(ctx context.Context, cfg *runtimeapi.PodSandboxC
 	if err := waitNetwork(); err != nil {
 		return "", err
 	}
-	if err := s.step("cni"); err != nil {
+	if err := s.step(ctx, "cni"); err != nil {
 		return "", err
 	}
 	rec.IPs, rec.NetworkReady = ips, rec.NetNSPath != ""
@@ -120,11 +130,11 @@ func (s *Service) RunPodSandbox(ctx context.Context, cfg *runtimeapi.PodSandboxC
 		return "", err
 	}
 	undo.Push("forget sandbox record", func(context.Context) error { return s.o.Store.DeleteSandbox(id) })
-	if err := s.step("record"); err != nil {
+	if err := s.step(ctx, "record"); err != nil {
 		return "", err
 	}
 	undo.Release()
-	log.WithField("ips", rec.IPs).Info("pod sandbox running")
+	lg.WithField("ips", rec.IPs).Info("pod sandbox running")
 	return id, nil
 }
 
@@ -137,19 +147,19 @@ type attachResult struct {
 // setupNetwork pins a network namespace and starts attaching it through
 // CNI in the background, unless the pod uses the host's network. The
 // returned channel yields the attach's outcome exactly once.
-func (s *Service) setupNetwork(ctx context.Context, rec *state.Sandbox, undo *cleanup.Stack) (<-chan attachResult, error) {
+func (s *Pods) setupNetwork(ctx context.Context, rec *state.Sandbox, undo *cleanup.Stack) (<-chan attachResult, error) {
 	done := make(chan attachResult, 1)
 	if hostNetwork(rec.Config) {
 		done <- attachResult{}
 		return done, nil
 	}
-	path, err := netcni.NewNetNS(s.o.NetNSDir, string(rec.ID))
+	path, err := s.o.Host.NewNetNS(s.o.NetNSDir, string(rec.ID))
 	if err != nil {
 		return nil, fmt.Errorf("network namespace: %w", err)
 	}
-	undo.Push("remove network namespace", func(context.Context) error { return netcni.RemoveNetNS(path) })
+	undo.Push("remove network namespace", func(context.Context) error { return s.o.Host.RemoveNetNS(path) })
 	rec.NetNSPath = path
-	if err := s.step("netns"); err != nil {
+	if err := s.step(ctx, "netns"); err != nil {
 		return nil, err
 	}
 
@@ -173,7 +183,7 @@ func (s *Service) setupNetwork(ctx context.Context, rec *state.Sandbox, undo *cl
 
 // startPause creates the pause container's rootfs and bundle and runs it
 // under the pod's new monitor. It returns the pause process ID.
-func (s *Service) startPause(ctx context.Context, rec *state.Sandbox, img Image, files specgen.SandboxFiles, undo *cleanup.Stack) (int, error) {
+func (s *Pods) startPause(ctx context.Context, rec *state.Sandbox, img Image, files specgen.SandboxFiles, undo *cleanup.Stack) (int, error) {
 	pod, ctr := rec.ID, oci.ContainerID(rec.ID)
 	// The monitor starts (a fork, exec and socket) while the root
 	// filesystem and bundle are made. Its undo step is pushed first so it
@@ -185,7 +195,7 @@ func (s *Service) startPause(ctx context.Context, rec *state.Sandbox, img Image,
 		if err := <-monitorStarted; err != nil {
 			return fmt.Errorf("starting the pod monitor: %w", err)
 		}
-		return s.step("monitor")
+		return s.step(ctx, "monitor")
 	}
 
 	bundle, err := s.pauseBundle(ctx, rec, img, files, undo)
@@ -203,13 +213,13 @@ func (s *Service) startPause(ctx context.Context, rec *state.Sandbox, img Image,
 	if st.Status != oci.StatusRunning || st.Pid == 0 {
 		return 0, fmt.Errorf("pause container is %s (exit code %d)", st.Status, st.ExitCode)
 	}
-	return st.Pid, s.step("pause")
+	return st.Pid, s.step(ctx, "pause")
 }
 
 // pauseBundle makes the pause container's root filesystem and writes its
 // OCI bundle, returning the bundle directory.
-func (s *Service) pauseBundle(ctx context.Context, rec *state.Sandbox, img Image, files specgen.SandboxFiles, undo *cleanup.Stack) (string, error) {
-	rootPath, err := s.createRootfs(ctx, storage.ContainerID(rec.ID), img.ID, rec.Name, undo)
+func (s *Pods) pauseBundle(ctx context.Context, rec *state.Sandbox, img Image, files specgen.SandboxFiles, undo *cleanup.Stack) (string, error) {
+	rootPath, err := s.createRootfs(ids.ContainerID(rec.ID), img.ID, rec.Name, undo)
 	if err != nil {
 		return "", err
 	}
@@ -225,64 +235,7 @@ func (s *Service) pauseBundle(ctx context.Context, rec *state.Sandbox, img Image
 	if err := writeBundle(bundle, res.Spec); err != nil {
 		return "", err
 	}
-	return bundle, s.step("pause-bundle")
-}
-
-// createRootfs makes and mounts a storage container on the image.
-func (s *Service) createRootfs(_ context.Context, id storage.ContainerID, image storage.ImageID, name string, undo *cleanup.Stack) (string, error) {
-	if _, err := s.o.Rootfs.CreateContainer(id, image, storage.CreateContainerOptions{Names: []string{name}}); err != nil {
-		return "", fmt.Errorf("creating root filesystem: %w", err)
-	}
-	undo.Push("delete root filesystem", func(context.Context) error { return s.removeRootfs(id) })
-	path, err := s.o.Rootfs.Mount(id, "")
-	if err != nil {
-		return "", fmt.Errorf("mounting root filesystem: %w", err)
-	}
-	return path, nil
-}
-
-// removeRootfs unmounts and deletes a storage container; missing is fine.
-func (s *Service) removeRootfs(id storage.ContainerID) error {
-	if err := s.o.Rootfs.Unmount(id, true); err != nil && !errdefs.IsNotFound(err) {
-		return err
-	}
-	if err := s.o.Rootfs.DeleteContainer(id); err != nil && !errdefs.IsNotFound(err) {
-		return err
-	}
-	return nil
-}
-
-// forceDelete kills a container if it runs and deletes it from its monitor.
-func (s *Service) forceDelete(ctx context.Context, pod oci.PodID, ctr oci.ContainerID) error {
-	if err := s.killAndWait(ctx, pod, ctr, 0, 0); err != nil && !errdefs.IsNotFound(err) {
-		s.log.WithError(err).WithField("container", ctr).Warn("killing before delete")
-	}
-	if err := s.o.Monitor.Delete(ctx, pod, ctr); err != nil && !errdefs.IsNotFound(err) {
-		return err
-	}
-	return nil
-}
-
-func writeBundle(dir string, spec *specs.Spec) error {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return err
-	}
-	b, err := json.Marshal(spec)
-	if err != nil {
-		return err
-	}
-	return os.WriteFile(filepath.Join(dir, "config.json"), b, 0o600)
-}
-
-// step marks the end of a create step: it is logged at debug level (with
-// the logger's timestamps, a slow step shows) and is where tests inject
-// failures.
-func (s *Service) step(name string) error {
-	s.log.WithField("step", name).Debug("create step done")
-	if s.o.FailAfter == nil {
-		return nil
-	}
-	return s.o.FailAfter(name)
+	return bundle, s.step(ctx, "pause-bundle")
 }
 
 func hostNetwork(cfg *runtimeapi.PodSandboxConfig) bool {

@@ -2,6 +2,23 @@
 // sandboxes with CNI networking, and application containers in them, each
 // launched through the pod's conmon-go monitor (internal/oci).
 //
+// One service per concern, each behind its own small interface in
+// internal/cri:
+//
+//	Pods        RunPodSandbox, StopPodSandbox, RemovePodSandbox,
+//	            PodSandboxStatus, ListPodSandbox          pods_*.go
+//	Containers  CreateContainer, StartContainer, StopContainer,
+//	            RemoveContainer, ContainerStatus, ListContainers,
+//	            ReopenContainerLog                        containers_*.go
+//	Exec        ExecSync (the streaming RPCs will join it) exec.go
+//	Stats       ContainerStats, ListContainerStats        stats.go
+//	Events      the exit watchers that record a container's end
+//	            (GetContainerEvents will serve from it)   events.go
+//	IDs         full-ID or prefix resolution, done once at the edge
+//
+// They share one base (records, names, locks, host and helper plumbing;
+// base.go) and are built together by New.
+//
 // Lifecycle of a pod:
 //
 //	RunPodSandbox   reserve name → pod files → netns → then at once:
@@ -14,16 +31,14 @@
 // Every create pushes undo steps on a cleanup.Stack, so a failure at any
 // step leaves nothing behind (see cleanup).
 //
-// Lock rules: podLock(id) serialises operations on one pod and is taken
-// before ctrLock(id) of any of its containers; neither is held while
-// waiting on another pod. The store has its own internal lock (see state).
+// Lock rules: lockPod(id) serialises operations on one pod and is taken
+// before lockContainer(id) of any of its containers; neither is held while
+// waiting on another pod. Both give up when the request's context ends.
+// The store has its own internal lock (see state).
 package sandbox
 
 import (
 	"context"
-	"fmt"
-	"path/filepath"
-	"sync"
 	"syscall"
 	"time"
 
@@ -31,9 +46,8 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/noded-dev/noded/internal/admit"
-	"github.com/noded-dev/noded/internal/cgroupstats"
 	"github.com/noded-dev/noded/internal/ids"
-	"github.com/noded-dev/noded/internal/kmutex"
+	"github.com/noded-dev/noded/internal/log"
 	"github.com/noded-dev/noded/internal/netcni"
 	"github.com/noded-dev/noded/internal/oci"
 	"github.com/noded-dev/noded/internal/specgen"
@@ -99,7 +113,21 @@ type gate interface {
 	Enter(ctx context.Context, c admit.Class) (leave func(), err error)
 }
 
-// Options wire a Service.
+// host is what a pod needs from the kernel besides its containers: the
+// pod's /dev/shm tmpfs and its pinned network namespace. Both need root;
+// unit tests give fakes, so that the services' logic is tested by any
+// user (the real thing is covered by the integration tests).
+type host interface {
+	MountShm(path string, size int64) error
+	// UnmountShm is idempotent: a path that is not mounted is fine.
+	UnmountShm(path string) error
+	// NewNetNS pins a new network namespace at <dir>/<name>.
+	NewNetNS(dir, name string) (string, error)
+	// RemoveNetNS is idempotent.
+	RemoveNetNS(path string) error
+}
+
+// Options wire the services.
 type Options struct {
 	Store   *state.Store
 	Images  images
@@ -108,83 +136,61 @@ type Options struct {
 	Monitor monitor
 	// Starts admits creations; nil admits everything at once.
 	Starts gate
+	// Host mounts and pins namespaces; nil is the real kernel (RealHost).
+	Host host
 	// Node is the host facts and configuration for spec generation.
 	Node specgen.Node
 	// PodsDir holds each pod's files and bundles: <PodsDir>/<pod id>/.
 	PodsDir string
 	// NetNSDir holds pinned network namespaces (a tmpfs, e.g. under /run).
 	NetNSDir string
-	Logger   *logrus.Entry
+	// Logger is for work that outlives a request (exit watchers); a
+	// request's own lines go to the logger in its context (internal/log).
+	Logger *logrus.Entry
 	// FailAfter injects a failure after a named create step (tests only).
 	FailAfter failHook
 }
 
-// Service implements the pod and container RPCs.
-type Service struct {
-	o     Options
-	log   *logrus.Entry
-	names *ids.Names
-
-	locks kmutex.KeyedMutex[string]
-
-	cgroups cgroupstats.Reader
-	cpu     cpuSamples
-
-	// watchCtx ends the exit watchers when the service is closed.
-	watchCtx    context.Context
-	watchCancel context.CancelFunc
-	watchers    sync.WaitGroup
+// Services are the pod runtime's services. They are built together
+// because they share the records, the name registry and the locks.
+type Services struct {
+	Pods       *Pods
+	Containers *Containers
+	Exec       *Exec
+	Stats      *Stats
+	Events     *Events
+	IDs        *IDs
 }
 
-// New returns a Service. Call Recover before serving requests.
-func New(o Options) *Service {
-	log := o.Logger
-	if log == nil {
-		log = logrus.NewEntry(logrus.StandardLogger())
+// New builds the services. Call Recover before serving requests, and
+// Close when done.
+func New(o Options) *Services {
+	if o.Host == nil {
+		o.Host = RealHost{}
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	return &Service{
-		o: o, log: log.WithField("component", "sandbox"), names: ids.NewNames(),
-		cgroups: cgroupstats.NewReader(), watchCtx: ctx, watchCancel: cancel,
+	b := &base{o: o, names: ids.NewNames()}
+	events := newEvents(b, log.Or(o.Logger).WithField("component", "sandbox"))
+	stats := newStats(b)
+	ctrs := &Containers{base: b, events: events, stats: stats}
+	return &Services{
+		Pods:       &Pods{base: b, containers: ctrs},
+		Containers: ctrs,
+		Exec:       &Exec{base: b},
+		Stats:      stats,
+		Events:     events,
+		IDs:        &IDs{store: o.Store},
 	}
+}
+
+// Recover rebuilds the in-memory view after noded (re)starts: it reserves
+// every recorded name, reconnects to running monitors, records exits that
+// happened while noded was away (with their real exit codes, read from the
+// monitors' state files), and watches the containers still running.
+func (s *Services) Recover(ctx context.Context) {
+	s.Pods.recover(ctx)
+	s.Containers.recover(ctx)
 }
 
 // Close stops the exit watchers. Containers keep running: their monitors
 // are independent of noded.
-func (s *Service) Close() {
-	s.watchCancel()
-	s.watchers.Wait()
-}
-
-// enter waits for a creation slot (see gate) and returns the function that
-// gives it back.
-func (s *Service) enter(ctx context.Context, c admit.Class) (leave func(), err error) {
-	if s.o.Starts == nil {
-		return func() {}, nil
-	}
-	leave, err = s.o.Starts.Enter(ctx, c)
-	if err != nil {
-		return nil, fmt.Errorf("waiting for a creation slot: %w", err)
-	}
-	return leave, nil
-}
-
-func (s *Service) podDir(id ids.SandboxID) string { return filepath.Join(s.o.PodsDir, string(id)) }
-
-func (s *Service) bundleDir(pod ids.SandboxID, ctr ids.ContainerID) string {
-	return filepath.Join(s.podDir(pod), "containers", string(ctr))
-}
-
-// sandboxName is the unique CRI name of a pod, as the kubelet builds it.
-func sandboxName(m interface {
-	GetName() string
-	GetNamespace() string
-	GetUid() string
-	GetAttempt() uint32
-}) string {
-	return fmt.Sprintf("%s_%s_%s_%d", m.GetName(), m.GetNamespace(), m.GetUid(), m.GetAttempt())
-}
-
-func (s *Service) lockPod(id ids.SandboxID) func() { return s.locks.Lock("pod/" + string(id)) }
-
-func (s *Service) lockContainer(id ids.ContainerID) func() { return s.locks.Lock("ctr/" + string(id)) }
+func (s *Services) Close() { s.Events.Close() }

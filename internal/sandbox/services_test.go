@@ -15,11 +15,14 @@ import (
 	"time"
 
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
-	"golang.org/x/sys/unix"
+	"github.com/sirupsen/logrus"
+	logtest "github.com/sirupsen/logrus/hooks/test"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/noded-dev/noded/internal/admit"
 	"github.com/noded-dev/noded/internal/errdefs"
+	"github.com/noded-dev/noded/internal/ids"
+	"github.com/noded-dev/noded/internal/log"
 	"github.com/noded-dev/noded/internal/netcni"
 	"github.com/noded-dev/noded/internal/oci"
 	"github.com/noded-dev/noded/internal/specgen"
@@ -36,6 +39,7 @@ type fakes struct {
 	ctrs     map[oci.ContainerID]*oci.State
 	exitCh   map[oci.ContainerID]chan struct{}
 	dir      string
+	host     *fakeHost
 }
 
 func newFakes(dir string) *fakes {
@@ -197,36 +201,74 @@ func (f *fakes) held() []string {
 	for id := range f.ctrs {
 		out = append(out, "container "+string(id))
 	}
+	if f.host != nil {
+		f.host.mu.Lock()
+		for p := range f.host.mounts {
+			out = append(out, "mount "+p)
+		}
+		f.host.mu.Unlock()
+	}
 	sort.Strings(out)
 	return out
 }
 
-// newTestService builds a Service on fakes. Host networking keeps the test
-// free of real netns; root is still needed for the pod's /dev/shm mount.
-func newTestService(t *testing.T, failAfter failHook) (*Service, *fakes) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("pod files mount a tmpfs: needs root")
+// fakeHost stands in for the kernel: the pod's /dev/shm is a directory
+// and a network namespace an empty file, so these tests need no root.
+type fakeHost struct {
+	mu     sync.Mutex
+	mounts map[string]bool
+}
+
+func (h *fakeHost) MountShm(path string, _ int64) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.mounts[path] = true
+	return nil
+}
+
+func (h *fakeHost) UnmountShm(path string) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	delete(h.mounts, path)
+	return nil
+}
+
+func (h *fakeHost) NewNetNS(dir, name string) (string, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
 	}
+	p := filepath.Join(dir, name)
+	return p, os.WriteFile(p, nil, 0o644)
+}
+
+func (h *fakeHost) RemoveNetNS(path string) error {
+	if err := os.Remove(path); err != nil && !os.IsNotExist(err) {
+		return err
+	}
+	return nil
+}
+
+// newTestService builds the services on fakes; no root needed (the real
+// mounts and namespaces are covered by the integration tests).
+func newTestService(t *testing.T, failAfter failHook) (*Services, *fakes) {
+	t.Helper()
 	dir := t.TempDir()
 	st, _, err := state.Open(filepath.Join(dir, "state"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	f := newFakes(dir)
+	f.host = &fakeHost{mounts: map[string]bool{}}
 	node := specgen.Node{HostCapabilities: specgen.DefaultCapabilities(), CgroupManager: specgen.CgroupfsManager, Hostname: "node"}
-	s := New(Options{Store: st, Images: f, Rootfs: f, Network: f, Monitor: f, Node: node,
+	s := New(Options{Store: st, Images: f, Rootfs: f, Network: f, Monitor: f, Host: f.host, Node: node,
 		PodsDir: filepath.Join(dir, "pods"), NetNSDir: filepath.Join(dir, "netns"), FailAfter: failAfter})
 	t.Cleanup(func() {
-		for _, p := range s.ListPodSandbox(nil) {
-			if err := s.RemovePodSandbox(context.Background(), p.GetId()); err != nil {
+		for _, p := range s.Pods.ListPodSandbox(nil) {
+			if err := s.Pods.RemovePodSandbox(context.Background(), ids.SandboxID(p.GetId())); err != nil {
 				t.Errorf("cleanup: %v", err)
 			}
 		}
 		s.Close()
-		// NewNetNS makes the netns directory a mount point of its own, as
-		// `ip netns` does with /run/netns.
-		_ = unix.Unmount(s.o.NetNSDir, unix.MNT_DETACH)
 	})
 	return s, f
 }
@@ -252,65 +294,70 @@ func containerConfig(name string) *runtimeapi.ContainerConfig {
 func TestPodAndContainerLifecycle(t *testing.T) {
 	s, f := newTestService(t, nil)
 	ctx := context.Background()
-	podID, err := s.RunPodSandbox(ctx, podConfig("web"), "")
+	podID, err := s.Pods.RunPodSandbox(ctx, podConfig("web"), "")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.RunPodSandbox(ctx, podConfig("web"), ""); !errdefs.IsAlreadyExists(err) || !contains(err.Error(), string(podID)) {
+	if _, err := s.Pods.RunPodSandbox(ctx, podConfig("web"), ""); !errdefs.IsAlreadyExists(err) || !contains(err.Error(), string(podID)) {
 		t.Fatalf("same name again: %v", err)
 	}
-	ctrID, err := s.CreateContainer(ctx, string(podID)[:8], containerConfig("c"))
+	// crictl users type prefixes: the edge resolves them once.
+	byPrefix, err := s.IDs.ResolveSandbox(string(podID)[:8])
+	if err != nil || byPrefix != podID {
+		t.Fatalf("ResolveSandbox(prefix) = %q, %v", byPrefix, err)
+	}
+	ctrID, err := s.Containers.CreateContainer(ctx, byPrefix, containerConfig("c"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.CreateContainer(ctx, string(podID), containerConfig("c")); !errdefs.IsAlreadyExists(err) {
+	if _, err := s.Containers.CreateContainer(ctx, podID, containerConfig("c")); !errdefs.IsAlreadyExists(err) {
 		t.Fatalf("same container name again: %v", err)
 	}
-	if err := s.StartContainer(ctx, string(ctrID)); err != nil {
+	if err := s.Containers.StartContainer(ctx, ctrID); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.StartContainer(ctx, string(ctrID)); !errors.Is(err, errdefs.ErrFailedPrecondition) {
+	if err := s.Containers.StartContainer(ctx, ctrID); !errors.Is(err, errdefs.ErrFailedPrecondition) {
 		t.Fatalf("second start: %v", err)
 	}
-	st, _, err := s.ContainerStatus(string(ctrID), false)
+	st, _, err := s.Containers.ContainerStatus(ctrID, false)
 	if err != nil || st.GetState() != runtimeapi.ContainerState_CONTAINER_RUNNING || st.GetStartedAt() == 0 {
 		t.Fatalf("status after start: %v %v", st, err)
 	}
-	if got := s.ListContainers(&runtimeapi.ContainerFilter{State: &runtimeapi.ContainerStateValue{State: runtimeapi.ContainerState_CONTAINER_RUNNING}}); len(got) != 1 {
+	if got := s.Containers.ListContainers(&runtimeapi.ContainerFilter{State: &runtimeapi.ContainerStateValue{State: runtimeapi.ContainerState_CONTAINER_RUNNING}}); len(got) != 1 {
 		t.Fatalf("running containers: %d", len(got))
 	}
-	if err := s.StopContainer(ctx, string(ctrID), time.Second); err != nil {
+	if err := s.Containers.StopContainer(ctx, ctrID, time.Second); err != nil {
 		t.Fatal(err)
 	}
-	st, _, _ = s.ContainerStatus(string(ctrID), false)
+	st, _, _ = s.Containers.ContainerStatus(ctrID, false)
 	if st.GetState() != runtimeapi.ContainerState_CONTAINER_EXITED || st.GetExitCode() != 128+int32(syscall.SIGTERM) || st.GetReason() != "Error" {
 		t.Fatalf("status after stop: %v", st)
 	}
-	if err := s.StopContainer(ctx, string(ctrID), time.Second); err != nil {
+	if err := s.Containers.StopContainer(ctx, ctrID, time.Second); err != nil {
 		t.Fatalf("second stop: %v", err)
 	}
-	if err := s.StopPodSandbox(ctx, string(podID)); err != nil {
+	if err := s.Pods.StopPodSandbox(ctx, podID); err != nil {
 		t.Fatal(err)
 	}
-	if ps, _, _ := s.PodSandboxStatus(string(podID), false); ps.GetState() != runtimeapi.PodSandboxState_SANDBOX_NOTREADY {
+	if ps, _, _ := s.Pods.PodSandboxStatus(podID, false); ps.GetState() != runtimeapi.PodSandboxState_SANDBOX_NOTREADY {
 		t.Fatalf("pod after stop: %v", ps)
 	}
-	if _, err := s.CreateContainer(ctx, string(podID), containerConfig("d")); !errors.Is(err, errdefs.ErrFailedPrecondition) {
+	if _, err := s.Containers.CreateContainer(ctx, podID, containerConfig("d")); !errors.Is(err, errdefs.ErrFailedPrecondition) {
 		t.Fatalf("create in a stopped pod: %v", err)
 	}
 	for range 2 {
-		if err := s.RemovePodSandbox(ctx, string(podID)); err != nil {
+		if err := s.Pods.RemovePodSandbox(ctx, podID); err != nil {
 			t.Fatal(err)
 		}
 	}
 	if held := f.held(); len(held) != 0 {
 		t.Fatalf("resources left after remove: %v", held)
 	}
-	if _, _, err := s.ContainerStatus(string(ctrID), false); !errdefs.IsNotFound(err) {
+	if _, _, err := s.Containers.ContainerStatus(ctrID, false); !errdefs.IsNotFound(err) {
 		t.Fatalf("container after pod removal: %v", err)
 	}
 	// The names are free again.
-	if _, err := s.RunPodSandbox(ctx, podConfig("web"), ""); err != nil {
+	if _, err := s.Pods.RunPodSandbox(ctx, podConfig("web"), ""); err != nil {
 		t.Fatalf("reusing the name: %v", err)
 	}
 }
@@ -318,26 +365,35 @@ func TestPodAndContainerLifecycle(t *testing.T) {
 func TestIdempotentOnUnknownIDs(t *testing.T) {
 	s, _ := newTestService(t, nil)
 	ctx := context.Background()
-	unknown := "0123456789abcdef"
-	if err := s.StopPodSandbox(ctx, unknown); err != nil {
+	// The edge answers NotFound for IDs it cannot resolve (and turns it
+	// into success for stops and removes); the services themselves must
+	// still cope with an ID whose object went away after resolution.
+	if _, err := s.IDs.ResolveSandbox("0123456789abcdef"); !errdefs.IsNotFound(err) {
+		t.Errorf("ResolveSandbox: %v", err)
+	}
+	if _, err := s.IDs.ResolveContainer("0123456789abcdef"); !errdefs.IsNotFound(err) {
+		t.Errorf("ResolveContainer: %v", err)
+	}
+	const unknown = "0123456789abcdef"
+	if err := s.Pods.StopPodSandbox(ctx, unknown); err != nil {
 		t.Errorf("StopPodSandbox: %v", err)
 	}
-	if err := s.RemovePodSandbox(ctx, unknown); err != nil {
+	if err := s.Pods.RemovePodSandbox(ctx, unknown); err != nil {
 		t.Errorf("RemovePodSandbox: %v", err)
 	}
-	if err := s.RemoveContainer(ctx, unknown); err != nil {
+	if err := s.Containers.RemoveContainer(ctx, unknown); err != nil {
 		t.Errorf("RemoveContainer: %v", err)
 	}
-	if err := s.StopContainer(ctx, unknown, time.Second); err != nil {
+	if err := s.Containers.StopContainer(ctx, unknown, time.Second); err != nil {
 		t.Errorf("StopContainer: %v", err)
 	}
-	if _, _, err := s.PodSandboxStatus(unknown, false); !errdefs.IsNotFound(err) {
+	if _, _, err := s.Pods.PodSandboxStatus(unknown, false); !errdefs.IsNotFound(err) {
 		t.Errorf("PodSandboxStatus: %v", err)
 	}
-	if err := s.StartContainer(ctx, unknown); !errdefs.IsNotFound(err) {
+	if err := s.Containers.StartContainer(ctx, unknown); !errdefs.IsNotFound(err) {
 		t.Errorf("StartContainer: %v", err)
 	}
-	if _, err := s.CreateContainer(ctx, unknown, containerConfig("c")); !errdefs.IsNotFound(err) {
+	if _, err := s.Containers.CreateContainer(ctx, unknown, containerConfig("c")); !errdefs.IsNotFound(err) {
 		t.Errorf("CreateContainer in an unknown pod: %v", err)
 	}
 }
@@ -349,20 +405,20 @@ func TestInvalidRequests(t *testing.T) {
 		desc string
 		run  func() error
 	}{
-		{"nil pod config", func() error { _, err := s.RunPodSandbox(ctx, nil, ""); return err }},
+		{"nil pod config", func() error { _, err := s.Pods.RunPodSandbox(ctx, nil, ""); return err }},
 		{"pod without uid", func() error {
-			_, err := s.RunPodSandbox(ctx, &runtimeapi.PodSandboxConfig{Metadata: &runtimeapi.PodSandboxMetadata{Name: "a", Namespace: "b"}}, "")
+			_, err := s.Pods.RunPodSandbox(ctx, &runtimeapi.PodSandboxConfig{Metadata: &runtimeapi.PodSandboxMetadata{Name: "a", Namespace: "b"}}, "")
 			return err
 		}},
-		{"unknown handler", func() error { _, err := s.RunPodSandbox(ctx, podConfig("h"), "kata"); return err }},
+		{"unknown handler", func() error { _, err := s.Pods.RunPodSandbox(ctx, podConfig("h"), "kata"); return err }},
 		{"bad port", func() error {
 			c := podConfig("p")
 			c.PortMappings = []*runtimeapi.PortMapping{{ContainerPort: 70000}}
-			_, err := s.RunPodSandbox(ctx, c, "")
+			_, err := s.Pods.RunPodSandbox(ctx, c, "")
 			return err
 		}},
 		{"container without image", func() error {
-			_, err := s.CreateContainer(ctx, "x", &runtimeapi.ContainerConfig{Metadata: &runtimeapi.ContainerMetadata{Name: "c"}})
+			_, err := s.Containers.CreateContainer(ctx, "x", &runtimeapi.ContainerConfig{Metadata: &runtimeapi.ContainerMetadata{Name: "c"}})
 			return err
 		}},
 	}
@@ -390,7 +446,7 @@ func TestRollbackAtEveryStep(t *testing.T) {
 				return nil
 			})
 			ctx := context.Background()
-			podID, err := s.RunPodSandbox(ctx, podConfig("r"), "")
+			podID, err := s.Pods.RunPodSandbox(ctx, podConfig("r"), "")
 			isPodStep := contains(fmt.Sprint(podSteps), step)
 			if isPodStep {
 				if err == nil {
@@ -399,14 +455,14 @@ func TestRollbackAtEveryStep(t *testing.T) {
 				if held := f.held(); len(held) != 0 {
 					t.Fatalf("left behind: %v", held)
 				}
-				if n := len(s.ListPodSandbox(nil)); n != 0 {
+				if n := len(s.Pods.ListPodSandbox(nil)); n != 0 {
 					t.Fatalf("%d pods listed after a failed create", n)
 				}
-				if entries, _ := os.ReadDir(s.o.PodsDir); len(entries) != 0 {
+				if entries, _ := os.ReadDir(s.Pods.o.PodsDir); len(entries) != 0 {
 					t.Fatalf("pod dirs left: %v", entries)
 				}
 				armed = false
-				if _, err := s.RunPodSandbox(ctx, podConfig("r"), ""); err != nil {
+				if _, err := s.Pods.RunPodSandbox(ctx, podConfig("r"), ""); err != nil {
 					t.Fatalf("retry after rollback: %v", err)
 				}
 				return
@@ -415,17 +471,17 @@ func TestRollbackAtEveryStep(t *testing.T) {
 				t.Fatal(err)
 			}
 			before := f.held()
-			if _, err := s.CreateContainer(ctx, string(podID), containerConfig("c")); err == nil {
+			if _, err := s.Containers.CreateContainer(ctx, podID, containerConfig("c")); err == nil {
 				t.Fatal("CreateContainer succeeded despite the failure")
 			}
 			if held := f.held(); fmt.Sprint(held) != fmt.Sprint(before) {
 				t.Fatalf("left behind: %v (before: %v)", held, before)
 			}
-			if n := len(s.ListContainers(nil)); n != 0 {
+			if n := len(s.Containers.ListContainers(nil)); n != 0 {
 				t.Fatalf("%d containers listed after a failed create", n)
 			}
 			armed = false
-			if _, err := s.CreateContainer(ctx, string(podID), containerConfig("c")); err != nil {
+			if _, err := s.Containers.CreateContainer(ctx, podID, containerConfig("c")); err != nil {
 				t.Fatalf("retry after rollback: %v", err)
 			}
 		})
@@ -435,9 +491,9 @@ func TestRollbackAtEveryStep(t *testing.T) {
 func TestRecoverRecordsExitsAndNames(t *testing.T) {
 	s, f := newTestService(t, nil)
 	ctx := context.Background()
-	podID, _ := s.RunPodSandbox(ctx, podConfig("rec"), "")
-	ctrID, _ := s.CreateContainer(ctx, string(podID), containerConfig("c"))
-	if err := s.StartContainer(ctx, string(ctrID)); err != nil {
+	podID, _ := s.Pods.RunPodSandbox(ctx, podConfig("rec"), "")
+	ctrID, _ := s.Containers.CreateContainer(ctx, podID, containerConfig("c"))
+	if err := s.Containers.StartContainer(ctx, ctrID); err != nil {
 		t.Fatal(err)
 	}
 	// "noded" goes away; the container exits meanwhile.
@@ -447,14 +503,14 @@ func TestRecoverRecordsExitsAndNames(t *testing.T) {
 	st.Status, st.ExitCode, st.FinishedAt = oci.StatusExited, 3, time.Now()
 	f.mu.Unlock()
 
-	s2 := New(s.o)
+	s2 := New(s.Pods.o)
 	defer s2.Close()
 	s2.Recover(ctx)
-	cs, _, err := s2.ContainerStatus(string(ctrID), false)
+	cs, _, err := s2.Containers.ContainerStatus(ctrID, false)
 	if err != nil || cs.GetState() != runtimeapi.ContainerState_CONTAINER_EXITED || cs.GetExitCode() != 3 {
 		t.Fatalf("after recover: %v %v", cs, err)
 	}
-	if _, err := s2.RunPodSandbox(ctx, podConfig("rec"), ""); !errdefs.IsAlreadyExists(err) {
+	if _, err := s2.Pods.RunPodSandbox(ctx, podConfig("rec"), ""); !errdefs.IsAlreadyExists(err) {
 		t.Fatalf("name not reserved after recover: %v", err)
 	}
 }
@@ -479,16 +535,16 @@ func TestPodNetworkAttachAndRollback(t *testing.T) {
 				}
 				return nil
 			})
-			id, err := s.RunPodSandbox(context.Background(), withNet("n"), "")
+			id, err := s.Pods.RunPodSandbox(context.Background(), withNet("n"), "")
 			if step == "" {
 				if err != nil {
 					t.Fatal(err)
 				}
-				st, _, _ := s.PodSandboxStatus(string(id), false)
+				st, _, _ := s.Pods.PodSandboxStatus(id, false)
 				if st.GetNetwork().GetIp() != "10.1.2.3" {
 					t.Fatalf("pod IP = %q", st.GetNetwork().GetIp())
 				}
-				if err := s.RemovePodSandbox(context.Background(), string(id)); err != nil {
+				if err := s.Pods.RemovePodSandbox(context.Background(), id); err != nil {
 					t.Fatal(err)
 				}
 			} else if err == nil {
@@ -497,7 +553,7 @@ func TestPodNetworkAttachAndRollback(t *testing.T) {
 			if held := f.held(); len(held) != 0 {
 				t.Fatalf("left behind: %v", held)
 			}
-			if entries, _ := os.ReadDir(s.o.NetNSDir); len(entries) != 0 {
+			if entries, _ := os.ReadDir(s.Pods.o.NetNSDir); len(entries) != 0 {
 				t.Fatalf("network namespaces left: %v", entries)
 			}
 		})
@@ -521,14 +577,14 @@ func (g *recordingGate) Enter(ctx context.Context, c admit.Class) (func(), error
 func TestCreationsWaitForASlot(t *testing.T) {
 	s, f := newTestService(t, nil)
 	g := &recordingGate{Gate: admit.New(1, 0)}
-	s.o.Starts = g
+	s.Pods.o.Starts = g
 	ctx := context.Background()
 
-	podID, err := s.RunPodSandbox(ctx, podConfig("slots"), "")
+	podID, err := s.Pods.RunPodSandbox(ctx, podConfig("slots"), "")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.CreateContainer(ctx, string(podID), containerConfig("c")); err != nil {
+	if _, err := s.Containers.CreateContainer(ctx, podID, containerConfig("c")); err != nil {
 		t.Fatal(err)
 	}
 	if want := []admit.Class{admit.Sandbox, admit.Container}; !slices.Equal(g.classes, want) {
@@ -544,10 +600,10 @@ func TestCreationsWaitForASlot(t *testing.T) {
 	held := f.held()
 	short, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
 	defer cancel()
-	if _, err := s.RunPodSandbox(short, podConfig("waits"), ""); !errors.Is(err, context.DeadlineExceeded) {
+	if _, err := s.Pods.RunPodSandbox(short, podConfig("waits"), ""); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("RunPodSandbox with no free slot: %v", err)
 	}
-	if _, err := s.CreateContainer(short, string(podID), containerConfig("d")); !errors.Is(err, context.DeadlineExceeded) {
+	if _, err := s.Containers.CreateContainer(short, podID, containerConfig("d")); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("CreateContainer with no free slot: %v", err)
 	}
 	if now := f.held(); !slices.Equal(now, held) {
@@ -555,10 +611,63 @@ func TestCreationsWaitForASlot(t *testing.T) {
 	}
 	hold()
 	// The names the timed-out requests reserved are free again.
-	if _, err := s.RunPodSandbox(ctx, podConfig("waits"), ""); err != nil {
+	if _, err := s.Pods.RunPodSandbox(ctx, podConfig("waits"), ""); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.CreateContainer(ctx, string(podID), containerConfig("d")); err != nil {
+	if _, err := s.Containers.CreateContainer(ctx, podID, containerConfig("d")); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// The services log through the logger in the request's context, so a
+// pod start's lines name the request (the interceptor's id) that caused
+// them.
+func TestLinesCarryTheRequestLogger(t *testing.T) {
+	s, _ := newTestService(t, nil)
+	logger, hook := logtest.NewNullLogger()
+	logger.SetLevel(logrus.DebugLevel)
+	ctx := log.WithContext(context.Background(), logrus.NewEntry(logger).WithField("id", "req-1"))
+	if _, err := s.Pods.RunPodSandbox(ctx, podConfig("logs"), ""); err != nil {
+		t.Fatal(err)
+	}
+	var running bool
+	for _, e := range hook.AllEntries() {
+		if e.Data["id"] != "req-1" {
+			t.Errorf("line %q has no request id: %v", e.Message, e.Data)
+		}
+		running = running || e.Message == "pod sandbox running"
+	}
+	if !running {
+		t.Fatal(`no "pod sandbox running" line in the request's logger`)
+	}
+}
+
+// A request waiting for a pod's lock gives up when its caller does.
+func TestLockWaitEndsWithTheRequest(t *testing.T) {
+	s, f := newTestService(t, nil)
+	ctx := context.Background()
+	podID, err := s.Pods.RunPodSandbox(ctx, podConfig("locked"), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	unlock, err := s.Pods.lockPod(ctx, podID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	held := f.held()
+	short, cancel := context.WithTimeout(ctx, 30*time.Millisecond)
+	defer cancel()
+	if _, err := s.Containers.CreateContainer(short, podID, containerConfig("c")); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("CreateContainer behind a held pod lock: %v", err)
+	}
+	if err := s.Pods.StopPodSandbox(short, podID); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("StopPodSandbox behind a held pod lock: %v", err)
+	}
+	if now := f.held(); !slices.Equal(now, held) {
+		t.Fatalf("held %v after the timed-out calls, before %v", now, held)
+	}
+	unlock()
+	if _, err := s.Containers.CreateContainer(ctx, podID, containerConfig("c")); err != nil {
+		t.Fatalf("after the lock is free: %v", err)
 	}
 }

@@ -1,12 +1,15 @@
 package sandbox
 
 import (
+	"context"
 	"sync"
 	"time"
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/noded-dev/noded/internal/cgroupstats"
+	"github.com/noded-dev/noded/internal/ids"
+	"github.com/noded-dev/noded/internal/log"
 	"github.com/noded-dev/noded/internal/state"
 )
 
@@ -44,25 +47,34 @@ func (c *cpuSamples) forget(id string) {
 	delete(c.last, id)
 }
 
+// Stats samples containers' cgroups for the kubelet's stats RPCs. It
+// owns the previous CPU sample of each container (for the usage rate).
+type Stats struct {
+	*base
+	cgroups cgroupstats.Reader
+	cpu     cpuSamples
+}
+
+func newStats(b *base) *Stats { return &Stats{base: b, cgroups: cgroupstats.NewReader()} }
+
+// forget drops a removed container's sample.
+func (s *Stats) forget(id ids.ContainerID) { s.cpu.forget(string(id)) }
+
 // ContainerStats samples one container's cgroup.
-func (s *Service) ContainerStats(ref string) (*runtimeapi.ContainerStats, error) {
-	id, err := s.resolveContainer(ref)
-	if err != nil {
-		return nil, err
-	}
+func (s *Stats) ContainerStats(ctx context.Context, id ids.ContainerID) (*runtimeapi.ContainerStats, error) {
 	c, err := s.o.Store.Container(id)
 	if err != nil {
 		return nil, err
 	}
-	return s.statsOf(c), nil
+	return s.statsOf(ctx, c), nil
 }
 
 // ListContainerStats samples the containers matching filter.
-func (s *Service) ListContainerStats(f *runtimeapi.ContainerStatsFilter) []*runtimeapi.ContainerStats {
+func (s *Stats) ListContainerStats(ctx context.Context, f *runtimeapi.ContainerStatsFilter) []*runtimeapi.ContainerStats {
 	var out []*runtimeapi.ContainerStats
 	for _, c := range s.o.Store.Containers() {
 		if matchContainer(c, f) {
-			out = append(out, s.statsOf(c))
+			out = append(out, s.statsOf(ctx, c))
 		}
 	}
 	return out
@@ -71,7 +83,7 @@ func (s *Service) ListContainerStats(f *runtimeapi.ContainerStatsFilter) []*runt
 // statsOf reports what the container's cgroup says. A container without a
 // cgroup (created, or exited and cleaned up) reports zero usage with valid
 // timestamps, as containerd does.
-func (s *Service) statsOf(c *state.Container) *runtimeapi.ContainerStats {
+func (s *Stats) statsOf(ctx context.Context, c *state.Container) *runtimeapi.ContainerStats {
 	now := time.Now()
 	st := &runtimeapi.ContainerStats{
 		Attributes: &runtimeapi.ContainerAttributes{
@@ -84,10 +96,10 @@ func (s *Service) statsOf(c *state.Container) *runtimeapi.ContainerStats {
 	if c.State != state.ContainerRunning {
 		return st
 	}
-	sample, err := s.cgroups.Read(c.Extra[extraCgroupsPath])
+	sample, err := s.cgroups.Read(c.CgroupsPath)
 	if err != nil {
 		if !cgroupstats.IsGone(err) {
-			s.log.WithError(err).WithField("container", c.ID.Short()).Debug("reading cgroup stats")
+			log.FromContext(ctx).WithError(err).WithField("container", c.ID.Short()).Debug("reading cgroup stats")
 		}
 		return st
 	}

@@ -66,6 +66,30 @@ func checkTransition[S ~string](from, to S, allowed map[S][]S) error {
 	return errdefs.FailedPrecondition("cannot go from %s to %s", from, to)
 }
 
+// checkSandboxUpdate is the update path's check of a sandbox record: the
+// ID is fixed and the state moves only along sandboxTransitions.
+func checkSandboxUpdate(cur, next *Sandbox) error {
+	if next.ID != cur.ID {
+		return errdefs.InvalidArgument("sandbox ID cannot change")
+	}
+	if err := checkTransition(cur.State, next.State, sandboxTransitions); err != nil {
+		return fmt.Errorf("sandbox %s: %w", cur.ID, err)
+	}
+	return nil
+}
+
+// checkContainerUpdate is checkSandboxUpdate for containers, which also
+// never move to another sandbox.
+func checkContainerUpdate(cur, next *Container) error {
+	if next.ID != cur.ID || next.SandboxID != cur.SandboxID {
+		return errdefs.InvalidArgument("container and sandbox IDs cannot change")
+	}
+	if err := checkTransition(cur.State, next.State, containerTransitions); err != nil {
+		return fmt.Errorf("container %s: %w", cur.ID, err)
+	}
+	return nil
+}
+
 func (s SandboxState) String() string   { return string(s) }
 func (s ContainerState) String() string { return string(s) }
 

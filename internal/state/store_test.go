@@ -4,6 +4,8 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"reflect"
+	"strings"
 	"testing"
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
@@ -167,5 +169,184 @@ func TestCorruptFileIsMovedAside(t *testing.T) {
 	}
 	if _, err := os.Stat(bad + ".corrupt"); err != nil {
 		t.Fatalf("corrupt file not moved aside: %v", err)
+	}
+}
+
+// Records written before the container fields replaced the "extra" map
+// are read into the new fields; fields a record already has win.
+func TestLegacyContainerExtra(t *testing.T) {
+	tests := []struct {
+		desc   string
+		fields string // JSON members added to the record
+		want   Container
+	}{
+		{
+			desc:   "every legacy key",
+			fields: `"extra": {"stopSignal": "15", "user": "1000:100:10,20", "terminationMessageFile": "/pods/x/term", "cgroupsPath": "/kubepods/pod1/c1"}`,
+			want: Container{StopSignal: 15, User: User{UID: 1000, GID: 100, AdditionalGIDs: []uint32{10, 20}},
+				TerminationMessageFile: "/pods/x/term", CgroupsPath: "/kubepods/pod1/c1"},
+		},
+		{
+			desc:   "user without additional groups",
+			fields: `"extra": {"user": "65534:65534:"}`,
+			want:   Container{User: User{UID: 65534, GID: 65534}},
+		},
+		{
+			desc:   "signal 0 is the default",
+			fields: `"extra": {"stopSignal": "0", "user": "0:0:"}`,
+			want:   Container{},
+		},
+		{
+			desc:   "unparsable values are left out",
+			fields: `"extra": {"stopSignal": "TERM", "user": "root", "cgroupsPath": "/c"}`,
+			want:   Container{CgroupsPath: "/c"},
+		},
+		{
+			desc:   "a bad group drops the whole user",
+			fields: `"extra": {"user": "1:2:x"}`,
+			want:   Container{},
+		},
+		{
+			desc: "new fields win over the legacy map",
+			fields: `"stopSignal": 9, "user": {"uid": 7, "gid": 8}, "terminationMessageFile": "/new", "cgroupsPath": "/new-cg",
+				"extra": {"stopSignal": "15", "user": "1:2:3", "terminationMessageFile": "/old", "cgroupsPath": "/old-cg"}`,
+			want: Container{StopSignal: 9, User: User{UID: 7, GID: 8}, TerminationMessageFile: "/new", CgroupsPath: "/new-cg"},
+		},
+		{
+			desc:   "new format",
+			fields: `"stopSignal": 2, "user": {"uid": 1, "gid": 1, "additionalGids": [5]}`,
+			want:   Container{StopSignal: 2, User: User{UID: 1, GID: 1, AdditionalGIDs: []uint32{5}}},
+		},
+		{
+			desc: "no extra at all",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.desc, func(t *testing.T) {
+			dir := t.TempDir()
+			s, _, err := Open(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sb := newSandbox()
+			if err := s.AddSandbox(sb); err != nil {
+				t.Fatal(err)
+			}
+			id := ids.NewContainerID()
+			rec := `{"id": "` + string(id) + `", "sandboxId": "` + string(sb.ID) + `", "name": "c", "state": "running",
+				"createdAt": 2, "exitCode": 0, "imageRef": "busybox", "imageId": "abc", "bundle": "/b",
+				"config": {"metadata": {"name": "c", "attempt": 3}}`
+			if tt.fields != "" {
+				rec += ", " + tt.fields
+			}
+			rec += "}"
+			if err := os.WriteFile(filepath.Join(dir, "containers", string(id)+".json"), []byte(rec), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			re, warnings, err := Open(dir)
+			if err != nil || len(warnings) > 0 {
+				t.Fatalf("reopen: %v %v", err, warnings)
+			}
+			got, err := re.Container(id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.State != ContainerRunning || got.Config.GetMetadata().GetAttempt() != 3 || got.ImageRef != "busybox" {
+				t.Errorf("base fields: %+v", got)
+			}
+			gotFields := Container{StopSignal: got.StopSignal, User: got.User, TerminationMessageFile: got.TerminationMessageFile, CgroupsPath: got.CgroupsPath}
+			if !reflect.DeepEqual(gotFields, tt.want) {
+				t.Errorf("migrated fields = %+v, want %+v", gotFields, tt.want)
+			}
+
+			// The next write is in the new form, without the legacy map,
+			// and reads back the same.
+			if _, err := re.UpdateContainer(id, func(*Container) error { return nil }); err != nil {
+				t.Fatal(err)
+			}
+			b, err := os.ReadFile(filepath.Join(dir, "containers", string(id)+".json"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if strings.Contains(string(b), `"extra"`) {
+				t.Errorf("rewritten record still has the legacy map:\n%s", b)
+			}
+			again, _, err := Open(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got2, err := again.Container(id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(got2.User, got.User) || got2.StopSignal != got.StopSignal ||
+				got2.TerminationMessageFile != got.TerminationMessageFile || got2.CgroupsPath != got.CgroupsPath {
+				t.Errorf("after rewrite: %+v, before: %+v", got2, got)
+			}
+		})
+	}
+}
+
+// Copies handed out are independent of the stored record, down to the
+// slices they hold.
+func TestRecordsAreCopies(t *testing.T) {
+	s, _, err := Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	sb := newSandbox()
+	if err := s.AddSandbox(sb); err != nil {
+		t.Fatal(err)
+	}
+	c := &Container{ID: ids.NewContainerID(), SandboxID: sb.ID, State: ContainerCreated, User: User{AdditionalGIDs: []uint32{1, 2}}}
+	if err := s.AddContainer(c); err != nil {
+		t.Fatal(err)
+	}
+	sb.IPs[0] = "changed by the caller"
+	c.User.AdditionalGIDs[0] = 99
+	got, _ := s.Container(c.ID)
+	got.User.AdditionalGIDs[1] = 98
+	gotSb, _ := s.Sandbox(sb.ID)
+	gotSb.IPs[0] = "changed too"
+
+	again, _ := s.Container(c.ID)
+	if !reflect.DeepEqual(again.User.AdditionalGIDs, []uint32{1, 2}) {
+		t.Errorf("container groups = %v, want [1 2]", again.User.AdditionalGIDs)
+	}
+	if sbAgain, _ := s.Sandbox(sb.ID); sbAgain.IPs[0] != "10.88.0.2" {
+		t.Errorf("sandbox IPs = %v", sbAgain.IPs)
+	}
+}
+
+// Writes go through atomicfile: nothing but the records is left in the
+// directories, and the files are private.
+func TestWritesLeaveOnlyRecords(t *testing.T) {
+	dir := t.TempDir()
+	s, _, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sb := newSandbox()
+	if err := s.AddSandbox(sb); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		if _, err := s.UpdateSandbox(sb.ID, func(sb *Sandbox) error { sb.PausePID++; return nil }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	entries, err := os.ReadDir(filepath.Join(dir, "sandboxes"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(entries) != 1 || entries[0].Name() != string(sb.ID)+".json" {
+		t.Fatalf("sandboxes dir holds %v", entries)
+	}
+	fi, err := entries[0].Info()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if perm := fi.Mode().Perm(); perm != 0o600 {
+		t.Errorf("record mode %v, want 0600", perm)
 	}
 }
