@@ -32,15 +32,23 @@ type ctr struct {
 	st    wire.ContainerState
 	log   *crilog.Writer // nil for an adopted container
 	stdin *os.File       // write end of stdin, or the console; nil if none
-	// stdinOnce: close stdin after the first attach detaches (attach is
-	// not implemented yet; the pipe is kept open).
-	stdinOnce bool
-	readers   []*os.File // our ends of the output pipes / console
-	pumps     sync.WaitGroup
-	exited    chan struct{} // closed once the exit is recorded
-	memCg     string        // memory cgroup directory, for the OOM count
-	cgV2      bool
-	oomBase   uint64
+	// stdinOnce: close stdin after the first attach with stdin ended
+	// (attach.go); stdinClosed (under mu) once that happened.
+	stdinOnce   bool
+	stdinClosed bool
+	// console is the pty master of a container with a terminal (nil
+	// without one): output, stdin, and the target of an attach's resize.
+	console *os.File
+	// fan sends the output to the attached clients as well as to the log
+	// (attach.go); nil for an adopted container, whose output the monitor
+	// does not have.
+	fan     *fanout
+	readers []*os.File // our ends of the output pipes / console
+	pumps   sync.WaitGroup
+	exited  chan struct{} // closed once the exit is recorded
+	memCg   string        // memory cgroup directory, for the OOM count
+	cgV2    bool
+	oomBase uint64
 	// ownPidNS: the container has a PID namespace of its own, so killing
 	// its init kills all of its processes. Like memCg, it is set at create
 	// before the container is published and only read afterwards; false
@@ -162,6 +170,7 @@ func (cs *containers) newCtr(req *wire.Request) (*ctr, error) {
 		id:        req.Container,
 		log:       logw,
 		stdinOnce: req.StdinOnce,
+		fan:       newFanout(),
 		exited:    make(chan struct{}),
 		st: wire.ContainerState{
 			ID:      req.Container,
@@ -194,18 +203,12 @@ type stdio struct {
 func (c *ctr) openStdio(stdin, tty bool) (*stdio, error) {
 	s := &stdio{stdinFd: -1, stdoutFd: -1, stderrFd: -1, consoleFd: -1}
 	if tty {
-		fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+		sock, child, err := newConsoleSocket()
 		if err != nil {
 			return s, err
 		}
-		// Our end is non-blocking so that receiving parks no thread.
-		if err := unix.SetNonblock(fds[0], true); err != nil {
-			unix.Close(fds[0])
-			unix.Close(fds[1])
-			return s, err
-		}
-		s.consoleSock = os.NewFile(uintptr(fds[0]), "console-socket")
-		s.consoleFd = s.add(os.NewFile(uintptr(fds[1]), "console-socket-child"))
+		s.consoleSock = sock
+		s.consoleFd = s.add(child)
 		return s, nil
 	}
 	for _, fd := range []*int{&s.stdoutFd, &s.stderrFd} {
@@ -318,6 +321,7 @@ func (c *ctr) startOutput(s *stdio, stdin bool) error {
 		return err
 	}
 	c.readers = append(c.readers, console)
+	c.console = console
 	if stdin {
 		c.stdin = console
 	}
@@ -363,19 +367,25 @@ func (cs *containers) destroyLeftover(id string) bool {
 	return true
 }
 
-// pump copies one output stream to the log until EOF.
+// pump copies one output stream to the log, and to the attached clients,
+// until EOF.
 func (c *ctr) pump(r *os.File, s crilog.Stream, tty bool) {
 	c.pumps.Add(1)
 	cp := c.log.NewCopier(s, tty)
+	src := &teeReader{r: r, fan: c.fan, stream: streamIndex(s)}
 	go func() {
 		defer c.pumps.Done()
-		_, _ = cp.ReadFrom(r)
+		_, _ = cp.ReadFrom(src)
 		r.Close()
 	}()
 }
 
-// closeIO closes the log and our ends of the stdio.
+// closeIO closes the log and our ends of the stdio, and detaches the
+// attached clients.
 func (c *ctr) closeIO() {
+	if c.fan != nil {
+		c.fan.end()
+	}
 	for _, r := range c.readers {
 		r.Close()
 	}
@@ -414,6 +424,9 @@ func (cs *containers) onExit(c *ctr, ws unix.WaitStatus, ok bool) {
 				r.Close()
 			}
 			<-done
+		}
+		if c.fan != nil {
+			c.fan.end() // the attached clients see the end of the output
 		}
 		c.mu.Lock()
 		err := cs.rec.transition(c, wire.StatusExited, func(st *wire.ContainerState) {

@@ -1,11 +1,9 @@
 package main
 
 import (
-	"bufio"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/signal"
 	"runtime"
@@ -205,13 +203,18 @@ func (srv *server) serve() {
 	}
 }
 
-// handle serves one connection: one request line, one response line.
+// handle serves one connection: one request line, one response line (the
+// streaming operations, exec_stream and attach, answer more and keep the
+// connection open: stream). The request is read with recvmsg, so that the
+// files a streaming request passes come with it.
 func (srv *server) handle(conn *os.File) {
 	defer conn.Close()
 	_ = conn.SetReadDeadline(time.Now().Add(30 * time.Second))
-	line, err := bufio.NewReaderSize(io.LimitReader(conn, wire.MaxRequestSize+1), 4096).ReadBytes('\n')
+	lr := newConnReader(conn)
+	line, fds, err := lr.ReadLine()
 	if err != nil {
-		if len(line) > wire.MaxRequestSize {
+		wire.CloseFds(fds)
+		if errors.Is(err, wire.ErrLineTooLong) {
 			writeResponse(conn, &wire.Response{Code: wire.CodeInvalidArgument, Error: "request too large"})
 		}
 		return
@@ -219,27 +222,59 @@ func (srv *server) handle(conn *os.File) {
 	_ = conn.SetReadDeadline(time.Time{})
 	var req wire.Request
 	if err := json.Unmarshal(line, &req); err != nil {
+		wire.CloseFds(fds)
 		writeResponse(conn, &wire.Response{Code: wire.CodeInvalidArgument, Error: "bad request: " + err.Error()})
 		return
 	}
+	if req.Op == wire.OpExecStream || req.Op == wire.OpAttach {
+		srv.stream(conn, &req, fds, lr)
+		return
+	}
+	wire.CloseFds(fds)
 	resp, err := srv.dispatch(conn, &req)
 	if resp == nil {
 		resp = &wire.Response{}
 	}
 	if err != nil {
-		resp.Error = err.Error()
-		resp.Code = wire.CodeInternal
-		var ce *codeError
-		if errors.As(err, &ce) {
-			resp.Code = ce.Code
-		}
-		if resp.Code == wire.CodeInternal {
-			srv.log.Warnf("%s %s failed: %v", req.Op, req.Container, err)
-		}
+		srv.setError(resp, &req, err)
 	}
 	writeResponse(conn, resp)
 	if req.Op == wire.OpShutdown && err == nil {
 		srv.quitOnce.Do(func() { close(srv.quit) })
+	}
+}
+
+// setError puts err in resp, with its code.
+func (srv *server) setError(resp *wire.Response, req *wire.Request, err error) {
+	resp.Error = err.Error()
+	resp.Code = wire.CodeInternal
+	var ce *codeError
+	if errors.As(err, &ce) {
+		resp.Code = ce.Code
+	}
+	if resp.Code == wire.CodeInternal {
+		srv.log.Warnf("%s %s failed: %v", req.Op, req.Container, err)
+	}
+}
+
+// stream serves a streaming request (exec_stream, attach), which owns fds
+// and answers itself once it got going; an error before that is answered
+// here.
+func (srv *server) stream(conn *os.File, req *wire.Request, fds []int, lr *wire.LineReader) {
+	var err error
+	switch {
+	case !wire.ValidID(req.Container):
+		wire.CloseFds(fds)
+		err = errf(wire.CodeInvalidArgument, "invalid container id %q", req.Container)
+	case req.Op == wire.OpExecStream:
+		err = srv.ctrs.execStream(conn, req, fds)
+	default:
+		err = srv.ctrs.attach(conn, req, fds, lr)
+	}
+	if err != nil {
+		resp := &wire.Response{}
+		srv.setError(resp, req, err)
+		writeResponse(conn, resp)
 	}
 }
 

@@ -5,6 +5,8 @@ import (
 	"os"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/noded-dev/noded/internal/oci/wire"
 )
 
 // The monitor's unix socket, without the net package: net links the cgo
@@ -96,4 +98,106 @@ func recvFd(sock *os.File) (*os.File, error) {
 		return nil, err
 	}
 	return os.NewFile(uintptr(fds[0]), "console"), nil
+}
+
+// newConsoleSocket returns a socket pair on which libcontainer sends the
+// master of a pty it made: ours (non-blocking, so that receiving parks no
+// thread) and the child's end, for the helper.
+func newConsoleSocket() (ours, child *os.File, _ error) {
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, nil, os.NewSyscallError("socketpair", err)
+	}
+	if err := unix.SetNonblock(fds[0], true); err != nil {
+		unix.Close(fds[0])
+		unix.Close(fds[1])
+		return nil, nil, err
+	}
+	return os.NewFile(uintptr(fds[0]), "console-socket"), os.NewFile(uintptr(fds[1]), "console-socket-child"), nil
+}
+
+// rawFd returns f's descriptor without making it blocking (File.Fd would,
+// and the mode is shared with whoever else holds the file).
+func rawFd(f *os.File) (int, error) {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return -1, err
+	}
+	fd := -1
+	if err := rc.Control(func(u uintptr) { fd = int(u) }); err != nil {
+		return -1, err
+	}
+	return fd, nil
+}
+
+// newConnReader reads the lines of a connection, with the descriptors
+// sent along (wire.LineReader), parking in the poller.
+func newConnReader(conn *os.File) *wire.LineReader {
+	return &wire.LineReader{Recv: func(p, oob []byte) (int, int, error) {
+		rc, err := conn.SyscallConn()
+		if err != nil {
+			return 0, 0, err
+		}
+		var n, oobn, flags int
+		var rerr error
+		err = rc.Read(func(fd uintptr) bool {
+			n, oobn, flags, _, rerr = unix.Recvmsg(int(fd), p, oob, unix.MSG_CMSG_CLOEXEC)
+			return !errors.Is(rerr, unix.EAGAIN)
+		})
+		if err == nil {
+			err = rerr
+		}
+		if err == nil && flags&unix.MSG_CTRUNC != 0 {
+			err = errors.New("recvmsg: control data truncated")
+		}
+		return n, oobn, err
+	}}
+}
+
+// sendLine writes b on the connection, with fds (SCM_RIGHTS) attached to
+// its first bytes.
+func sendLine(conn *os.File, b []byte, fds []int) error {
+	rc, err := conn.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var oob []byte
+	if len(fds) > 0 {
+		oob = unix.UnixRights(fds...)
+	}
+	for len(b) > 0 {
+		var n int
+		var werr error
+		err := rc.Write(func(fd uintptr) bool {
+			n, werr = unix.SendmsgN(int(fd), b, oob, nil, unix.MSG_NOSIGNAL)
+			return !errors.Is(werr, unix.EAGAIN)
+		})
+		if err == nil {
+			err = werr
+		}
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		b, oob = b[n:], nil
+	}
+	return nil
+}
+
+// watchClose returns a channel closed when the client closes its end of
+// the connection (what it sends meanwhile is ignored).
+func watchClose(conn *os.File) <-chan struct{} {
+	gone := make(chan struct{})
+	go func() {
+		defer close(gone)
+		var b [256]byte
+		for {
+			if _, err := conn.Read(b[:]); err != nil {
+				return
+			}
+		}
+	}()
+	return gone
 }

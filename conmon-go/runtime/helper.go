@@ -262,8 +262,25 @@ func helperExecProcess(lc *libcontainer.Container, req *helperapi.Request, resp 
 	p.Args = req.Args
 	p.Env = append(p.Env, req.Env...)
 	p.Init = false
-	p.Stdout = fdFile(req.StdoutFd, "stdout")
-	p.Stderr = fdFile(req.StderrFd, "stderr")
+	// A stream not given is /dev/null (os/exec's default for a nil one);
+	// with a terminal (Tty, ConsoleFd) the process's stdio is the pty
+	// libcontainer makes in the container, whose master goes back over
+	// the console socket, as for a container's init.
+	if f := fdFile(req.StdinFd, "stdin"); f != nil {
+		p.Stdin = f
+	}
+	if f := fdFile(req.StdoutFd, "stdout"); f != nil {
+		p.Stdout = f
+	}
+	if f := fdFile(req.StderrFd, "stderr"); f != nil {
+		p.Stderr = f
+	}
+	if req.Tty {
+		if req.ConsoleFd < 0 {
+			return errf(wire.CodeInvalidArgument, "exec with a terminal needs a console socket")
+		}
+		p.ConsoleSocket = fdFile(req.ConsoleFd, "console-socket")
+	}
 	if err := lc.Run(p); err != nil {
 		return errf(wire.CodeFailedPrecondition, "exec in %s: %v", req.ID, err)
 	}

@@ -106,7 +106,7 @@ func makeRootfs(t *testing.T, dir, busybox string) string {
 	if err := os.WriteFile(filepath.Join(root, "bin", "busybox"), b, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	for _, a := range []string{"sh", "sleep", "echo", "cat", "id", "hostname", "head", "tr", "dd", "printf", "mkdir", "touch", "ls", "yes", "true", "grep"} {
+	for _, a := range []string{"sh", "sleep", "echo", "cat", "id", "hostname", "head", "tr", "dd", "printf", "mkdir", "touch", "ls", "yes", "true", "grep", "tty", "stty"} {
 		if err := os.Symlink("busybox", filepath.Join(root, "bin", a)); err != nil {
 			t.Fatal(err)
 		}
@@ -191,7 +191,7 @@ func joinPod(s *specs.Spec, pausePid int) {
 	s.Hostname = "" // the UTS namespace is shared
 }
 
-type ctrOpts struct{ tty, stdin bool }
+type ctrOpts struct{ tty, stdin, stdinOnce bool }
 
 // create writes the bundle and creates the container.
 func (e *testEnv) create(id string, s *specs.Spec, o ...ctrOpts) (State, string) {
@@ -210,7 +210,7 @@ func (e *testEnv) create(id string, s *specs.Spec, o ...ctrOpts) (State, string)
 		opt = o[0]
 	}
 	st, err := e.rt.Create(context.Background(), CreateRequest{
-		Pod: e.pod, ID: ContainerID(id), Bundle: bundle, LogPath: logPath, Tty: opt.tty, Stdin: opt.stdin,
+		Pod: e.pod, ID: ContainerID(id), Bundle: bundle, LogPath: logPath, Tty: opt.tty, Stdin: opt.stdin, StdinOnce: opt.stdinOnce,
 	})
 	if err != nil {
 		e.t.Fatalf("create %s: %v", id, err)
@@ -550,6 +550,12 @@ func TestIntegration(t *testing.T) {
 			t.Fatalf("exec in unknown container: %v", err)
 		}
 	})
+
+	t.Run("streaming exec", func(t *testing.T) {
+		testStreamExec(t, e, "joiner", e.cgParent+"/pod"+string(e.pod)+"/joiner")
+	})
+
+	t.Run("attach", func(t *testing.T) { testAttach(t, e, "joiner") })
 
 	t.Run("logs", func(t *testing.T) {
 		long := 40000

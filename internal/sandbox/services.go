@@ -6,7 +6,8 @@
 // internal/cri:
 //
 //	Pods        RunPodSandbox, StopPodSandbox, RemovePodSandbox,
-//	            PodSandboxStatus, ListPodSandbox          pods_*.go
+//	            PodSandboxStatus, ListPodSandbox, the
+//	            port-forward streams                      pods_*.go
 //	Containers  CreateContainer, StartContainer, StopContainer,
 //	            RemoveContainer, ContainerStatus, ListContainers,
 //	            ReopenContainerLog                        containers_*.go
@@ -103,6 +104,10 @@ type monitor interface {
 	State(ctx context.Context, pod oci.PodID, id oci.ContainerID) (oci.State, error)
 	Wait(ctx context.Context, pod oci.PodID, id oci.ContainerID) (oci.State, error)
 	ExecSync(ctx context.Context, pod oci.PodID, id oci.ContainerID, cmd []string, timeout time.Duration) ([]byte, []byte, int32, error)
+	// Exec runs cmd with the client's streams as its stdio and returns
+	// its exit code; Attach connects them to the container's main process.
+	Exec(ctx context.Context, pod oci.PodID, id oci.ContainerID, cmd []string, stdio oci.Stdio) (int32, error)
+	Attach(ctx context.Context, pod oci.PodID, id oci.ContainerID, stdio oci.Stdio) error
 	ReopenLog(ctx context.Context, pod oci.PodID, id oci.ContainerID) error
 	Delete(ctx context.Context, pod oci.PodID, id oci.ContainerID) error
 }

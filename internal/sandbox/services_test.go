@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -40,6 +41,8 @@ type fakes struct {
 	exitCh   map[oci.ContainerID]chan struct{}
 	dir      string
 	host     *fakeHost
+	execs    []string // "container cmd…" of each streaming Exec
+	attaches []string // containers of each Attach
 }
 
 func newFakes(dir string) *fakes {
@@ -175,6 +178,21 @@ func (f *fakes) Wait(ctx context.Context, p oci.PodID, id oci.ContainerID) (oci.
 }
 func (f *fakes) ExecSync(context.Context, oci.PodID, oci.ContainerID, []string, time.Duration) ([]byte, []byte, int32, error) {
 	return []byte("out"), nil, 0, nil
+}
+func (f *fakes) Exec(_ context.Context, _ oci.PodID, id oci.ContainerID, cmd []string, stdio oci.Stdio) (int32, error) {
+	f.mu.Lock()
+	f.execs = append(f.execs, string(id)+" "+strings.Join(cmd, " "))
+	f.mu.Unlock()
+	if stdio.Out != nil {
+		_, _ = stdio.Out.Write([]byte("out"))
+	}
+	return 3, nil
+}
+func (f *fakes) Attach(_ context.Context, _ oci.PodID, id oci.ContainerID, _ oci.Stdio) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.attaches = append(f.attaches, string(id))
+	return nil
 }
 func (f *fakes) ReopenLog(context.Context, oci.PodID, oci.ContainerID) error { return nil }
 func (f *fakes) Delete(_ context.Context, _ oci.PodID, id oci.ContainerID) error {

@@ -34,7 +34,7 @@ const (
 	// There is no start: the monitor starts a created container itself
 	// through its exec fifo (conmon-go/startfifo.go).
 	OpKill    = "kill"    // Signal (SIGKILL: every process of the container); Bundle finds the processes should the runtime state be gone
-	OpExec    = "exec"    // Bundle, Args, Env, StdoutFd, StderrFd -> Pid
+	OpExec    = "exec"    // Bundle, Args, Env, StdinFd, StdoutFd, StderrFd (-1: /dev/null), or Tty and ConsoleFd -> Pid
 	OpDestroy = "destroy" // remove cgroups and runtime state (Bundle: the cgroups, should the state be gone)
 	OpInspect = "inspect" // -> Status, Pid, PidStartTime, Created, MemCg, CgV2
 )

@@ -8,7 +8,10 @@
 // a connection, writes one Request as a single JSON line, and reads one
 // Response as a single JSON line; the connection then closes. Only "wait"
 // keeps its connection open until the container exits (the monitor gives up
-// when the client closes its end).
+// when the client closes its end), and the two streaming operations,
+// "exec_stream" and "attach", whose connection lives as long as the
+// stream; they pass file descriptors with their lines (see stream.go for
+// their framing).
 package wire
 
 import (
@@ -39,6 +42,14 @@ const (
 	OpDelete    = "delete"     // Container, Force
 	OpShutdown  = "shutdown"   // kills and deletes what is left, then exits
 	OpStats     = "stats"      // -> Stats: the monitor's own memory and helper count (diagnostics)
+	// OpExecStream runs a process whose stdio are the client's (stream.go):
+	// Container, Args, Env, Tty, Stdin, Stdout, Stderr + fds -> Pid (+ the
+	// pty master with Tty), then Exec (ExitCode) when it exited.
+	OpExecStream = "exec_stream"
+	// OpAttach connects the client to a container's stdio (stream.go):
+	// Container, Stdin, Stdout, Stderr + fds -> an empty answer, then
+	// Resize lines from the client, and a last answer when it ends.
+	OpAttach = "attach"
 )
 
 // Error codes carried in Response.Code; internal/oci maps them to errdefs.
@@ -61,13 +72,17 @@ const MaxExecOutput = 16 << 20
 
 // Request is one client request.
 type Request struct {
-	Op        string   `json:"op"`
-	Container string   `json:"container,omitempty"`
-	Bundle    string   `json:"bundle,omitempty"`
-	LogPath   string   `json:"log_path,omitempty"`
-	Stdin     bool     `json:"stdin,omitempty"`
-	StdinOnce bool     `json:"stdin_once,omitempty"`
-	Tty       bool     `json:"tty,omitempty"`
+	Op        string `json:"op"`
+	Container string `json:"container,omitempty"`
+	Bundle    string `json:"bundle,omitempty"`
+	LogPath   string `json:"log_path,omitempty"`
+	Stdin     bool   `json:"stdin,omitempty"`
+	StdinOnce bool   `json:"stdin_once,omitempty"`
+	Tty       bool   `json:"tty,omitempty"`
+	// Stdout and Stderr (with Stdin) say which streams the client of an
+	// exec_stream or attach passes as files (stream.go).
+	Stdout    bool     `json:"stdout,omitempty"`
+	Stderr    bool     `json:"stderr,omitempty"`
 	Signal    int      `json:"signal,omitempty"`
 	Args      []string `json:"args,omitempty"`
 	Env       []string `json:"env,omitempty"`
