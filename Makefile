@@ -56,8 +56,13 @@ test:
 integration: build
 	$(GO) test -trimpath -tags "$(BUILDTAGS) integration" -count=1 -p 1 ./test/integration/...
 
+# Two passes: the whole suite (SPDY streams), then the streaming specs
+# again with critest's WebSocket clients (port-forward tunnels SPDY over a
+# WebSocket, as kubectl >= 1.30 does).
 critest: build
 	test/critest/run.sh
+	CRITEST_OUT=$(CURDIR)/$(BUILD)/critest-websocket \
+		CRITEST_ARGS="--ginkgo.focus=portforward -websocket-portforward" test/critest/run.sh
 
 bench: bench-pull bench-pods
 

@@ -102,6 +102,8 @@ n_pass=0 n_fail=0 n_skip=0
 	if ((critest_ran)) && [[ -f _build/critest/summary.txt ]]; then
 		echo "critest details: _build/critest/summary.txt"
 		grep -E '^critest: [0-9]+ passed' _build/critest/summary.txt | sed 's/^/  /' || true
+		[[ -f _build/critest-websocket/summary.txt ]] &&
+			grep -E '^critest: [0-9]+ passed' _build/critest-websocket/summary.txt | sed 's/^/  websocket pass: /' || true
 	fi
 	echo "======================================================"
 	if ((failed)); then

@@ -22,6 +22,7 @@ import (
 	"github.com/noded-dev/noded/internal/metrics"
 	"github.com/noded-dev/noded/internal/netcni"
 	"github.com/noded-dev/noded/internal/sandbox"
+	"github.com/noded-dev/noded/internal/streaming"
 )
 
 // socketMode lets root and the socket's group (e.g. a crictl group) connect.
@@ -59,6 +60,28 @@ func serve(cfg *config.Config, log *logrus.Entry) error {
 	}
 	defer closeRuntime()
 
+	streams, err := streaming.New(streaming.Options{
+		Address: cfg.StreamAddress, Port: int(cfg.StreamPort), IdleTimeout: cfg.StreamIdleTimeout.Duration,
+		TLSCert: cfg.StreamTLSCert, TLSKey: cfg.StreamTLSKey, TLSCA: cfg.StreamTLSCA,
+		Containers: rt.Exec, Pods: rt.Pods, Logger: log.WithField("component", "streaming"),
+	})
+	if err != nil {
+		return err
+	}
+	// Deferred after closeRuntime, so it runs first: open sessions end
+	// before the services they use.
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = streams.Close(ctx)
+	}()
+	go func() {
+		if err := streams.Serve(); err != nil {
+			log.WithError(err).Error("streaming server stopped")
+		}
+	}()
+	log.WithField("address", streams.Addr().String()).Info("serving CRI streams (exec, attach, port-forward)")
+
 	srv := cri.NewServer(cri.Options{
 		Version:    version,
 		Network:    network,
@@ -68,6 +91,7 @@ func serve(cfg *config.Config, log *logrus.Entry) error {
 		Exec:       rt.Exec,
 		Stats:      rt.Stats,
 		IDs:        rt.IDs,
+		Streams:    streams,
 		Handlers:   sandbox.Handlers,
 		// mount_setattr(2) with AT_RECURSIVE, which runc uses for rro.
 		RecursiveReadOnlyMounts: kernelAtLeast(5, 12),

@@ -106,6 +106,19 @@ type Config struct {
 
 	// ShutdownTimeout bounds how long a SIGTERM waits for in-flight RPCs.
 	ShutdownTimeout Duration `toml:"shutdown-timeout"`
+
+	// StreamAddress and StreamPort are where the CRI streaming server
+	// (the URLs Exec, Attach and PortForward return) listens; port 0 is
+	// an ephemeral port chosen at start. CRI-O's names.
+	StreamAddress string `toml:"stream-address"`
+	StreamPort    Count  `toml:"stream-port"`
+	// StreamIdleTimeout closes a streaming connection idle for this long.
+	StreamIdleTimeout Duration `toml:"stream-idle-timeout"`
+	// StreamTLSCert and StreamTLSKey serve the streams over TLS; with
+	// StreamTLSCA, clients must present a certificate signed by it.
+	StreamTLSCert Path `toml:"stream-tls-cert"`
+	StreamTLSKey  Path `toml:"stream-tls-key"`
+	StreamTLSCA   Path `toml:"stream-tls-ca"`
 }
 
 // Duration is a time.Duration written as a Go duration string ("30s").
@@ -157,6 +170,8 @@ func Default() *Config {
 		PauseImage:           DefaultPauseImage,
 		CgroupManager:        defaultCgroupManager(),
 		ShutdownTimeout:      Duration{30 * time.Second},
+		StreamAddress:        "127.0.0.1",
+		StreamIdleTimeout:    Duration{4 * time.Hour},
 	}
 }
 
@@ -281,6 +296,7 @@ func (c *Config) Validate() error {
 	optionalPaths := map[string]Path{
 		"registries-conf": c.RegistriesConf, "signature-policy": c.SignaturePolicy,
 		"conmon-path": c.ConmonPath, "pause-path": c.PausePath,
+		"stream-tls-cert": c.StreamTLSCert, "stream-tls-key": c.StreamTLSKey, "stream-tls-ca": c.StreamTLSCA,
 	}
 	for _, key := range sortedKeys(paths) {
 		if paths[key] == "" {
@@ -327,6 +343,26 @@ func (c *Config) Validate() error {
 	}
 	if c.ShutdownTimeout.Duration <= 0 {
 		return fmt.Errorf("invalid value for %q: must be positive", "shutdown-timeout")
+	}
+	return c.validateStream()
+}
+
+// validateStream checks the streaming server's keys.
+func (c *Config) validateStream() error {
+	if c.StreamAddress == "" || (c.StreamAddress != "localhost" && net.ParseIP(c.StreamAddress) == nil) {
+		return fmt.Errorf("invalid value for %q: %q is not an IP address or localhost", "stream-address", c.StreamAddress)
+	}
+	if c.StreamPort < 0 || c.StreamPort > 65535 {
+		return fmt.Errorf("invalid value for %q: %d (want 0 to 65535; 0 picks a free port)", "stream-port", c.StreamPort)
+	}
+	if c.StreamIdleTimeout.Duration <= 0 {
+		return fmt.Errorf("invalid value for %q: must be positive", "stream-idle-timeout")
+	}
+	if (c.StreamTLSCert == "") != (c.StreamTLSKey == "") {
+		return fmt.Errorf("invalid value for %q and %q: set both or neither", "stream-tls-cert", "stream-tls-key")
+	}
+	if c.StreamTLSCA != "" && c.StreamTLSCert == "" {
+		return fmt.Errorf("invalid value for %q: client certificates need the server's own (stream-tls-cert, stream-tls-key)", "stream-tls-ca")
 	}
 	return nil
 }
@@ -386,6 +422,12 @@ var Keys = []Key{
 	{"conmon-path", "Path of the conmon-go monitor; empty: conmon-go next to the noded binary."},
 	{"pause-path", "Path of the static pause binary for the built-in pause image; empty: noded-pause next to the noded binary."},
 	{"shutdown-timeout", "How long SIGTERM waits for in-flight requests before closing them."},
+	{"stream-address", "IP address of the streaming server that the URLs of Exec, Attach and PortForward point to."},
+	{"stream-port", "Port of the streaming server; 0 picks a free port at start."},
+	{"stream-idle-timeout", "Close a streaming connection (exec, attach, port-forward) idle for this long."},
+	{"stream-tls-cert", "TLS certificate of the streaming server (PEM); empty: plain HTTP."},
+	{"stream-tls-key", "Private key of stream-tls-cert (PEM)."},
+	{"stream-tls-ca", "CA bundle (PEM) that streaming clients' certificates must be signed by; empty: no client certificates."},
 }
 
 // Help returns the documentation of key, or "" for an unknown key.

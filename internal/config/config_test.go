@@ -93,6 +93,12 @@ func TestLoad(t *testing.T) {
 		{desc: "bad cgroup manager", file: "cgroup-manager = \"cgroupv3\"\n", wantErr: `"cgroup-manager"`},
 		{desc: "wrong type", file: "log-level = 3\n", wantErr: "log-level"},
 		{desc: "TOML syntax error", file: "log-level = \n", wantErr: "config file"},
+		{desc: "stream address must be an IP", file: "stream-address = \"example.com\"\n", wantErr: `"stream-address"`},
+		{desc: "stream port out of range", file: "stream-port = 70000\n", wantErr: `"stream-port"`},
+		{desc: "stream idle timeout must be positive", file: "stream-idle-timeout = \"0s\"\n", wantErr: `"stream-idle-timeout"`},
+		{desc: "stream TLS cert without key", file: "stream-tls-cert = \"/etc/noded/s.crt\"\n", wantErr: `"stream-tls-cert"`},
+		{desc: "stream TLS CA without a server certificate", file: "stream-tls-ca = \"/etc/noded/ca.crt\"\n", wantErr: `"stream-tls-ca"`},
+		{desc: "stream TLS paths are absolute", file: "stream-tls-cert = \"s.crt\"\nstream-tls-key = \"s.key\"\n", wantErr: `"stream-tls-cert"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.desc, func(t *testing.T) {

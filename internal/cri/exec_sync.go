@@ -5,8 +5,6 @@ import (
 	"time"
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
-
-	"github.com/noded-dev/noded/internal/errdefs"
 )
 
 // ExecSync runs a command in a container and returns its output. A
@@ -17,13 +15,7 @@ func (s *RuntimeServer) ExecSync(ctx context.Context, req *runtimeapi.ExecSyncRe
 	if err != nil {
 		return nil, err
 	}
-	if err := requireID("container", req.GetContainerId()); err != nil {
-		return nil, err
-	}
-	if len(req.GetCmd()) == 0 {
-		return nil, errdefs.InvalidArgument("exec command must not be empty")
-	}
-	id, err := s.resolveContainer(req.GetContainerId())
+	id, err := s.execTarget(req.GetContainerId(), req.GetCmd())
 	if err != nil {
 		return nil, err
 	}

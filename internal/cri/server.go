@@ -40,6 +40,9 @@ type Options struct {
 	Exec       execService
 	Stats      statsService
 	IDs        resolver
+	// Streams serves Exec, Attach and PortForward; nil leaves them
+	// Unimplemented.
+	Streams streamService
 	// CgroupDriver is "cgroupfs" or "systemd", reported by RuntimeConfig.
 	CgroupDriver string
 	// Handlers are the RuntimeClass handlers served ("" is the default).

@@ -29,6 +29,7 @@
 #   CRITEST_PARALLEL  ginkgo parallel processes (default 1)
 #   CRITEST_TIMEOUT   ginkgo suite timeout (default 60m)
 #   CRITEST_VERBOSE   1: stream critest's full output, not one line a spec
+#   CRITEST_OUT       results directory (default _build/critest)
 #   CRITEST_KEEP_TMP  1: do not delete the temp dir (debugging; mounts are
 #                     still undone and processes still stopped)
 #   NODED_BIN, NODED_TESTREGISTRY_BIN
@@ -39,7 +40,7 @@ set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 tools="$repo/_build/tools"
-out="$repo/_build/critest"
+out="${CRITEST_OUT:-$repo/_build/critest}"
 expected_file="$repo/test/critest/expected-failures.txt"
 
 # Overridable to try the harness against another build.

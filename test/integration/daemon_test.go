@@ -114,15 +114,6 @@ func TestUnimplementedIsNeverFakeSuccess(t *testing.T) {
 	ctx := context.Background()
 	rt := d.Runtime(t)
 	calls := map[string]func() error{
-		"Exec": func() error {
-			_, err := rt.Exec(ctx, &runtimeapi.ExecRequest{ContainerId: "x", Cmd: []string{"sh"}})
-			return err
-		},
-		"Attach": func() error { _, err := rt.Attach(ctx, &runtimeapi.AttachRequest{ContainerId: "x"}); return err },
-		"PortForward": func() error {
-			_, err := rt.PortForward(ctx, &runtimeapi.PortForwardRequest{PodSandboxId: "x"})
-			return err
-		},
 		"UpdateContainerResources": func() error {
 			_, err := rt.UpdateContainerResources(ctx, &runtimeapi.UpdateContainerResourcesRequest{ContainerId: "x"})
 			return err
