@@ -57,12 +57,13 @@ integration: build
 	$(GO) test -trimpath -tags "$(BUILDTAGS) integration" -count=1 -p 1 ./test/integration/...
 
 # Two passes: the whole suite (SPDY streams), then the streaming specs
-# again with critest's WebSocket clients (port-forward tunnels SPDY over a
-# WebSocket, as kubectl >= 1.30 does).
+# again with critest's WebSocket clients (exec and attach over
+# v5.channel.k8s.io, port-forward as SPDY tunnelled in a WebSocket: what
+# kubectl >= 1.30 speaks).
 critest: build
 	test/critest/run.sh
 	CRITEST_OUT=$(CURDIR)/$(BUILD)/critest-websocket \
-		CRITEST_ARGS="--ginkgo.focus=portforward -websocket-portforward" test/critest/run.sh
+		CRITEST_ARGS="--ginkgo.focus=Streaming -websocket-exec -websocket-attach -websocket-portforward" test/critest/run.sh
 
 bench: bench-pull bench-pods
 

@@ -51,6 +51,11 @@ func FailedPrecondition(format string, args ...any) error {
 // Unavailable returns an error of class ErrUnavailable.
 func Unavailable(format string, args ...any) error { return wrap(ErrUnavailable, format, args...) }
 
+// ResourceExhausted wraps ErrResourceExhausted (a bounded table is full).
+func ResourceExhausted(format string, args ...any) error {
+	return wrap(ErrResourceExhausted, format, args...)
+}
+
 // NotImplemented returns an error of class ErrNotImplemented.
 func NotImplemented(format string, args ...any) error {
 	return wrap(ErrNotImplemented, format, args...)

@@ -65,6 +65,10 @@ type Server struct {
 	log  *logrus.Entry
 	pods pods
 	ctrs containers
+	// rt is what the library calls; serveV5 calls it too.
+	rt     *runtime
+	idle   time.Duration
+	tokens tokens
 }
 
 // New checks the options, listens, and builds the server; Serve starts
@@ -93,7 +97,8 @@ func New(o Options) (*Server, error) {
 	}
 	cfg.TLSConfig = tlsConfig
 	lg := log.Or(o.Logger)
-	lib, err := cristreaming.NewServer(cfg, &runtime{containers: o.Containers, pods: o.Pods, log: lg})
+	rt := &runtime{containers: o.Containers, pods: o.Pods, log: lg}
+	lib, err := cristreaming.NewServer(cfg, rt)
 	if err != nil {
 		ln.Close()
 		return nil, fmt.Errorf("streaming server: %w", err)
@@ -101,10 +106,12 @@ func New(o Options) (*Server, error) {
 	if tlsConfig != nil {
 		ln = tls.NewListener(ln, tlsConfig)
 	}
-	return &Server{
-		lib: lib, ln: ln, log: lg, pods: o.Pods, ctrs: o.Containers,
-		http: &http.Server{Handler: tunnelled(lib, lg), ReadHeaderTimeout: 30 * time.Second},
-	}, nil
+	s := &Server{lib: lib, ln: ln, log: lg, pods: o.Pods, ctrs: o.Containers, rt: rt, idle: cfg.StreamIdleTimeout}
+	// In front of the library: noded's exec/attach tokens and WebSocket
+	// v5 (websocket.go), then port-forward tunnelled in a WebSocket
+	// (tunnel.go).
+	s.http = &http.Server{Handler: s.sessions(tunnelled(lib, lg)), ReadHeaderTimeout: 30 * time.Second}
+	return s, nil
 }
 
 // tlsConfig is nil without a certificate.
@@ -160,10 +167,18 @@ func (s *Server) Exec(id ids.ContainerID, req *runtimeapi.ExecRequest) (*runtime
 	if err := s.ctrs.CheckExec(id); err != nil {
 		return nil, err
 	}
-	return s.lib.GetExec(&runtimeapi.ExecRequest{
+	r := &runtimeapi.ExecRequest{
 		ContainerId: string(id), Cmd: req.GetCmd(), Tty: req.GetTty(),
 		Stdin: req.GetStdin(), Stdout: req.GetStdout(), Stderr: req.GetStderr(),
-	})
+	}
+	resp, err := s.lib.GetExec(r)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.tokens.put(resp.GetUrl(), r); err != nil {
+		return nil, errdefs.ResourceExhausted("%v", err)
+	}
+	return resp, nil
 }
 
 // Attach checks that the container can be attached to as asked and
@@ -176,7 +191,14 @@ func (s *Server) Attach(id ids.ContainerID, req *runtimeapi.AttachRequest) (*run
 		return nil, err
 	}
 	r := &runtimeapi.AttachRequest{ContainerId: string(id), Stdin: req.GetStdin(), Tty: req.GetTty(), Stdout: req.GetStdout(), Stderr: req.GetStderr()}
-	return s.lib.GetAttach(r)
+	resp, err := s.lib.GetAttach(r)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.tokens.put(resp.GetUrl(), r); err != nil {
+		return nil, errdefs.ResourceExhausted("%v", err)
+	}
+	return resp, nil
 }
 
 // PortForward checks that the pod is ready and returns the URL.

@@ -10,6 +10,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"io"
 	"math/big"
 	"net"
@@ -23,6 +24,7 @@ import (
 
 	"github.com/gorilla/websocket"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+	utilexec "k8s.io/utils/exec"
 
 	"github.com/noded-dev/noded/internal/errdefs"
 	"github.com/noded-dev/noded/internal/ids"
@@ -220,5 +222,60 @@ func TestWSConn(t *testing.T) {
 	}
 	if err := conn.Close(); err != nil {
 		t.Errorf("second close: %v", err)
+	}
+}
+
+func TestTokensAreSingleUse(t *testing.T) {
+	var tk tokens
+	req := &runtimeapi.ExecRequest{ContainerId: "c"}
+	if err := tk.put("http://127.0.0.1:1/exec/abc", req); err != nil {
+		t.Fatal(err)
+	}
+	if got, ok := tk.take("abc"); !ok || got != req {
+		t.Fatalf("first take: %v %v", got, ok)
+	}
+	if _, ok := tk.take("abc"); ok {
+		t.Fatal("a token was taken twice")
+	}
+	if _, ok := tk.take("never"); ok {
+		t.Fatal("an unknown token was taken")
+	}
+	// Expired entries are not served, and are dropped when others come.
+	tk.m["old"] = tokenEntry{req: req, expires: time.Now().Add(-time.Second)}
+	if _, ok := tk.take("old"); ok {
+		t.Fatal("an expired token was taken")
+	}
+	for i := range maxTokens {
+		if err := tk.put(fmt.Sprintf("http://h/exec/t%d", i), req); err != nil {
+			t.Fatalf("put %d: %v", i, err)
+		}
+	}
+	if err := tk.put("http://h/exec/one-too-many", req); err == nil {
+		t.Fatal("the table grew past its bound")
+	}
+}
+
+func TestStatusOf(t *testing.T) {
+	tests := []struct {
+		name       string
+		err        error
+		wantStatus string
+		wantReason string
+		wantCause  string
+	}{
+		{"success", nil, "Success", "", ""},
+		{"exit code", utilexec.CodeExitError{Err: errors.New("exit 3"), Code: 3}, "Failure", "NonZeroExitCode", "3"},
+		{"other error", errors.New("monitor gone"), "Failure", "InternalError", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			st := statusOf(tt.err)
+			if st.Status != tt.wantStatus || st.Reason != tt.wantReason {
+				t.Fatalf("status %+v", st)
+			}
+			if tt.wantCause != "" && (st.Details == nil || st.Details.Causes[0].Message != tt.wantCause || st.Details.Causes[0].Type != "ExitCode") {
+				t.Fatalf("causes %+v", st.Details)
+			}
+		})
 	}
 }

@@ -358,3 +358,98 @@ func waitFor(t *testing.T, within time.Duration, cond func() bool) {
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+// fdCount is the number of open descriptors of pid.
+func fdCount(t *testing.T, pid int) int {
+	t.Helper()
+	entries, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(entries)
+}
+
+// goroutines reads noded's go_goroutines gauge from /metrics.
+func goroutines(t *testing.T, metricsAddr string) int {
+	t.Helper()
+	r, err := http.Get("http://" + metricsAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Body.Close()
+	sc := bufio.NewScanner(r.Body)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "go_goroutines "); ok {
+			var n int
+			if _, err := fmt.Sscan(v, &n); err != nil {
+				t.Fatalf("go_goroutines %q: %v", v, err)
+			}
+			return n
+		}
+	}
+	t.Fatal("no go_goroutines in /metrics")
+	return 0
+}
+
+// Streaming sessions whose clients go away early leave nothing behind:
+// no process in the container, no descriptor in noded or the monitor,
+// no goroutine in noded.
+func TestStreamsLeaveNothingBehind(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metricsAddr := ln.Addr().String()
+	ln.Close()
+	e := newPodEnv(t, "--metrics-address", metricsAddr)
+	pod, ctr, _ := e.runPod(t, "leak", []string{"sleep", "3600"})
+	monitor := procPPid(t, e.pausePID(t, pod))
+
+	// session runs crictl exec of cat and kills the client once cat runs;
+	// with tty, crictl runs on a terminal made by script, which is killed.
+	session := func(tty bool) {
+		cmd := crictlCmd(t, e, "exec", "-i", ctr, "cat")
+		if tty {
+			line := fmt.Sprintf("%s --runtime-endpoint unix://%s exec -it %s cat", cmd.Path, e.d.Socket, ctr)
+			cmd = exec.Command("script", "-qfec", line, "/dev/null")
+		}
+		if _, err := cmd.StdinPipe(); err != nil { // held open: cat waits on it
+			t.Fatal(err)
+		}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		// The session is real: its process runs in the container.
+		waitFor(t, 10*time.Second, func() bool { return execCount(t, e, ctr, "[c]at") == "1" })
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		waitFor(t, 10*time.Second, func() bool { return execCount(t, e, ctr, "[c]at") == "0" })
+	}
+	// Warm up, so that lazily made things (the streaming server's
+	// connections pool, the monitor's helper) count in the baseline.
+	session(false)
+	nodedFds, monitorFds, routines := fdCount(t, e.d.Pid()), fdCount(t, monitor), goroutines(t, metricsAddr)
+
+	const sessions = 40
+	for i := range sessions {
+		session(i%2 == 1)
+	}
+	// Slack of a few descriptors and goroutines: gRPC connections from
+	// the checks themselves come and go.
+	waitFor(t, 15*time.Second, func() bool {
+		return fdCount(t, e.d.Pid()) <= nodedFds+2 && fdCount(t, monitor) <= monitorFds+1 &&
+			goroutines(t, metricsAddr) <= routines+5
+	})
+	t.Logf("after %d abandoned sessions: noded fds %d (was %d), monitor fds %d (was %d), goroutines %d (was %d)",
+		sessions, fdCount(t, e.d.Pid()), nodedFds, fdCount(t, monitor), monitorFds, goroutines(t, metricsAddr), routines)
+}
+
+// procPPid is the parent of pid.
+func procPPid(t *testing.T, pid int) int {
+	t.Helper()
+	var ppid int
+	if _, err := fmt.Sscan(procStatus(t, pid)["PPid"], &ppid); err != nil || ppid <= 1 {
+		t.Fatalf("parent of %d: %q", pid, procStatus(t, pid)["PPid"])
+	}
+	return ppid
+}
