@@ -16,7 +16,7 @@ PKGS      := ./cmd/... ./internal/... ./conmon-go/... ./test/testimages/... ./te
 export PATH := /usr/local/go/bin:$(PATH)
 
 .PHONY: all build noded conmon-go pause testregistry run test integration critest \
-	bench bench-pull bench-pods lint fmt vet clean readme-config
+	bench bench-pull bench-pods bench-exec lint fmt vet clean readme-config
 
 all: build
 
@@ -65,13 +65,18 @@ critest: build
 	CRITEST_OUT=$(CURDIR)/$(BUILD)/critest-websocket \
 		CRITEST_ARGS="--ginkgo.focus=Streaming -websocket-exec -websocket-attach -websocket-portforward" test/critest/run.sh
 
-bench: bench-pull bench-pods
+bench: bench-pull bench-pods bench-exec
 
 bench-pull: build
 	$(GO) run $(GOFLAGS_BUILD) ./test/bench/pull
 
 bench-pods: build
 	$(GO) run $(GOFLAGS_BUILD) ./test/bench/pods
+
+# ExecSync, streaming exec and port-forward against Debian's containerd
+# 1.6.20 + runc 1.1.5 (apt-get download, unpacked into _build/containerd).
+bench-exec: build
+	$(GO) run $(GOFLAGS_BUILD) ./test/bench/exec
 
 lint: vet
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo 'gofmt: files above need formatting'; exit 1; }

@@ -1,0 +1,885 @@
+// Command exec compares the streaming paths of noded and Debian's
+// containerd 1.6.20 (its CRI plugin, with Debian's runc 1.1.5), both
+// started here on private directories and driven by the same CRI client,
+// in alternating trials:
+//
+//   - ExecSync of `true` in a running busybox container (the kubelet's
+//     exec probes): latency p50/p95, and the machine's CPU time per call;
+//   - streaming exec (the Exec RPC, then its URL with SPDY
+//     v4.channel.k8s.io, client-go's remotecommand): time to the first
+//     byte of `echo hi`, and the throughput of 256 MiB through stdout;
+//   - port-forward (the PortForward RPC, then SPDY portforward.k8s.io,
+//     client-go's portforward as kubectl port-forward uses it, through a
+//     local listener): 256 MiB through one stream, and 20 streams at once
+//     of 8 MiB each, from busybox tcpsvd servers in the pod.
+//
+// containerd and runc are not installed: their Debian packages are
+// fetched with apt-get download into _build/containerd and unpacked there
+// with dpkg-deb -x (reused when present).
+//
+// It prints figures; it asserts nothing. Run it as root on an otherwise
+// idle machine: `make bench-exec`.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/portforward"
+	"k8s.io/client-go/tools/remotecommand"
+	"k8s.io/client-go/transport/spdy"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/noded-dev/noded/test/testenv"
+)
+
+// image is the busybox image of the offline registry (test/testimages),
+// served under its upstream name and, for containerd, under ADDR/name.
+const image = "registry.k8s.io/e2e-test-images/busybox:1.29-2"
+
+const (
+	pauseImage = "registry.k8s.io/pause:3.9"
+	bigPort    = 8000 // serves cfg.bytes per connection
+	smallPort  = 8001 // serves cfg.streamBytes per connection
+)
+
+type config struct {
+	trials      int
+	calls       int
+	firstBytes  int
+	bytes       int64
+	streams     int
+	streamBytes int64
+	printLogs   bool
+}
+
+func main() {
+	var cfg config
+	flag.IntVar(&cfg.trials, "trials", 3, "trials per runtime, alternating")
+	flag.IntVar(&cfg.calls, "calls", 200, "ExecSync calls per trial")
+	flag.IntVar(&cfg.firstBytes, "first-bytes", 20, "streaming `echo hi` execs per trial")
+	flag.Int64Var(&cfg.bytes, "bytes", 256<<20, "bytes through exec stdout and one port-forward stream")
+	flag.IntVar(&cfg.streams, "streams", 20, "port-forward streams at once")
+	flag.Int64Var(&cfg.streamBytes, "stream-bytes", 8<<20, "bytes per concurrent port-forward stream")
+	flag.BoolVar(&cfg.printLogs, "print-logs", false, "print both daemons' logs on failure")
+	flag.Parse()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, cfg)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench-exec:", err)
+		os.Exit(1)
+	}
+}
+
+// rtm is one runtime under test, with its pod and busybox container.
+type rtm struct {
+	name    string
+	rt      runtimeapi.RuntimeServiceClient
+	img     runtimeapi.ImageServiceClient
+	image   string // the busybox reference this runtime pulls
+	cgroup  string // pod cgroup parent directory, removed at the end
+	logDir  string
+	pod     string
+	ctr     string
+	version string
+}
+
+func run(ctx context.Context, cfg config) (retErr error) {
+	if os.Geteuid() != 0 {
+		return errors.New("needs root")
+	}
+	repo := testenv.RepoRoot()
+	for _, b := range []string{"noded", "noded-pause", "conmon-go"} {
+		if _, err := os.Stat(filepath.Join(repo, "bin", b)); err != nil {
+			return fmt.Errorf("no bin/%s: run make build", b)
+		}
+	}
+	pkg, err := debianPackages(ctx, filepath.Join(repo, "_build", "containerd"))
+	if err != nil {
+		return err
+	}
+	dir, err := os.MkdirTemp("", "noded-bench-exec-")
+	if err != nil {
+		return err
+	}
+	defer func() { _ = testenv.CleanupDir(dir) }()
+	reg, err := testenv.StartRegistry(dir)
+	if err != nil {
+		return err
+	}
+	defer reg.Close()
+
+	tag := strconv.Itoa(os.Getpid() % 10000)
+	nodedCg, ctrdCg := "noded-bench-exec-n"+tag, "noded-bench-exec-c"+tag
+	defer func() { _ = testenv.RemoveCgroupTree(nodedCg) }()
+	defer func() { _ = testenv.RemoveCgroupTree(ctrdCg) }()
+
+	// containerd, on its own bridge and subnet.
+	cd, err := startContainerd(ctx, pkg, filepath.Join(dir, "containerd"), reg.Addr, "nbxc"+tag, "10.236.0.0/24")
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := cd.stop(); err != nil && retErr == nil {
+			retErr = err
+		}
+		if retErr != nil && cfg.printLogs {
+			fmt.Fprintf(os.Stderr, "containerd log:\n%s\n", readFile(cd.logPath))
+		}
+	}()
+
+	// noded, on another.
+	ndir := filepath.Join(dir, "noded")
+	nbridge := "nbxn" + tag
+	if err := os.MkdirAll(filepath.Join(ndir, "cni"), 0o755); err != nil {
+		return err
+	}
+	conf := testenv.BridgeConf("noded-bench-exec", nbridge, "10.237.0.0/24", filepath.Join(ndir, "ipam"))
+	if err := os.WriteFile(filepath.Join(ndir, "cni", "10-bench.conflist"), []byte(conf), 0o644); err != nil {
+		return err
+	}
+	defer func() { _ = exec.Command("ip", "link", "del", nbridge).Run() }()
+	policy := filepath.Join(dir, "policy.json")
+	if err := os.WriteFile(policy, []byte(testenv.InsecurePolicy), 0o644); err != nil {
+		return err
+	}
+	d, err := testenv.Start(testenv.Options{Dir: ndir, Args: []string{
+		"--registries-conf", reg.RegistriesConf, "--signature-policy", policy, "--log-level", "info",
+	}})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		_ = d.Stop()
+		if retErr != nil && cfg.printLogs {
+			fmt.Fprintf(os.Stderr, "noded log:\n%s\n", d.Log.String())
+		}
+	}()
+
+	runtimes := []*rtm{
+		{name: "containerd", rt: cd.rt, img: cd.img, image: reg.Addr + "/" + image, cgroup: ctrdCg, logDir: filepath.Join(dir, "logs-c")},
+		{name: "noded", rt: d.Runtime(), img: d.Images(), image: image, cgroup: nodedCg, logDir: filepath.Join(dir, "logs-n")},
+	}
+	for _, r := range runtimes {
+		defer r.removePods()
+		if err := r.setup(ctx, cfg); err != nil {
+			return fmt.Errorf("%s: %w", r.name, err)
+		}
+	}
+	fmt.Printf("containerd: %s (%s); runc: %s\n", runtimes[0].version, pkg.containerdVersion, pkg.runcVersion)
+	fmt.Printf("noded:      %s\n", runtimes[1].version)
+	fmt.Printf("image %s; %d trials alternating; %d CPUs; loadavg %s\n", image, cfg.trials, numCPU(), loadavg())
+
+	// Warm-up, not counted: the first exec and port-forward of each runtime.
+	for _, r := range runtimes {
+		if _, err := r.execSyncLoop(ctx, 5); err != nil {
+			return fmt.Errorf("%s: %w", r.name, err)
+		}
+		if _, err := r.firstByte(ctx); err != nil {
+			return fmt.Errorf("%s: %w", r.name, err)
+		}
+		if _, err := r.forwardMany(ctx, 2, cfg.streamBytes); err != nil {
+			return fmt.Errorf("%s: %w", r.name, err)
+		}
+	}
+
+	res := map[string]*samples{"containerd": {}, "noded": {}}
+	for t := range cfg.trials {
+		order := runtimes
+		if t%2 == 1 {
+			order = []*rtm{runtimes[1], runtimes[0]}
+		}
+		for _, r := range order {
+			if err := r.trial(ctx, cfg, t+1, res[r.name]); err != nil {
+				return fmt.Errorf("%s, trial %d: %w", r.name, t+1, err)
+			}
+		}
+	}
+	printTable(cfg, res["containerd"], res["noded"])
+	return nil
+}
+
+// samples collects one runtime's measurements over all trials.
+type samples struct {
+	execSync      []time.Duration // every call
+	execSyncCPU   time.Duration   // machine CPU over all the loops
+	execSyncCalls int
+	firstByte     []time.Duration // every exec
+	execRate      []float64       // bytes/s, one per trial
+	execCPU       []time.Duration // machine CPU per transfer, one per trial
+	pfRate        []float64
+	pfCPU         []time.Duration
+	pfManyTime    []time.Duration
+	pfManyCPU     []time.Duration
+}
+
+func (r *rtm) trial(ctx context.Context, cfg config, n int, s *samples) error {
+	cpu0 := busyCPU()
+	lat, err := r.execSyncLoop(ctx, cfg.calls)
+	if err != nil {
+		return err
+	}
+	cpu := busyCPU() - cpu0
+	s.execSync = append(s.execSync, lat...)
+	s.execSyncCPU += cpu
+	s.execSyncCalls += cfg.calls
+
+	var fb []time.Duration
+	for range cfg.firstBytes {
+		dt, err := r.firstByte(ctx)
+		if err != nil {
+			return err
+		}
+		fb = append(fb, dt)
+	}
+	s.firstByte = append(s.firstByte, fb...)
+
+	cpu0 = busyCPU()
+	dt, err := r.execStdout(ctx, cfg.bytes)
+	if err != nil {
+		return err
+	}
+	execCPU := busyCPU() - cpu0
+	s.execRate = append(s.execRate, rate(cfg.bytes, dt))
+	s.execCPU = append(s.execCPU, execCPU)
+
+	cpu0 = busyCPU()
+	pdt, err := r.forwardOne(ctx, cfg.bytes)
+	if err != nil {
+		return err
+	}
+	pfCPU := busyCPU() - cpu0
+	s.pfRate = append(s.pfRate, rate(cfg.bytes, pdt))
+	s.pfCPU = append(s.pfCPU, pfCPU)
+
+	cpu0 = busyCPU()
+	mdt, err := r.forwardMany(ctx, cfg.streams, cfg.streamBytes)
+	if err != nil {
+		return err
+	}
+	manyCPU := busyCPU() - cpu0
+	s.pfManyTime = append(s.pfManyTime, mdt)
+	s.pfManyCPU = append(s.pfManyCPU, manyCPU)
+
+	fmt.Printf("trial %d %-10s ExecSync p50 %s p95 %s cpu/call %s | echo first byte p50 %s | exec stdout %.0f MiB/s | pf 1 stream %.0f MiB/s | pf %d streams %s | loadavg %s\n",
+		n, r.name, ms(pct(lat, 0.5)), ms(pct(lat, 0.95)), ms(cpu/time.Duration(cfg.calls)), ms(pct(fb, 0.5)),
+		rate(cfg.bytes, dt)/(1<<20), rate(cfg.bytes, pdt)/(1<<20), cfg.streams, mdt.Round(time.Millisecond), loadavg())
+	return nil
+}
+
+// setup pulls the image and starts one pod with one busybox container
+// that runs two tcpsvd servers (bigPort, smallPort), then waits until they
+// listen.
+func (r *rtm) setup(ctx context.Context, cfg config) error {
+	v, err := r.rt.Version(ctx, &runtimeapi.VersionRequest{})
+	if err != nil {
+		return err
+	}
+	r.version = v.GetRuntimeName() + " " + v.GetRuntimeVersion() + " (CRI " + v.GetRuntimeApiVersion() + ")"
+	if _, err := r.img.PullImage(ctx, &runtimeapi.PullImageRequest{Image: &runtimeapi.ImageSpec{Image: r.image}}); err != nil {
+		return err
+	}
+	name := fmt.Sprintf("bench-exec-%d", time.Now().UnixNano())
+	pcfg := &runtimeapi.PodSandboxConfig{
+		Metadata:     &runtimeapi.PodSandboxMetadata{Name: name, Namespace: "bench", Uid: name},
+		LogDirectory: filepath.Join(r.logDir, name),
+		Linux:        &runtimeapi.LinuxPodSandboxConfig{CgroupParent: "/" + r.cgroup + "/" + name},
+	}
+	if err := os.MkdirAll(pcfg.LogDirectory, 0o755); err != nil {
+		return err
+	}
+	pod, err := r.rt.RunPodSandbox(ctx, &runtimeapi.RunPodSandboxRequest{Config: pcfg})
+	if err != nil {
+		return err
+	}
+	r.pod = pod.GetPodSandboxId()
+	script := fmt.Sprintf("tcpsvd -c %d 0 %d head -c %d /dev/zero & tcpsvd -c %d 0 %d head -c %d /dev/zero & wait",
+		cfg.streams+10, bigPort, cfg.bytes, cfg.streams+10, smallPort, cfg.streamBytes)
+	c, err := r.rt.CreateContainer(ctx, &runtimeapi.CreateContainerRequest{
+		PodSandboxId: r.pod, SandboxConfig: pcfg,
+		Config: &runtimeapi.ContainerConfig{
+			Metadata: &runtimeapi.ContainerMetadata{Name: "servers"},
+			Image:    &runtimeapi.ImageSpec{Image: r.image},
+			Command:  []string{"sh", "-c", script},
+			LogPath:  "servers.log",
+		},
+	})
+	if err != nil {
+		return err
+	}
+	r.ctr = c.GetContainerId()
+	if _, err := r.rt.StartContainer(ctx, &runtimeapi.StartContainerRequest{ContainerId: r.ctr}); err != nil {
+		return err
+	}
+	listening := fmt.Sprintf("netstat -ltn | grep -q ':%d ' && netstat -ltn | grep -q ':%d '", bigPort, smallPort)
+	for range 100 {
+		resp, err := r.rt.ExecSync(ctx, &runtimeapi.ExecSyncRequest{ContainerId: r.ctr, Cmd: []string{"sh", "-c", listening}, Timeout: 10})
+		if err != nil {
+			return err
+		}
+		if resp.GetExitCode() == 0 {
+			return nil
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return errors.New("the pod's tcpsvd servers did not start listening")
+}
+
+func (r *rtm) removePods() {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	pods, err := r.rt.ListPodSandbox(ctx, &runtimeapi.ListPodSandboxRequest{})
+	if err != nil {
+		return
+	}
+	for _, p := range pods.GetItems() {
+		_, _ = r.rt.StopPodSandbox(ctx, &runtimeapi.StopPodSandboxRequest{PodSandboxId: p.GetId()})
+		_, _ = r.rt.RemovePodSandbox(ctx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: p.GetId()})
+	}
+}
+
+// execSyncLoop runs `true` n times, one after another, as exec probes do.
+func (r *rtm) execSyncLoop(ctx context.Context, n int) ([]time.Duration, error) {
+	lat := make([]time.Duration, 0, n)
+	for range n {
+		start := time.Now()
+		resp, err := r.rt.ExecSync(ctx, &runtimeapi.ExecSyncRequest{ContainerId: r.ctr, Cmd: []string{"true"}, Timeout: 10})
+		if err != nil {
+			return nil, err
+		}
+		lat = append(lat, time.Since(start))
+		if resp.GetExitCode() != 0 {
+			return nil, fmt.Errorf("ExecSync true: exit code %d: %s", resp.GetExitCode(), resp.GetStderr())
+		}
+	}
+	return lat, nil
+}
+
+// stream runs cmd through the Exec RPC and its SPDY URL, its stdout going
+// to w (stderr too when stderr is set).
+func (r *rtm) stream(ctx context.Context, cmd []string, w io.Writer, stderr io.Writer) error {
+	resp, err := r.rt.Exec(ctx, &runtimeapi.ExecRequest{ContainerId: r.ctr, Cmd: cmd, Stdout: true, Stderr: stderr != nil})
+	if err != nil {
+		return err
+	}
+	u, err := url.Parse(resp.GetUrl())
+	if err != nil {
+		return err
+	}
+	ex, err := remotecommand.NewSPDYExecutor(&rest.Config{}, http.MethodPost, u)
+	if err != nil {
+		return err
+	}
+	return ex.StreamWithContext(ctx, remotecommand.StreamOptions{Stdout: w, Stderr: stderr})
+}
+
+// firstByte is the time from the Exec RPC to the first byte of `echo hi`.
+func (r *rtm) firstByte(ctx context.Context) (time.Duration, error) {
+	w := &counter{start: time.Now()}
+	if err := r.stream(ctx, []string{"echo", "hi"}, w, io.Discard); err != nil {
+		return 0, err
+	}
+	if w.n != 3 {
+		return 0, fmt.Errorf("echo hi: %d bytes of stdout, want 3", w.n)
+	}
+	return w.first, nil
+}
+
+// execStdout moves n bytes through the exec's stdout; it returns the time
+// from the Exec RPC to the end of the stream.
+func (r *rtm) execStdout(ctx context.Context, n int64) (time.Duration, error) {
+	w := &counter{start: time.Now()}
+	if err := r.stream(ctx, []string{"head", "-c", strconv.FormatInt(n, 10), "/dev/zero"}, w, nil); err != nil {
+		return 0, err
+	}
+	if w.n != n {
+		return 0, fmt.Errorf("exec stdout: %d bytes, want %d", w.n, n)
+	}
+	return time.Since(w.start), nil
+}
+
+// forward runs fn with a port-forward of bigPort and smallPort to the
+// pod, on local ports of 127.0.0.1 (kubectl port-forward's path: one SPDY
+// connection, one stream pair per local connection).
+func (r *rtm) forward(ctx context.Context, fn func(big, small string) error) (err error) {
+	resp, err := r.rt.PortForward(ctx, &runtimeapi.PortForwardRequest{PodSandboxId: r.pod, Port: []int32{bigPort, smallPort}})
+	if err != nil {
+		return err
+	}
+	u, err := url.Parse(resp.GetUrl())
+	if err != nil {
+		return err
+	}
+	tr, up, err := spdy.RoundTripperFor(&rest.Config{})
+	if err != nil {
+		return err
+	}
+	dialer := spdy.NewDialer(up, &http.Client{Transport: tr}, http.MethodPost, u)
+	stop, ready := make(chan struct{}), make(chan struct{})
+	ports := []string{fmt.Sprintf("0:%d", bigPort), fmt.Sprintf("0:%d", smallPort)}
+	pf, err := portforward.NewOnAddresses(dialer, []string{"127.0.0.1"}, ports, stop, ready, io.Discard, os.Stderr)
+	if err != nil {
+		return err
+	}
+	done := make(chan error, 1)
+	go func() { done <- pf.ForwardPorts() }()
+	defer func() {
+		close(stop)
+		if ferr := <-done; ferr != nil && err == nil {
+			err = ferr
+		}
+	}()
+	select {
+	case <-ready:
+	case err := <-done:
+		done <- err
+		return fmt.Errorf("port-forward: %w", err)
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	fwd, err := pf.GetPorts()
+	if err != nil {
+		return err
+	}
+	local := map[uint16]string{}
+	for _, p := range fwd {
+		local[p.Remote] = net.JoinHostPort("127.0.0.1", strconv.Itoa(int(p.Local)))
+	}
+	return fn(local[bigPort], local[smallPort])
+}
+
+func readAll(addr string, want int64) error {
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = conn.Close() }()
+	n, err := io.Copy(io.Discard, conn)
+	if err != nil {
+		return err
+	}
+	if n != want {
+		return fmt.Errorf("port-forward: %d bytes, want %d", n, want)
+	}
+	return nil
+}
+
+// forwardOne reads n bytes through one forwarded connection; the time
+// runs from the local connect to the end of the data.
+func (r *rtm) forwardOne(ctx context.Context, n int64) (dt time.Duration, err error) {
+	err = r.forward(ctx, func(big, _ string) error {
+		start := time.Now()
+		if err := readAll(big, n); err != nil {
+			return err
+		}
+		dt = time.Since(start)
+		return nil
+	})
+	return dt, err
+}
+
+// forwardMany reads n bytes through each of k connections at once; the
+// time runs from the first connect to the end of the last.
+func (r *rtm) forwardMany(ctx context.Context, k int, n int64) (dt time.Duration, err error) {
+	err = r.forward(ctx, func(_, small string) error {
+		start := time.Now()
+		errs := make([]error, k)
+		var wg sync.WaitGroup
+		for i := range k {
+			wg.Go(func() { errs[i] = readAll(small, n) })
+		}
+		wg.Wait()
+		dt = time.Since(start)
+		return errors.Join(errs...)
+	})
+	return dt, err
+}
+
+// counter counts bytes and notes when the first arrived.
+type counter struct {
+	start time.Time
+	first time.Duration
+	n     int64
+}
+
+func (c *counter) Write(p []byte) (int, error) {
+	if c.n == 0 && len(p) > 0 {
+		c.first = time.Since(c.start)
+	}
+	c.n += int64(len(p))
+	return len(p), nil
+}
+
+// containerd is one containerd daemon of this benchmark.
+type containerd struct {
+	cmd     *exec.Cmd
+	done    chan error
+	conn    *grpc.ClientConn
+	rt      runtimeapi.RuntimeServiceClient
+	img     runtimeapi.ImageServiceClient
+	dir     string
+	sock    string
+	logPath string
+	bridge  string
+	logFile *os.File
+	// madeRun are the host directories containerd 1.6 uses whatever its
+	// configuration, if this run created them: /run/containerd/s (its
+	// shims' sockets) and /var/lib/cni/results (libcni's cache: the CRI
+	// plugin sets no cache directory). Removed at the end when empty.
+	madeRun []string
+}
+
+// debian is the unpacked Debian containerd and runc packages.
+type debian struct {
+	bin, containerd, runc          string
+	containerdVersion, runcVersion string
+}
+
+// debianPackages downloads (apt-get download) and unpacks (dpkg-deb -x)
+// Debian's containerd and runc below dir, unless already there.
+func debianPackages(ctx context.Context, dir string) (*debian, error) {
+	root := filepath.Join(dir, "pkg")
+	p := &debian{bin: filepath.Join(root, "usr", "bin"), containerd: filepath.Join(root, "usr", "bin", "containerd"), runc: filepath.Join(root, "usr", "sbin", "runc")}
+	_, err1 := os.Stat(p.containerd)
+	_, err2 := os.Stat(p.runc)
+	_, err3 := os.Stat(filepath.Join(p.bin, "containerd-shim-runc-v2"))
+	if err1 != nil || err2 != nil || err3 != nil {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return nil, err
+		}
+		debs, _ := filepath.Glob(filepath.Join(dir, "*.deb"))
+		if len(debs) < 2 {
+			cmd := exec.CommandContext(ctx, "apt-get", "download", "containerd", "runc")
+			cmd.Dir = dir
+			if out, err := cmd.CombinedOutput(); err != nil {
+				return nil, fmt.Errorf("apt-get download containerd runc: %w\n%s", err, out)
+			}
+			debs, _ = filepath.Glob(filepath.Join(dir, "*.deb"))
+		}
+		for _, deb := range debs {
+			if out, err := exec.CommandContext(ctx, "dpkg-deb", "-x", deb, root).CombinedOutput(); err != nil {
+				return nil, fmt.Errorf("dpkg-deb -x %s: %w\n%s", deb, err, out)
+			}
+		}
+	}
+	out, err := exec.CommandContext(ctx, p.containerd, "--version").Output()
+	if err != nil {
+		return nil, fmt.Errorf("%s --version: %w", p.containerd, err)
+	}
+	p.containerdVersion = strings.TrimSpace(string(out))
+	out, err = exec.CommandContext(ctx, p.runc, "--version").Output()
+	if err != nil {
+		return nil, fmt.Errorf("%s --version: %w", p.runc, err)
+	}
+	p.runcVersion, _, _ = strings.Cut(strings.TrimSpace(string(out)), "\n")
+	return p, nil
+}
+
+// startContainerd runs containerd with its CRI plugin on private
+// directories below dir: runc from the Debian package, the cgroupfs
+// driver, a CNI bridge of its own, the offline registry over plain HTTP
+// and its pause image as the sandbox image.
+func startContainerd(ctx context.Context, pkg *debian, dir, regAddr, bridge, subnet string) (*containerd, error) {
+	c := &containerd{dir: dir, sock: filepath.Join(dir, "containerd.sock"), logPath: filepath.Join(dir, "containerd.log"), bridge: bridge}
+	for _, sub := range []string{"cni", "opt"} {
+		if err := os.MkdirAll(filepath.Join(dir, sub), 0o755); err != nil {
+			return nil, err
+		}
+	}
+	conf := testenv.BridgeConf("containerd-bench-exec", bridge, subnet, filepath.Join(dir, "ipam"))
+	if err := os.WriteFile(filepath.Join(dir, "cni", "10-bench.conflist"), []byte(conf), 0o644); err != nil {
+		return nil, err
+	}
+	for _, d := range []string{"/run/containerd", "/run/containerd/s", "/var/lib/cni", "/var/lib/cni/results"} {
+		if _, err := os.Stat(d); os.IsNotExist(err) {
+			c.madeRun = append(c.madeRun, d)
+		}
+	}
+	toml := fmt.Sprintf(`version = 2
+root = %[1]q
+state = %[2]q
+disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper", "io.containerd.snapshotter.v1.aufs"]
+[grpc]
+  address = %[3]q
+[plugins."io.containerd.internal.v1.opt"]
+  path = %[4]q
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = %[5]q
+  stream_server_address = "127.0.0.1"
+  stream_server_port = "0"
+  netns_mounts_under_state_dir = true
+  # This machine may not lower oom_score_adj (no CAP_SYS_RESOURCE): the
+  # sandbox's -998 is clamped to containerd's own, as noded clamps.
+  restrict_oom_score_adj = true
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    snapshotter = "overlayfs"
+    default_runtime_name = "runc"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+        BinaryName = %[6]q
+        Root = %[7]q
+        SystemdCgroup = false
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = %[8]q
+    conf_dir = %[9]q
+  [plugins."io.containerd.grpc.v1.cri".registry.mirrors.%[10]q]
+    endpoint = [%[11]q]
+`, filepath.Join(dir, "root"), filepath.Join(dir, "state"), c.sock, filepath.Join(dir, "opt"),
+		regAddr+"/"+pauseImage, pkg.runc, filepath.Join(dir, "runc"), cniBinDir(), filepath.Join(dir, "cni"),
+		regAddr, "http://"+regAddr)
+	confPath := filepath.Join(dir, "config.toml")
+	if err := os.WriteFile(confPath, []byte(toml), 0o644); err != nil {
+		return nil, err
+	}
+	logFile, err := os.Create(c.logPath)
+	if err != nil {
+		return nil, err
+	}
+	c.logFile = logFile
+	c.cmd = exec.Command(pkg.containerd, "-c", confPath)
+	c.cmd.Env = append(os.Environ(), "PATH="+pkg.bin+":"+os.Getenv("PATH"))
+	c.cmd.Stdout, c.cmd.Stderr = logFile, logFile
+	if err := c.cmd.Start(); err != nil {
+		_ = logFile.Close()
+		return nil, err
+	}
+	c.done = make(chan error, 1)
+	go func() { c.done <- c.cmd.Wait() }()
+	conn, err := grpc.NewClient("unix://"+c.sock, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		_ = c.stop()
+		return nil, err
+	}
+	c.conn = conn
+	c.rt = runtimeapi.NewRuntimeServiceClient(conn)
+	c.img = runtimeapi.NewImageServiceClient(conn)
+	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	for {
+		if st, err := c.rt.Status(wctx, &runtimeapi.StatusRequest{}); err == nil && ready(st) {
+			return c, nil
+		}
+		select {
+		case err := <-c.done:
+			c.done <- err
+			_ = c.stop()
+			return nil, fmt.Errorf("containerd exited during start-up: %w\n%s", err, readFile(c.logPath))
+		case <-wctx.Done():
+			_ = c.stop()
+			return nil, fmt.Errorf("containerd not ready within 30s\n%s", readFile(c.logPath))
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// ready reports whether the runtime and its network are ready.
+func ready(st *runtimeapi.StatusResponse) bool {
+	n := 0
+	for _, c := range st.GetStatus().GetConditions() {
+		if c.GetStatus() && (c.GetType() == runtimeapi.RuntimeReady || c.GetType() == runtimeapi.NetworkReady) {
+			n++
+		}
+	}
+	return n == 2
+}
+
+// stop removes every pod, stops containerd (SIGTERM, then SIGKILL after
+// 20 s), kills any shim of this containerd still alive (by PID, from its
+// command line naming this containerd's socket), and removes the bridge
+// and the /run/containerd directories this run created.
+func (c *containerd) stop() error {
+	var errs []error
+	if c.rt != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		if pods, err := c.rt.ListPodSandbox(ctx, &runtimeapi.ListPodSandboxRequest{}); err == nil {
+			for _, p := range pods.GetItems() {
+				_, _ = c.rt.StopPodSandbox(ctx, &runtimeapi.StopPodSandboxRequest{PodSandboxId: p.GetId()})
+				_, _ = c.rt.RemovePodSandbox(ctx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: p.GetId()})
+			}
+		}
+		cancel()
+	}
+	if c.conn != nil {
+		_ = c.conn.Close()
+	}
+	if c.done != nil {
+		_ = c.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-c.done: //nolint:errcheck // containerd's exit status on SIGTERM is not of interest
+		case <-time.After(20 * time.Second):
+			_ = c.cmd.Process.Kill()
+			<-c.done //nolint:errcheck // only reaps the process after the SIGKILL
+			errs = append(errs, errors.New("containerd did not stop on SIGTERM within 20s"))
+		}
+		c.done = nil
+	}
+	for _, pid := range processesNaming(c.sock) {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+		errs = append(errs, fmt.Errorf("killed leftover containerd shim %d", pid))
+	}
+	_ = exec.Command("ip", "link", "del", c.bridge).Run()
+	for i := len(c.madeRun) - 1; i >= 0; i-- {
+		_ = os.Remove(c.madeRun[i]) // only if empty
+	}
+	if c.logFile != nil {
+		_ = c.logFile.Close()
+	}
+	return errors.Join(errs...)
+}
+
+// processesNaming lists the processes whose command line contains s.
+func processesNaming(s string) []int {
+	entries, _ := os.ReadDir("/proc")
+	var pids []int
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		cmdline, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if strings.Contains(string(cmdline), s) {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+func cniBinDir() string {
+	for _, d := range []string{"/opt/cni/bin", "/usr/lib/cni"} {
+		if _, err := os.Stat(filepath.Join(d, "bridge")); err == nil {
+			return d
+		}
+	}
+	return "/opt/cni/bin"
+}
+
+func printTable(cfg config, c, n *samples) {
+	type row struct {
+		figure string
+		c, n   float64
+		format string
+	}
+	mibs := func(v []float64) float64 { return median(v) / (1 << 20) }
+	msOf := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+	perCall := func(s *samples) float64 {
+		return msOf(s.execSyncCPU) / float64(max(1, s.execSyncCalls))
+	}
+	size := fmt.Sprintf("%d MiB", cfg.bytes>>20)
+	rows := []row{
+		{"ExecSync `true` p50 (ms)", msOf(pct(c.execSync, 0.5)), msOf(pct(n.execSync, 0.5)), "%.2f"},
+		{"ExecSync `true` p95 (ms)", msOf(pct(c.execSync, 0.95)), msOf(pct(n.execSync, 0.95)), "%.2f"},
+		{"ExecSync machine CPU per call (ms)", perCall(c), perCall(n), "%.2f"},
+		{"exec `echo hi` first byte p50 (ms)", msOf(pct(c.firstByte, 0.5)), msOf(pct(n.firstByte, 0.5)), "%.2f"},
+		{"exec `echo hi` first byte p95 (ms)", msOf(pct(c.firstByte, 0.95)), msOf(pct(n.firstByte, 0.95)), "%.2f"},
+		{"exec stdout " + size + " (MiB/s)", mibs(c.execRate), mibs(n.execRate), "%.0f"},
+		{"exec stdout " + size + " machine CPU (s)", medianDur(c.execCPU).Seconds(), medianDur(n.execCPU).Seconds(), "%.2f"},
+		{"port-forward 1 stream " + size + " (MiB/s)", mibs(c.pfRate), mibs(n.pfRate), "%.0f"},
+		{"port-forward 1 stream machine CPU (s)", medianDur(c.pfCPU).Seconds(), medianDur(n.pfCPU).Seconds(), "%.2f"},
+		{fmt.Sprintf("port-forward %d streams x %d MiB, total (s)", cfg.streams, cfg.streamBytes>>20), medianDur(c.pfManyTime).Seconds(), medianDur(n.pfManyTime).Seconds(), "%.3f"},
+		{fmt.Sprintf("port-forward %d streams, aggregate (MiB/s)", cfg.streams), float64(int64(cfg.streams)*cfg.streamBytes) / (1 << 20) / medianDur(c.pfManyTime).Seconds(), float64(int64(cfg.streams)*cfg.streamBytes) / (1 << 20) / medianDur(n.pfManyTime).Seconds(), "%.0f"},
+		{fmt.Sprintf("port-forward %d streams machine CPU (s)", cfg.streams), medianDur(c.pfManyCPU).Seconds(), medianDur(n.pfManyCPU).Seconds(), "%.2f"},
+	}
+	fmt.Printf("\nlatencies: every call of every trial; throughputs and CPU: median of %d trials\n", cfg.trials)
+	fmt.Printf("%-46s %12s %12s %16s\n", "figure", "containerd", "noded", "noded/containerd")
+	for _, r := range rows {
+		ratio := "-"
+		if r.c > 0 {
+			ratio = fmt.Sprintf("%.2f", r.n/r.c)
+		}
+		fmt.Printf("%-46s %12s %12s %16s\n", r.figure, fmt.Sprintf(r.format, r.c), fmt.Sprintf(r.format, r.n), ratio)
+	}
+}
+
+func pct(d []time.Duration, p float64) time.Duration {
+	if len(d) == 0 {
+		return 0
+	}
+	s := slices.Clone(d)
+	slices.Sort(s)
+	return s[min(len(s)-1, int(p*float64(len(s))))]
+}
+
+func median(v []float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	s := slices.Clone(v)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
+
+func medianDur(d []time.Duration) time.Duration { return pct(d, 0.5) }
+
+func rate(n int64, dt time.Duration) float64 {
+	if dt <= 0 {
+		return 0
+	}
+	return float64(n) / dt.Seconds()
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.2fms", float64(d)/float64(time.Millisecond)) }
+
+// busyCPU returns the machine's non-idle CPU time so far, from /proc/stat
+// (every process counts: the runtime, its shims or monitors, runc or the
+// helpers, the kernel's work for them, and this program's client side).
+func busyCPU() time.Duration {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line) // cpu user nice system idle iowait irq softirq steal
+	var busy uint64
+	for i, v := range f[1:] {
+		n, _ := strconv.ParseUint(v, 10, 64)
+		if i != 3 && i != 4 && i < 8 { // not idle, not iowait; no guest (counted in user)
+			busy += n
+		}
+	}
+	return time.Duration(busy) * time.Second / 100 // USER_HZ
+}
+
+func numCPU() int {
+	b, _ := os.ReadFile("/proc/stat")
+	n := 0
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(l, "cpu") && len(l) > 3 && l[3] >= '0' && l[3] <= '9' {
+			n++
+		}
+	}
+	return n
+}
+
+func loadavg() string {
+	f := strings.Fields(readFile("/proc/loadavg"))
+	if len(f) == 0 {
+		return "?"
+	}
+	return f[0]
+}
+
+func readFile(p string) string {
+	b, _ := os.ReadFile(p)
+	return string(b)
+}
