@@ -41,9 +41,10 @@ type Stdio struct {
 // pipes.
 const outputGrace = time.Second
 
-// attachPipeSize is asked for the pipes the monitor writes an attached
-// container's output to: it drops a client whose pipe is full.
-const attachPipeSize = 1 << 20
+// pipeSize is asked for the output pipes of exec and attach sessions: the
+// monitor drops an attach client whose pipe is full, so it must absorb
+// bursts; an exec's output moves in fewer, larger reads.
+const pipeSize = 1 << 20
 
 // errClientGone: writing to the client's Out or Err failed.
 var errClientGone = errors.New("the client's stream is closed")
@@ -72,7 +73,7 @@ func (r *Runtime) Exec(ctx context.Context, pod PodID, id ContainerID, cmd []str
 	var p pipeSet
 	defer p.close()
 	if !s.Tty {
-		if err := p.make(req, s, false); err != nil {
+		if err := p.make(req, s); err != nil {
 			return -1, err
 		}
 	}
@@ -157,7 +158,7 @@ func (r *Runtime) Attach(ctx context.Context, pod PodID, id ContainerID, s Stdio
 	req := &wire.Request{Op: wire.OpAttach, Container: string(id), Tty: s.Tty}
 	var p pipeSet
 	defer p.close()
-	if err := p.make(req, s, true); err != nil {
+	if err := p.make(req, s); err != nil {
 		return err
 	}
 	sc, err := r.dialStream(ctx, pod)
@@ -209,9 +210,8 @@ type pipeSet struct {
 }
 
 // make creates a pipe for each stream of s and sets the request's flags.
-// For an attach, the output pipes are made large (the monitor drops a
-// client whose pipe is full).
-func (p *pipeSet) make(req *wire.Request, s Stdio, attach bool) error {
+// The output pipes are made large (see pipeSize).
+func (p *pipeSet) make(req *wire.Request, s Stdio) error {
 	if s.In != nil {
 		r, w, err := os.Pipe()
 		if err != nil {
@@ -231,10 +231,8 @@ func (p *pipeSet) make(req *wire.Request, s Stdio, attach bool) error {
 		if err != nil {
 			return err
 		}
-		if attach {
-			if rc, err := w.SyscallConn(); err == nil {
-				_ = rc.Control(func(fd uintptr) { _, _ = unix.FcntlInt(fd, unix.F_SETPIPE_SZ, attachPipeSize) })
-			}
+		if rc, err := w.SyscallConn(); err == nil {
+			_ = rc.Control(func(fd uintptr) { _, _ = unix.FcntlInt(fd, unix.F_SETPIPE_SZ, pipeSize) })
 		}
 		p.child, *o.ours, *o.flag = append(p.child, w), r, true
 	}
@@ -296,6 +294,10 @@ type copier struct {
 	stopOnce   sync.Once
 }
 
+// copyBuffer is the size of one read of a process's output: with a 1 MiB
+// pipe, 256 KiB reads keep the syscalls and SPDY frames per MiB few.
+const copyBuffer = 256 << 10
+
 func newCopier() *copier {
 	return &copier{done: make(chan struct{}), clientGone: make(chan struct{})}
 }
@@ -306,7 +308,7 @@ func (c *copier) output(dst io.Writer, src *os.File) {
 	c.wg.Add(1)
 	go func() {
 		defer c.wg.Done()
-		buf := make([]byte, 32<<10)
+		buf := make([]byte, copyBuffer)
 		for {
 			n, rerr := src.Read(buf)
 			if n > 0 {
