@@ -16,6 +16,8 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"strings"
+	"time"
 )
 
 // Stat is the part of /proc/PID/stat that is used.
@@ -104,4 +106,39 @@ func ParseStat(b []byte) (Stat, error) {
 		return Stat{}, fmt.Errorf("%w: start time: %w", errMalformed, err)
 	}
 	return Stat{Comm: string(b[open+1 : closing]), State: rest[0][0], PPid: ppid, StartTime: start}, nil
+}
+
+// userHZ is the unit of /proc/stat's CPU times (USER_HZ, 100 on Linux).
+const userHZ = 100
+
+// BusyCPU is the machine's non-idle CPU time since boot, from the first
+// line of /proc/stat: user, nice, system, irq, softirq and steal; not
+// idle or iowait, and not guest time (already counted in user). Every
+// process counts, the kernel's work for them too: benchmarks take two
+// readings and report the difference per operation.
+func BusyCPU() (time.Duration, error) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, err
+	}
+	return parseBusyCPU(string(b))
+}
+
+func parseBusyCPU(stat string) (time.Duration, error) {
+	line, _, _ := strings.Cut(stat, "\n")
+	f := strings.Fields(line) // cpu user nice system idle iowait irq softirq steal [guest guest_nice]
+	if len(f) < 5 || f[0] != "cpu" {
+		return 0, fmt.Errorf("/proc/stat: unexpected first line %q", line)
+	}
+	var busy uint64
+	for i, v := range f[1:] {
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("/proc/stat: %q: %w", line, err)
+		}
+		if i != 3 && i != 4 && i < 8 {
+			busy += n
+		}
+	}
+	return time.Duration(busy) * time.Second / userHZ, nil
 }

@@ -132,3 +132,30 @@ func waitZombie(t *testing.T, pid int) {
 	}
 	t.Fatalf("pid %d never became a zombie", pid)
 }
+
+func TestParseBusyCPU(t *testing.T) {
+	tests := []struct {
+		name    string
+		stat    string
+		want    time.Duration
+		wantErr bool
+	}{
+		// user 100 + nice 10 + system 50 + irq 5 + softirq 5 + steal 30
+		// (idle 1000 and iowait 20 and guest 7 not counted) = 200 ticks.
+		{"counts the busy fields", "cpu  100 10 50 1000 20 5 5 30 7 0\ncpu0 1 2 3\n", 2 * time.Second, false},
+		{"old kernels have fewer fields", "cpu 100 0 100 5 0\n", 2 * time.Second, false},
+		{"not the cpu line", "intr 1 2 3\n", 0, true},
+		{"garbage", "cpu 1 x 3 4 5\n", 0, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := parseBusyCPU(tt.stat)
+			if (err != nil) != tt.wantErr || got != tt.want {
+				t.Fatalf("parseBusyCPU = %v, %v; want %v (error %v)", got, err, tt.want, tt.wantErr)
+			}
+		})
+	}
+	if _, err := BusyCPU(); err != nil {
+		t.Fatalf("BusyCPU on this machine: %v", err)
+	}
+}

@@ -28,6 +28,7 @@ import (
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/noded-dev/noded/internal/procfs"
 	"github.com/noded-dev/noded/test/testenv"
 )
 
@@ -245,20 +246,8 @@ func report(what string, d []time.Duration) {
 // (every process counts: noded, monitors, helpers, CNI plugins, the
 // kernel's work for them, and this program's gRPC calls).
 func busyCPU() time.Duration {
-	b, err := os.ReadFile("/proc/stat")
-	if err != nil {
-		return 0
-	}
-	line, _, _ := strings.Cut(string(b), "\n")
-	f := strings.Fields(line) // cpu user nice system idle iowait irq softirq steal
-	var busy uint64
-	for i, v := range f[1:] {
-		n, _ := strconv.ParseUint(v, 10, 64)
-		if i != 3 && i != 4 && i < 8 { // not idle, not iowait; no guest (counted in user)
-			busy += n
-		}
-	}
-	return time.Duration(busy) * time.Second / 100 // USER_HZ
+	d, _ := procfs.BusyCPU() // 0 if unreadable: the figures then say so
+	return d
 }
 
 func reportCPU(since time.Duration, pods int) {
