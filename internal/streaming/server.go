@@ -106,11 +106,12 @@ func New(o Options) (*Server, error) {
 	if tlsConfig != nil {
 		ln = tls.NewListener(ln, tlsConfig)
 	}
+	ln = closeWatcher{ln} // outside TLS: Hijack hands out this conn
 	s := &Server{lib: lib, ln: ln, log: lg, pods: o.Pods, ctrs: o.Containers, rt: rt, idle: cfg.StreamIdleTimeout}
 	// In front of the library: noded's exec/attach tokens and WebSocket
 	// v5 (websocket.go), then port-forward tunnelled in a WebSocket
 	// (tunnel.go).
-	s.http = &http.Server{Handler: s.sessions(tunnelled(lib, lg)), ReadHeaderTimeout: 30 * time.Second}
+	s.http = &http.Server{Handler: s.sessions(tunnelled(lib, lg)), ReadHeaderTimeout: 30 * time.Second, ConnContext: connContext}
 	return s, nil
 }
 

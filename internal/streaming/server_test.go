@@ -279,3 +279,52 @@ func TestStatusOf(t *testing.T) {
 		})
 	}
 }
+
+// A request's context ends when its client goes away, even after the
+// handler hijacked the connection (which net/http stops watching).
+func TestHijackedRequestEndsWithItsClient(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ended := make(chan struct{})
+	hijacked := make(chan struct{})
+	srv := &http.Server{ConnContext: connContext, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		conn, _, err := w.(http.Hijacker).Hijack()
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer conn.Close()
+		close(hijacked)
+		// Whoever owns the hijacked conn reads it (as SPDY does).
+		go func() { _, _ = io.Copy(io.Discard, conn) }()
+		select {
+		case <-r.Context().Done():
+			close(ended)
+		case <-time.After(5 * time.Second):
+		}
+	})}
+	go func() { _ = srv.Serve(closeWatcher{ln}) }()
+	defer srv.Close()
+
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Write([]byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	<-hijacked
+	select {
+	case <-ended:
+		t.Fatal("the context ended while the client was still there (the hijack's read deadline must not count)")
+	case <-time.After(200 * time.Millisecond):
+	}
+	c.Close()
+	select {
+	case <-ended:
+	case <-time.After(3 * time.Second):
+		t.Fatal("the request's context outlived its client")
+	}
+}

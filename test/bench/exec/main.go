@@ -23,6 +23,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -70,6 +71,7 @@ type config struct {
 	bytes       int64
 	streams     int
 	streamBytes int64
+	abandon     int
 	printLogs   bool
 }
 
@@ -81,6 +83,7 @@ func main() {
 	flag.Int64Var(&cfg.bytes, "bytes", 256<<20, "bytes through exec stdout and one port-forward stream")
 	flag.IntVar(&cfg.streams, "streams", 20, "port-forward streams at once")
 	flag.Int64Var(&cfg.streamBytes, "stream-bytes", 8<<20, "bytes per concurrent port-forward stream")
+	flag.IntVar(&cfg.abandon, "abandon", 1000, "noded only, after the trials: streaming execs whose client goes away early, then what is left")
 	flag.BoolVar(&cfg.printLogs, "print-logs", false, "print both daemons' logs on failure")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -164,8 +167,17 @@ func run(ctx context.Context, cfg config) (retErr error) {
 	if err := os.WriteFile(policy, []byte(testenv.InsecurePolicy), 0o644); err != nil {
 		return err
 	}
+	// Metrics (for go_goroutines in the abandoned-sessions phase) on a
+	// free loopback port.
+	ml, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	metricsAddr := ml.Addr().String()
+	ml.Close()
 	d, err := testenv.Start(testenv.Options{Dir: ndir, Args: []string{
 		"--registries-conf", reg.RegistriesConf, "--signature-policy", policy, "--log-level", "info",
+		"--metrics-address", metricsAddr,
 	}})
 	if err != nil {
 		return err
@@ -217,7 +229,138 @@ func run(ctx context.Context, cfg config) (retErr error) {
 		}
 	}
 	printTable(cfg, res["containerd"], res["noded"])
+	if cfg.abandon > 0 {
+		return runtimes[1].abandonPhase(ctx, cfg.abandon, d.Pid(), metricsAddr)
+	}
 	return nil
+}
+
+// holdings is what noded and the pod's monitor hold at one moment.
+type holdings struct {
+	nodedFds, monitorFds, goroutines, containerProcs int
+}
+
+func (h holdings) String() string {
+	return fmt.Sprintf("noded fds %d, goroutines %d; monitor fds %d; processes in the container %d",
+		h.nodedFds, h.goroutines, h.monitorFds, h.containerProcs)
+}
+
+// abandonPhase runs n streaming execs of `cat` whose client goes away
+// once the process runs (or at the latest after 100 ms), half of them on
+// a terminal, and prints what noded and the monitor hold before and
+// after: the issue's "after 1000 execs with clients closing early,
+// nothing left".
+func (r *rtm) abandonPhase(ctx context.Context, n, nodedPid int, metricsAddr string) error {
+	monitor, err := r.monitorPid(ctx)
+	if err != nil {
+		return err
+	}
+	measure := func() (holdings, error) {
+		var h holdings
+		var err error
+		if h.nodedFds, err = countDir(fmt.Sprintf("/proc/%d/fd", nodedPid)); err != nil {
+			return h, err
+		}
+		if h.monitorFds, err = countDir(fmt.Sprintf("/proc/%d/fd", monitor)); err != nil {
+			return h, err
+		}
+		if h.goroutines, err = goroutines(metricsAddr); err != nil {
+			return h, err
+		}
+		resp, err := r.rt.ExecSync(ctx, &runtimeapi.ExecSyncRequest{ContainerId: r.ctr, Cmd: []string{"sh", "-c", "ps -o args | grep -c '^[c]at$' || true"}, Timeout: 10})
+		if err != nil {
+			return h, err
+		}
+		h.containerProcs, err = strconv.Atoi(strings.TrimSpace(string(resp.GetStdout())))
+		return h, err
+	}
+	before, err := measure()
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	for i := range n {
+		sctx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+		resp, err := r.rt.Exec(sctx, &runtimeapi.ExecRequest{ContainerId: r.ctr, Cmd: []string{"cat"}, Stdin: true, Stdout: true, Tty: i%2 == 1})
+		if err != nil {
+			cancel()
+			return fmt.Errorf("abandoned exec %d: %w", i, err)
+		}
+		u, err := url.Parse(resp.GetUrl())
+		if err != nil {
+			cancel()
+			return err
+		}
+		ex, err := remotecommand.NewSPDYExecutor(&rest.Config{}, http.MethodPost, u)
+		if err != nil {
+			cancel()
+			return err
+		}
+		stdin, stdinW := io.Pipe() // never written: cat waits until the client goes
+		_ = ex.StreamWithContext(sctx, remotecommand.StreamOptions{Stdin: stdin, Stdout: io.Discard, Tty: i%2 == 1})
+		cancel()
+		_ = stdinW.Close()
+	}
+	elapsed := time.Since(start)
+	// The monitor kills an abandoned process when it sees the connection
+	// close; give the last ones a moment.
+	var after holdings
+	for range 50 {
+		if after, err = measure(); err != nil {
+			return err
+		}
+		if after.containerProcs == 0 && after.nodedFds <= before.nodedFds && after.goroutines <= before.goroutines {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	fmt.Printf("\n%d streaming execs abandoned by their client (half on a tty), noded, %s (%.1f ms each):\n  before: %s\n  after:  %s\n",
+		n, elapsed.Round(time.Millisecond), float64(elapsed)/float64(n)/float64(time.Millisecond), before, after)
+	return nil
+}
+
+// monitorPid is the parent of the pod's pause process (noded's verbose
+// pod status has the pause pid).
+func (r *rtm) monitorPid(ctx context.Context) (int, error) {
+	st, err := r.rt.PodSandboxStatus(ctx, &runtimeapi.PodSandboxStatusRequest{PodSandboxId: r.pod, Verbose: true})
+	if err != nil {
+		return 0, err
+	}
+	var info struct {
+		Pid int `json:"pid"`
+	}
+	if err := json.Unmarshal([]byte(st.GetInfo()["info"]), &info); err != nil || info.Pid <= 0 {
+		return 0, fmt.Errorf("pause pid in %v: %w", st.GetInfo(), err)
+	}
+	ps, err := procfs.ReadStat(info.Pid)
+	if err != nil {
+		return 0, err
+	}
+	return ps.PPid, nil
+}
+
+func countDir(dir string) (int, error) {
+	entries, err := os.ReadDir(dir)
+	return len(entries), err
+}
+
+// goroutines reads go_goroutines from noded's /metrics.
+func goroutines(addr string) (int, error) {
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "go_goroutines "); ok {
+			return strconv.Atoi(strings.TrimSpace(v))
+		}
+	}
+	return 0, errors.New("no go_goroutines in noded's metrics")
 }
 
 // samples collects one runtime's measurements over all trials.
