@@ -250,9 +250,8 @@ func TestExecWithCrictl(t *testing.T) {
 	t.Run("tty", func(t *testing.T) {
 		// script gives crictl a terminal, as a user's shell would.
 		bin := crictlCmd(t, e).Path
-		line := fmt.Sprintf("%s --runtime-endpoint unix://%s exec -it %s sh -c 'tty; stty size'", bin, e.d.Socket, ctr)
+		line := fmt.Sprintf("%s --runtime-endpoint unix://%s exec -it %s tty", bin, e.d.Socket, ctr)
 		cmd := exec.Command("script", "-qec", line, "/dev/null")
-		cmd.Env = append(os.Environ(), "COLUMNS=100", "LINES=40")
 		cmd.Stdin = strings.NewReader("")
 		out, err := cmd.CombinedOutput()
 		if err != nil || !strings.Contains(string(out), "/dev/pts/") {
