@@ -16,8 +16,12 @@ func TestReaperStartStop(t *testing.T) {
 	r := newReaper(&opMu, newLogger("error"))
 	r.start()
 
+	// As the monitor does: start and track under opMu, so that a SIGCHLD
+	// arriving in between cannot have the child reaped as a stray.
+	opMu.Lock()
 	p, err := os.StartProcess("/bin/sh", []string{"sh", "-c", "exit 7"}, &os.ProcAttr{})
 	if err != nil {
+		opMu.Unlock()
 		t.Fatal(err)
 	}
 	got := make(chan int32, 1)
@@ -29,6 +33,7 @@ func TestReaperStartStop(t *testing.T) {
 		got <- exitCode(ws)
 	})
 	_ = p.Release()
+	opMu.Unlock()
 	r.kick()
 	select {
 	case code := <-got:
