@@ -109,31 +109,43 @@ func (r *Runtime) Exec(ctx context.Context, pod PodID, id ContainerID, cmd []str
 	}
 	log.FromContext(ctx).WithField("container", id).Debugf("exec %q: process %d", cmd[0], resp.Pid)
 
-	exited := make(chan result, 1)
-	go func() { exited <- sc.recvResult() }()
+	last, err := waitSession(ctx, sc, cp, p.readers(master), "exec in "+string(id))
+	if err != nil {
+		return -1, err
+	}
+	if last.Exec == nil {
+		return -1, fmt.Errorf("exec in %s: the monitor answered without an exit code", id)
+	}
+	return last.Exec.ExitCode, nil
+}
+
+// waitSession waits for the monitor's last answer on a session's
+// connection, for ctx to end (closing the connection: the monitor then
+// kills an exec'd process, or detaches an attach) or for the client to
+// go away, then stops the copies: after a normal end it lets them drain
+// the output for up to outputGrace, otherwise it cuts them off.
+func waitSession(ctx context.Context, sc *streamConn, cp *copier, readers []*os.File, what string) (*wire.Response, error) {
+	ended := make(chan result, 1)
+	go func() { ended <- sc.recvResult() }()
 	select {
-	case res := <-exited:
+	case res := <-ended:
 		if res.err != nil {
-			cp.stop(0, p.readers(master)...)
+			cp.stop(0, readers...)
 			if ctx.Err() != nil {
-				return -1, ctx.Err()
+				return nil, ctx.Err()
 			}
-			return -1, res.err
+			return nil, res.err
 		}
-		if res.resp.Exec == nil {
-			cp.stop(0, p.readers(master)...)
-			return -1, fmt.Errorf("exec in %s: the monitor answered without an exit code", id)
-		}
-		cp.stop(outputGrace, p.readers(master)...)
-		return res.resp.Exec.ExitCode, nil
+		cp.stop(outputGrace, readers...)
+		return res.resp, nil
 	case <-ctx.Done():
-		sc.close() // the monitor kills the process
-		cp.stop(0, p.readers(master)...)
-		return -1, ctx.Err()
+		sc.close()
+		cp.stop(0, readers...)
+		return nil, ctx.Err()
 	case <-cp.clientGone:
 		sc.close()
-		cp.stop(0, p.readers(master)...)
-		return -1, errdefs.Unavailable("exec in %s: %v", id, errClientGone)
+		cp.stop(0, readers...)
+		return nil, errdefs.Unavailable("%s: %v", what, errClientGone)
 	}
 }
 
@@ -177,28 +189,8 @@ func (r *Runtime) Attach(ctx context.Context, pod PodID, id ContainerID, s Stdio
 	if s.Resize != nil {
 		go sc.sendResizes(cp.done, s.Resize)
 	}
-	ended := make(chan result, 1)
-	go func() { ended <- sc.recvResult() }()
-	select {
-	case res := <-ended:
-		if res.err != nil {
-			cp.stop(0, p.readers(nil)...)
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			return res.err
-		}
-		cp.stop(outputGrace, p.readers(nil)...)
-		return nil
-	case <-ctx.Done():
-		sc.close() // detaches
-		cp.stop(0, p.readers(nil)...)
-		return ctx.Err()
-	case <-cp.clientGone:
-		sc.close()
-		cp.stop(0, p.readers(nil)...)
-		return errdefs.Unavailable("attach to %s: %v", id, errClientGone)
-	}
+	_, err = waitSession(ctx, sc, cp, p.readers(nil), "attach to "+string(id))
+	return err
 }
 
 // pipeSet is the pipes of an exec or attach: child are the monitor's (or

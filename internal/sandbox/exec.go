@@ -6,7 +6,6 @@ import (
 
 	"github.com/noded-dev/noded/internal/errdefs"
 	"github.com/noded-dev/noded/internal/ids"
-	"github.com/noded-dev/noded/internal/oci"
 	"github.com/noded-dev/noded/internal/state"
 )
 
@@ -41,9 +40,7 @@ func (s *Exec) Exec(ctx context.Context, id ids.ContainerID, cmd []string, stdio
 	if err != nil {
 		return -1, err
 	}
-	done := make(chan struct{})
-	defer close(done)
-	code, err := s.o.Monitor.Exec(ctx, c.SandboxID, c.ID, cmd, ociStdio(stdio, done))
+	code, err := s.o.Monitor.Exec(ctx, c.SandboxID, c.ID, cmd, stdio)
 	return int(code), err
 }
 
@@ -60,36 +57,5 @@ func (s *Exec) Attach(ctx context.Context, id ids.ContainerID, stdio Stdio) erro
 	if c.State != state.ContainerCreated && c.State != state.ContainerRunning {
 		return errdefs.FailedPrecondition("container %s is %s, not running", id.Short(), c.State)
 	}
-	done := make(chan struct{})
-	defer close(done)
-	return s.o.Monitor.Attach(ctx, c.SandboxID, c.ID, ociStdio(stdio, done))
-}
-
-// ociStdio is stdio as internal/oci takes it; its resize channel is fed
-// until done is closed (or stdio's is).
-func ociStdio(stdio Stdio, done <-chan struct{}) oci.Stdio {
-	o := oci.Stdio{In: stdio.In, Out: stdio.Out, Err: stdio.Err, Tty: stdio.Tty}
-	if stdio.Resize == nil {
-		return o
-	}
-	sizes := make(chan oci.TermSize, 1)
-	o.Resize = sizes
-	go func() {
-		for {
-			select {
-			case <-done:
-				return
-			case sz, ok := <-stdio.Resize:
-				if !ok {
-					return
-				}
-				select {
-				case sizes <- oci.TermSize{Width: sz.Width, Height: sz.Height}:
-				case <-done:
-					return
-				}
-			}
-		}
-	}()
-	return o
+	return s.o.Monitor.Attach(ctx, c.SandboxID, c.ID, stdio)
 }

@@ -1,18 +1,13 @@
 package sandbox
 
-import "io"
+import "github.com/noded-dev/noded/internal/oci"
 
-// Stdio are the client's streams of an exec or attach session. A nil
-// stream was not asked for; with Tty, Err is nil (a terminal has one
-// output) and Resize carries the client's window size changes.
-type Stdio struct {
-	In       io.Reader
-	Out, Err io.Writer
-	Tty      bool
-	Resize   <-chan TermSize
-}
+// Stdio are the client's streams of an exec or attach session, as the
+// monitor client takes them (a nil stream was not asked for; with Tty,
+// Err is nil and Resize carries the client's window size changes). One
+// type from the streaming server down to the monitor: no copy of the
+// streams or the sizes on the way.
+type Stdio = oci.Stdio
 
 // TermSize is a terminal window size in characters.
-type TermSize struct {
-	Width, Height uint16
-}
+type TermSize = oci.TermSize
