@@ -27,12 +27,20 @@ noded:
 
 # The per-pod monitor stays small (no libcontainer); conmon-go-runtime is
 # the short-lived libcontainer helper it runs for each operation, and the
-# container's init. It is linked statically (libseccomp.a, libc.a; netgo and
-# osusergo keep glibc's NSS out): two process starts per container, and
-# without the dynamic loader each costs ~130 fewer page faults.
-conmon-go:
+# container's init. It is linked statically with musl (libseccomp.a; netgo
+# and osusergo keep NSS out): it starts twice per container operation, and
+# being static skips the dynamic loader (~130 page faults), being musl skips
+# glibc's CPUID probing of the caches (~0.5 ms a start on a VM). The sysroot
+# is scripts/musl-sysroot.sh's.
+MUSL := $(BUILD)/musl
+
+$(MUSL)/pkgconfig/libseccomp.pc: scripts/musl-sysroot.sh scripts/musl/fortify.c
+	scripts/musl-sysroot.sh $(MUSL)
+
+conmon-go: $(MUSL)/pkgconfig/libseccomp.pc
 	$(GO) build $(GOFLAGS_BUILD) -ldflags "-s -w" -o $(BIN)/conmon-go ./conmon-go
-	$(GO) build -trimpath -tags "$(BUILDTAGS) seccomp runc_nocriu netgo osusergo" \
+	CC=musl-gcc PKG_CONFIG_LIBDIR=$(CURDIR)/$(MUSL)/pkgconfig CGO_CFLAGS="-O2 -I$(CURDIR)/$(MUSL)/include" \
+		$(GO) build -trimpath -tags "$(BUILDTAGS) seccomp runc_nocriu netgo osusergo" \
 		-ldflags "-s -w -linkmode external -extldflags -static" -o $(BIN)/conmon-go-runtime ./conmon-go/runtime
 
 # The pause process is C, static and tiny: it sits in every pod. musl keeps

@@ -63,6 +63,7 @@ func (cs *containers) startExec(c *ctr, hreq *helperapi.Request, files ...*os.Fi
 	cs.helpers.withOpMu(func() {
 		var hresp *helperapi.Response
 		hresp, err = cs.helpers.call(hreq, files...)
+		cs.helpers.execCalled()
 		if err == nil {
 			pid = hresp.Pid
 			cs.reaper.track(pid, func(ws unix.WaitStatus, ok bool) { exited <- execExit{ws, ok} })

@@ -69,6 +69,25 @@ type helperPool struct {
 	warm     *helperProc
 	calls    atomic.Int64
 	quitting atomic.Bool // shutting down: no more prewarming
+	// lastExec is when the last exec's helper was called; guarded by opMu.
+	lastExec time.Time
+}
+
+// execBurst: an exec this soon after the one before is taken as part of a
+// burst (probes of several containers, a script of kubectl execs, a
+// readiness loop), and the next exec's helper is started ahead. A lone
+// exec leaves no helper behind; after a burst one idles at most
+// helperapi.WarmIdle (its memory is the price: ~1.5 MiB private).
+const execBurst = time.Second
+
+// execCalled is told of each exec's helper call, and prewarms a helper in
+// a burst. The caller holds opMu.
+func (p *helperPool) execCalled() {
+	now := time.Now()
+	if now.Sub(p.lastExec) < execBurst {
+		p.prewarm()
+	}
+	p.lastExec = now
 }
 
 // newHelperPool returns the pool of the helpers at path runtime; opMu is
@@ -113,7 +132,8 @@ func (p *helperPool) spawn() (*helperProc, error) {
 }
 
 // prewarm starts a helper for an operation that is about to come (the
-// pod's first container after its pause container, say), so that the
+// pod's first container after its pause container, the next exec of a
+// burst), so that the
 // operation does not wait for a process start: ~10–15 ms on this kind of
 // host. It runs after the current request was answered and does nothing if
 // any helper ran meanwhile (that operation did not wait for the warm one).

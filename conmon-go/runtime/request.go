@@ -20,12 +20,14 @@ var errNoRequest = errors.New("no request")
 // readRequest reads the request from the unix socket fd until the monitor
 // shuts its end, with the descriptors of the files sent along
 // (SCM_RIGHTS; they are wrapped in os.Files once, where they are used).
-// It waits at most warmIdle for the first byte.
+// It waits at most warmIdle for the first byte. When nothing is there yet
+// (a warm helper, started ahead of its request), it runs whileWaiting
+// first, if not nil.
 //
 // legacy is true when fd is not a socket but a pipe: a monitor started
 // before an upgrade speaks protocol 1 (helperapi.VersionPipe), where the
 // request comes on stdin and its files are inherited as fds 3, 4, ….
-func readRequest(fd int) (body []byte, files []int, legacy bool, err error) {
+func readRequest(fd int, whileWaiting func()) (body []byte, files []int, legacy bool, err error) {
 	var st unix.Stat_t
 	if err := unix.Fstat(fd, &st); err != nil {
 		return nil, nil, false, fmt.Errorf("request: %w", err)
@@ -34,7 +36,7 @@ func readRequest(fd int) (body []byte, files []int, legacy bool, err error) {
 		body, err := readAll(fd)
 		return body, nil, true, err
 	}
-	body, files, err = readSocket(fd)
+	body, files, err = readSocket(fd, whileWaiting)
 	return body, files, false, err
 }
 
@@ -58,8 +60,13 @@ func readAll(fd int) ([]byte, error) {
 	}
 }
 
-func readSocket(fd int) ([]byte, []int, error) {
+func readSocket(fd int, whileWaiting func()) ([]byte, []int, error) {
 	pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+	if whileWaiting != nil {
+		if n, err := unix.Poll(pfd, 0); n == 0 && err == nil {
+			whileWaiting()
+		}
+	}
 	deadline := time.Now().Add(warmIdle)
 	for {
 		n, err := unix.Poll(pfd, int(time.Until(deadline).Milliseconds()))

@@ -40,7 +40,11 @@ func TestReadRequest(t *testing.T) {
 		if err := unix.Shutdown(mon, unix.SHUT_WR); err != nil {
 			t.Fatal(err)
 		}
-		got, fds, legacy, err := readRequest(helper)
+		waited := false
+		got, fds, legacy, err := readRequest(helper, func() { waited = true })
+		if waited {
+			t.Error("whileWaiting ran with the request there already")
+		}
 		if err != nil || string(got) != string(body) || len(fds) != 2 || legacy {
 			t.Fatalf("readRequest: %q %v legacy %v, %v", got, fds, legacy, err)
 		}
@@ -60,8 +64,12 @@ func TestReadRequest(t *testing.T) {
 		old := warmIdle
 		warmIdle = 50 * time.Millisecond
 		defer func() { warmIdle = old }()
-		if _, _, _, err := readRequest(helper); !errors.Is(err, errNoRequest) {
+		waited := false
+		if _, _, _, err := readRequest(helper, func() { waited = true }); !errors.Is(err, errNoRequest) {
 			t.Fatalf("want errNoRequest, got %v", err)
+		}
+		if !waited {
+			t.Error("whileWaiting did not run while nothing came")
 		}
 	})
 }
@@ -78,7 +86,7 @@ func TestReadRequestFromAnOldMonitor(t *testing.T) {
 		t.Fatal(err)
 	}
 	w.Close()
-	got, fds, legacy, err := readRequest(int(r.Fd()))
+	got, fds, legacy, err := readRequest(int(r.Fd()), nil)
 	if err != nil || string(got) != body || len(fds) != 0 || !legacy {
 		t.Fatalf("readRequest from a pipe: %q %v legacy %v, %v", got, fds, legacy, err)
 	}

@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"testing"
 
 	"github.com/opencontainers/runc/libcontainer/apparmor"
@@ -113,5 +114,37 @@ func TestReadSpec(t *testing.T) {
 		if _, err := readSpec(dir); err == nil {
 			t.Errorf("accepted %s", bad)
 		}
+	}
+}
+
+func TestReadProcess(t *testing.T) {
+	dir := t.TempDir()
+	tests := []struct {
+		name, spec string
+		args       []string // nil: an error is expected
+	}{
+		{"whole spec", `{"ociVersion":"1.2.0","process":{"args":["sh","-c","true"],"cwd":"/"},"root":{"path":"rootfs"},"linux":{"namespaces":[{"type":"pid"}]}}`, []string{"sh", "-c", "true"}},
+		{"no process", `{"root":{"path":"r"}}`, nil},
+		{"not json", `{"process":`, nil},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if err := os.WriteFile(filepath.Join(dir, "config.json"), []byte(tc.spec), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			p, err := readProcess(dir)
+			if tc.args == nil {
+				if err == nil {
+					t.Fatalf("accepted %s", tc.spec)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(p.Args, tc.args) || p.Cwd != "/" {
+				t.Errorf("process %+v", p)
+			}
+		})
 	}
 }
