@@ -290,6 +290,20 @@ type copier struct {
 // pipe, 256 KiB reads keep the syscalls and SPDY frames per MiB few.
 const copyBuffer = 256 << 10
 
+// A process that writes a little at a time as fast as it can (busybox and
+// most C stdio write 4 KiB) would have each of its writes read and sent
+// to the client as a frame of its own: a read, a frame and a wakeup of
+// the client per 4 KiB took so much CPU on a 2-CPU node that the process
+// itself was starved, and a 64 MiB stream ran at 50 MiB/s one time and
+// 180 MiB/s the next. So in a burst of short reads (the last read ended
+// less than burstGap ago) the copy waits gatherDelay before reading
+// again, and the pipe gathers a larger frame. Output that comes now and
+// then (a shell, a log line) is never held back: its reads are far apart.
+const (
+	burstGap    = time.Millisecond
+	gatherDelay = 500 * time.Microsecond
+)
+
 func newCopier() *copier {
 	return &copier{done: make(chan struct{}), clientGone: make(chan struct{})}
 }
@@ -301,8 +315,10 @@ func (c *copier) output(dst io.Writer, src *os.File) {
 	go func() {
 		defer c.wg.Done()
 		buf := make([]byte, copyBuffer)
+		var last time.Time // when the last read returned
 		for {
 			n, rerr := src.Read(buf)
+			now := time.Now()
 			if n > 0 {
 				if _, err := dst.Write(buf[:n]); err != nil {
 					c.goneOnce.Do(func() { close(c.clientGone) })
@@ -312,6 +328,10 @@ func (c *copier) output(dst io.Writer, src *os.File) {
 			if rerr != nil {
 				return
 			}
+			if n < copyBuffer/4 && now.Sub(last) < burstGap {
+				time.Sleep(gatherDelay)
+			}
+			last = now
 		}
 	}()
 }

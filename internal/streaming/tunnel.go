@@ -39,6 +39,9 @@ func tunnelled(lib http.Handler, lg *logrus.Entry) http.Handler {
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !strings.HasPrefix(r.URL.Path, "/portforward/") || !wantsTunnel(r) {
+			if isSPDYUpgrade(r) {
+				w = spdyUpgrade{w}
+			}
 			lib.ServeHTTP(w, r)
 			return
 		}
@@ -56,7 +59,8 @@ func tunnelled(lib http.Handler, lg *logrus.Entry) http.Handler {
 		inner.Header.Set("Connection", "Upgrade")
 		inner.Header.Set("Upgrade", "SPDY/3.1")
 		inner.Header.Set("X-Stream-Protocol-Version", strings.TrimPrefix(ws.Subprotocol(), portforward.WebsocketsSPDYTunnelingPrefix))
-		resp := &tunnelResponse{header: http.Header{}, conn: conn, log: lg}
+		// One WebSocket message a SPDY frame, not one a piece of it.
+		resp := &tunnelResponse{header: http.Header{}, conn: newFrameConn(conn), log: lg}
 		lib.ServeHTTP(resp, inner)
 	})
 }
