@@ -17,14 +17,16 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 build_packages=(
 	# cgo: libseccomp-golang links against libseccomp; conmon-go-runtime is
-	# linked statically, from libseccomp.a (libseccomp-dev) and libc.a
-	# (libc6-dev, which gcc alone does not pull when recommends are off).
+	# linked statically with musl, from libseccomp.a (libseccomp-dev; see
+	# scripts/musl-sysroot.sh); libc6-dev (which gcc alone does not pull
+	# when recommends are off) is for the plain cgo builds of tests and vet.
 	gcc
 	libc6-dev
 	make
 	pkg-config
 	libseccomp-dev
-	# musl-gcc builds the static pause binary a tenth the size of glibc's.
+	# musl-gcc builds the static pause binary a tenth the size of glibc's,
+	# and conmon-go-runtime (cheaper to start than with glibc).
 	musl-tools
 	libgpgme-dev
 	libbtrfs-dev

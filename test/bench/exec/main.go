@@ -77,7 +77,7 @@ type config struct {
 
 func main() {
 	var cfg config
-	flag.IntVar(&cfg.trials, "trials", 3, "trials per runtime, alternating")
+	flag.IntVar(&cfg.trials, "trials", 4, "trials per runtime, alternating (even: each runtime goes first as often)")
 	flag.IntVar(&cfg.calls, "calls", 200, "ExecSync calls per trial")
 	flag.IntVar(&cfg.firstBytes, "first-bytes", 20, "streaming `echo hi` execs per trial")
 	flag.Int64Var(&cfg.bytes, "bytes", 256<<20, "bytes through exec stdout and one port-forward stream")
