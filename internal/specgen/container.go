@@ -154,6 +154,7 @@ func (in *Container) mounts(res *Result) error {
 	if err != nil {
 		return err
 	}
+	hardenPodShm(all, binds, podShm(in.Files, hostIPC))
 	var cgroupOpts []string
 	if !in.Node.CgroupV2 || sc.GetPrivileged() {
 		// No cgroup namespace: the mount shares the host's super block.

@@ -150,8 +150,17 @@ func TestContainerGenerate(t *testing.T) {
 				assertEqual(t, "hosts", *mountAt(s, "/etc/hosts"), specs.Mount{
 					Destination: "/etc/hosts", Type: "bind", Source: "/pod/hosts", Options: []string{"rbind", "rprivate", "ro"}})
 				assertEqual(t, "shm", *mountAt(s, "/dev/shm"), specs.Mount{
-					Destination: "/dev/shm", Type: "bind", Source: "/pod/shm", Options: []string{"rbind", "rprivate", "rw"}})
+					Destination: "/dev/shm", Type: "bind", Source: "/pod/shm", Options: []string{"rbind", "rprivate", "rw", "nosuid", "nodev", "noexec"}})
 				assertEqual(t, "user", r.User, User{UID: 4242, AdditionalGIDs: []uint32{0}})
+			}},
+		{desc: "mounts: a /dev/shm of the request's own is left as asked",
+			edit: func(c *Container) {
+				c.Files = SandboxFiles{Shm: "/pod/shm"}
+				c.Config.Mounts = []*runtimeapi.Mount{{ContainerPath: "/dev/shm", HostPath: "/volumes/cache"}}
+			},
+			check: func(t *testing.T, r *Result) {
+				assertEqual(t, "shm", *mountAt(r.Spec, "/dev/shm"), specs.Mount{
+					Destination: "/dev/shm", Type: "bind", Source: "/volumes/cache", Options: []string{"rbind", "rprivate", "rw"}})
 			}},
 		{desc: "mounts: request, pod files, termination log, propagation",
 			edit: func(c *Container) {

@@ -53,10 +53,7 @@ func defaultMounts(privileged bool, cgroupOpts []string) []specs.Mount {
 // root file system is, as in containerd; /dev/shm stays writable. A
 // container in the host IPC namespace shares the host's /dev/shm.
 func sandboxFileMounts(files SandboxFiles, readonly, hostIPC bool) []*runtimeapi.Mount {
-	shm := files.Shm
-	if hostIPC {
-		shm = hostDevShm
-	}
+	shm := podShm(files, hostIPC)
 	var out []*runtimeapi.Mount
 	add := func(dst, src string, ro bool) {
 		if src != "" {
@@ -68,6 +65,33 @@ func sandboxFileMounts(files SandboxFiles, readonly, hostIPC bool) []*runtimeapi
 	add(etcResolvConf, files.ResolvConf, readonly)
 	add(devShm, shm, false)
 	return out
+}
+
+// podShm is the pod's /dev/shm on the host: the host's own for a pod in
+// the host's IPC namespace.
+func podShm(files SandboxFiles, hostIPC bool) string {
+	if hostIPC {
+		return hostDevShm
+	}
+	return files.Shm
+}
+
+// hardenPodShm mounts the pod's /dev/shm nosuid, nodev and noexec in the
+// container, as its tmpfs is on the host and as CRI-O and containerd do: a
+// bind mount takes only the flags it is given (runc 1.2 and later no
+// longer keep the source's for an explicit "rw"), and without them a
+// setuid binary or a device node written there would work. binds are
+// bindMounts(all), in the same order; a /dev/shm of the request's own (an
+// emptyDir, say) is left as asked.
+func hardenPodShm(all []*runtimeapi.Mount, binds []specs.Mount, shm string) {
+	if shm == "" {
+		return
+	}
+	for i, m := range all {
+		if path.Clean(m.GetContainerPath()) == devShm && m.GetHostPath() == shm {
+			binds[i].Options = append(binds[i].Options, "nosuid", "nodev", "noexec")
+		}
+	}
 }
 
 // terminationMessageMount mounts file at the container's termination message

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -245,6 +246,27 @@ func TestExecSyncLogsAndExit(t *testing.T) {
 		resp, err := e.exec(t, ctr, 10, "sh", "-c", "echo out; echo err >&2; exit 3")
 		if err != nil || resp.GetExitCode() != 3 || string(resp.GetStdout()) != "out\n" || string(resp.GetStderr()) != "err\n" {
 			t.Fatalf("ExecSync = %v, %+v", err, resp)
+		}
+	})
+	t.Run("the pod's /dev/shm is nosuid, nodev and noexec in the container", func(t *testing.T) {
+		resp, err := e.exec(t, ctr, 10, "sh", "-c", "grep ' /dev/shm ' /proc/mounts")
+		if err != nil || resp.GetExitCode() != 0 {
+			t.Fatalf("reading /proc/mounts: %v, %+v", err, resp)
+		}
+		fields := strings.Fields(string(resp.GetStdout()))
+		if len(fields) < 4 {
+			t.Fatalf("/dev/shm mount: %q", resp.GetStdout())
+		}
+		opts := strings.Split(fields[3], ",")
+		for _, want := range []string{"nosuid", "nodev", "noexec"} {
+			if !slices.Contains(opts, want) {
+				t.Errorf("/dev/shm mounted %s, without %s", fields[3], want)
+			}
+		}
+		// And it holds: a program copied there does not run.
+		resp, err = e.exec(t, ctr, 10, "sh", "-c", "cp /bin/true /dev/shm/t && /dev/shm/t")
+		if err != nil || resp.GetExitCode() == 0 {
+			t.Errorf("a program in /dev/shm ran: %v, %+v", err, resp)
 		}
 	})
 	t.Run("stats come from the container's cgroup", func(t *testing.T) {
