@@ -15,7 +15,7 @@ PKGS      := ./cmd/... ./internal/... ./conmon-go/... ./test/testimages/... ./te
 
 export PATH := /usr/local/go/bin:$(PATH)
 
-.PHONY: all build noded conmon-go pause testregistry run test integration critest \
+.PHONY: all build noded noded-failpoints conmon-go pause testregistry run test integration critest \
 	bench bench-pull bench-pods bench-exec lint fmt vet clean readme-config
 
 all: build
@@ -60,8 +60,13 @@ run: build
 test:
 	$(GO) test $(GOFLAGS_BUILD) -count=1 $(PKGS)
 
+# A test build of noded whose create steps can kill it (NODED_FAILPOINT,
+# cmd/noded/failpoint.go), for the crash tests; never installed.
+noded-failpoints:
+	$(GO) build -trimpath -tags "$(BUILDTAGS) failpoints" -ldflags "$(LDFLAGS)" -o $(BIN)/noded-failpoints ./cmd/noded
+
 # Integration tests drive the real daemon over its socket, as crictl would.
-integration: build
+integration: build noded-failpoints
 	$(GO) test -trimpath -tags "$(BUILDTAGS) integration" -count=1 -p 1 ./test/integration/...
 
 # Two passes: the whole suite (SPDY streams), then the streaming specs

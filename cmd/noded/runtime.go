@@ -77,6 +77,8 @@ func newRuntimeServices(ctx context.Context, cfg *config.Config, log *logrus.Ent
 		PodsDir:  filepath.Join(cfg.StateDir, "pods"),
 		NetNSDir: filepath.Join(cfg.RunDir, "netns"),
 		Logger:   log,
+		// Only test builds (-tags failpoints) have one.
+		FailAfter: failpoint(log),
 	})
 	svcs.Recover(ctx)
 	return svcs, func() {

@@ -72,6 +72,9 @@ func (b *base) enter(ctx context.Context, c admit.Class) (leave func(), err erro
 
 func (b *base) podDir(id ids.SandboxID) string { return filepath.Join(b.o.PodsDir, string(id)) }
 
+// netnsPath is where a pod's network namespace is pinned.
+func (b *base) netnsPath(id ids.SandboxID) string { return filepath.Join(b.o.NetNSDir, string(id)) }
+
 func (b *base) bundleDir(pod ids.SandboxID, ctr ids.ContainerID) string {
 	return filepath.Join(b.podDir(pod), "containers", string(ctr))
 }

@@ -72,6 +72,18 @@ func (s *Containers) CreateContainer(ctx context.Context, podID ids.SandboxID, c
 	if err != nil {
 		return "", err
 	}
+	bundle := s.bundleDir(podID, id)
+	// Before anything is made on the host: what recovery needs to remove
+	// it all if noded is killed before the record is added.
+	if err := s.o.Store.BeginContainer(&state.Container{
+		ID: id, SandboxID: podID, Name: name, State: state.ContainerCreated, Config: cfg, StorageID: id, Bundle: bundle,
+	}); err != nil {
+		return "", err
+	}
+	undo.Push("drop pending record", func(context.Context) error { return s.o.Store.EndContainer(id) })
+	if err := s.step(ctx, "container-pending"); err != nil {
+		return "", err
+	}
 	// Containers of running pods go before new pods (internal/admit).
 	leave, err := s.enter(ctx, admit.Container)
 	if err != nil {
@@ -86,7 +98,6 @@ func (s *Containers) CreateContainer(ctx context.Context, podID ids.SandboxID, c
 		return "", err
 	}
 
-	bundle := s.bundleDir(podID, id)
 	undo.Push("remove bundle", func(context.Context) error { return os.RemoveAll(bundle) })
 	if err := os.MkdirAll(bundle, 0o700); err != nil {
 		return "", err
@@ -126,6 +137,10 @@ func (s *Containers) CreateContainer(ctx context.Context, podID ids.SandboxID, c
 		return "", err
 	}
 	undo.Release()
+	if err := s.o.Store.EndContainer(id); err != nil {
+		// The record is there: recovery drops the pending one.
+		lg.WithError(err).Warn("dropping the pending record")
+	}
 	lg.Info("container created")
 	return id, nil
 }

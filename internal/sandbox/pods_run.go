@@ -69,6 +69,24 @@ func (s *Pods) RunPodSandbox(ctx context.Context, cfg *runtimeapi.PodSandboxConf
 	}
 
 	dir := s.podDir(id)
+	rec := &state.Sandbox{
+		ID: id, Name: name, State: state.SandboxReady, Config: cfg, RuntimeHandler: handler,
+		CgroupParent: cfg.GetLinux().GetCgroupParent(), Dir: dir,
+	}
+	// Before anything is made on the host: what recovery needs to remove
+	// it all if noded is killed before the record is added.
+	pending := *rec
+	if !hostNetwork(cfg) {
+		pending.NetNSPath = s.netnsPath(id)
+	}
+	if err := s.o.Store.BeginSandbox(&pending); err != nil {
+		return "", err
+	}
+	undo.Push("drop pending record", func(context.Context) error { return s.o.Store.EndSandbox(id) })
+	if err := s.step(ctx, "pending"); err != nil {
+		return "", err
+	}
+
 	undo.Push("remove pod files", func(context.Context) error { return removePodFiles(s.o.Host, dir) })
 	files, err := podFiles(s.o.Host, dir, cfg, realHostFiles)
 	if err != nil {
@@ -78,10 +96,6 @@ func (s *Pods) RunPodSandbox(ctx context.Context, cfg *runtimeapi.PodSandboxConf
 		return "", err
 	}
 
-	rec := &state.Sandbox{
-		ID: id, Name: name, State: state.SandboxReady, Config: cfg, RuntimeHandler: handler,
-		CgroupParent: cfg.GetLinux().GetCgroupParent(), Dir: dir,
-	}
 	// The network and the pause container are the CPU-heavy part: they
 	// wait for a creation slot (the slot is given back before the
 	// rollback, which runs in an earlier defer).
@@ -134,6 +148,10 @@ func (s *Pods) RunPodSandbox(ctx context.Context, cfg *runtimeapi.PodSandboxConf
 		return "", err
 	}
 	undo.Release()
+	if err := s.o.Store.EndSandbox(id); err != nil {
+		// The record is there: recovery drops the pending one.
+		lg.WithError(err).Warn("dropping the pending record")
+	}
 	lg.WithField("ips", rec.IPs).Info("pod sandbox running")
 	return id, nil
 }
@@ -153,7 +171,7 @@ func (s *Pods) setupNetwork(ctx context.Context, rec *state.Sandbox, undo *clean
 		done <- attachResult{}
 		return done, nil
 	}
-	path, err := s.o.Host.NewNetNS(s.o.NetNSDir, string(rec.ID))
+	path, err := s.o.Host.NewNetNS(filepath.Dir(s.netnsPath(rec.ID)), string(rec.ID))
 	if err != nil {
 		return nil, fmt.Errorf("network namespace: %w", err)
 	}

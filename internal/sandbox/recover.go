@@ -2,6 +2,7 @@ package sandbox
 
 import (
 	"context"
+	"os"
 
 	"github.com/noded-dev/noded/internal/errdefs"
 	"github.com/noded-dev/noded/internal/log"
@@ -63,6 +64,64 @@ func (s *Containers) recover(ctx context.Context) {
 		}
 		if st.Status == oci.StatusRunning {
 			s.events.watch(c.SandboxID, c.ID)
+		}
+	}
+}
+
+// recoverPending removes what the sandbox creates that were killed
+// half-way made (see state.Store's pending records): their pending record
+// says which pod it was, and every resource of a pod is found from its ID
+// (pod directory, pinned netns, CNI attachment, monitor, pause container
+// and its cgroups, root filesystem). The pod is recorded as not ready and
+// removed as RemovePodSandbox removes any pod, which tolerates each part
+// being absent; if that fails, the not-ready pod stays listed, for the
+// kubelet to remove. A pending record whose record exists is a create that
+// finished: it is dropped.
+func (s *Pods) recoverPending(ctx context.Context) {
+	lg := log.FromContext(ctx)
+	for _, p := range s.o.Store.PendingSandboxes() {
+		plog := lg.WithFields(map[string]any{"pod": p.ID.Short(), "name": p.Name})
+		if !s.o.Store.HasSandbox(p.ID) {
+			p.State = state.SandboxNotReady
+			if err := s.o.Store.AddSandbox(p); err != nil {
+				plog.WithError(err).Warn("recording a pod left half-made")
+				continue
+			}
+			if err := s.RemovePodSandbox(ctx, p.ID); err != nil {
+				plog.WithError(err).Warn("removing a pod left half-made; it stays, not ready")
+			} else {
+				plog.Info("removed a pod left half-made by an interrupted RunPodSandbox")
+			}
+		}
+		if err := s.o.Store.EndSandbox(p.ID); err != nil {
+			plog.WithError(err).Warn("dropping the pending record")
+		}
+	}
+}
+
+// recoverPending removes what the container creates that were killed
+// half-way made: the container in its pod's monitor (with its cgroups),
+// its root filesystem and its bundle, all found from its ID.
+func (s *Containers) recoverPending(ctx context.Context) {
+	lg := log.FromContext(ctx)
+	for _, p := range s.o.Store.PendingContainers() {
+		clog := lg.WithFields(map[string]any{"container": p.ID.Short(), "name": p.Name})
+		if !s.o.Store.HasContainer(p.ID) {
+			if err := s.forceDelete(ctx, p.SandboxID, p.ID); err != nil && !errdefs.IsNotFound(err) {
+				clog.WithError(err).Warn("deleting a container left half-made from its monitor")
+			}
+			if err := s.removeRootfs(p.StorageID); err != nil {
+				clog.WithError(err).Warn("removing the root filesystem of a container left half-made")
+				continue
+			}
+			if err := os.RemoveAll(p.Bundle); err != nil {
+				clog.WithError(err).Warn("removing the bundle of a container left half-made")
+				continue
+			}
+			clog.Info("removed a container left half-made by an interrupted CreateContainer")
+		}
+		if err := s.o.Store.EndContainer(p.ID); err != nil {
+			clog.WithError(err).Warn("dropping the pending record")
 		}
 	}
 }

@@ -187,11 +187,20 @@ func New(o Options) *Services {
 	}
 }
 
-// Recover rebuilds the in-memory view after noded (re)starts: it reserves
-// every recorded name, reconnects to running monitors, records exits that
-// happened while noded was away (with their real exit codes, read from the
-// monitors' state files), and watches the containers still running.
+// Recover rebuilds the in-memory view after noded (re)starts, in this
+// order:
+//
+//  1. creates that were killed half-way (pending records) are undone,
+//     containers before pods, so that nothing they made is left and the
+//     kubelet's retry of the same request succeeds;
+//  2. every recorded name is reserved, and pods whose pause process is
+//     gone are marked unknown;
+//  3. containers: exits that happened while noded was away are recorded
+//     (with their real exit codes, read from the monitors' state files),
+//     and the containers still running are watched.
 func (s *Services) Recover(ctx context.Context) {
+	s.Containers.recoverPending(ctx)
+	s.Pods.recoverPending(ctx)
 	s.Pods.recover(ctx)
 	s.Containers.recover(ctx)
 }

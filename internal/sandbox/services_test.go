@@ -689,3 +689,124 @@ func TestLockWaitEndsWithTheRequest(t *testing.T) {
 		t.Fatalf("after the lock is free: %v", err)
 	}
 }
+
+// killed is what the failure hook panics with to stand for SIGKILL: the
+// create stops there and nothing of its rollback runs (it runs only when
+// the create returns an error).
+type killed struct{ at string }
+
+// TestRecoverAfterKillAtEveryStep kills a create at each of its steps,
+// "restarts" noded on the same state directory and host, and checks that
+// recovery leaves nothing of it behind and that the kubelet's retry of the
+// same request succeeds.
+func TestRecoverAfterKillAtEveryStep(t *testing.T) {
+	withNet := func(name string) *runtimeapi.PodSandboxConfig {
+		c := podConfig(name)
+		c.Linux.SecurityContext.NamespaceOptions.Network = runtimeapi.NamespaceMode_POD
+		return c
+	}
+	podSteps := []string{"pause-image", "pending", "pod-files", "netns", "monitor", "pause-bundle", "pause", "cni", "record"}
+	ctrSteps := []string{"container-pending", "container-rootfs", "container-create"}
+	for _, step := range append(podSteps, ctrSteps...) {
+		t.Run(step, func(t *testing.T) {
+			armed := true
+			s, f := newTestService(t, func(at string) error {
+				if armed && at == step {
+					panic(killed{at})
+				}
+				return nil
+			})
+			ctx := context.Background()
+			isPodStep := slices.Contains(podSteps, step)
+			var podID ids.SandboxID
+			var before []string
+			run := func() {
+				defer func() {
+					if r := recover(); r != nil {
+						if _, ok := r.(killed); !ok {
+							panic(r)
+						}
+					}
+				}()
+				if isPodStep {
+					_, _ = s.Pods.RunPodSandbox(ctx, withNet("k"), "")
+					t.Fatalf("RunPodSandbox went past step %s", step)
+				}
+				var err error
+				if podID, err = s.Pods.RunPodSandbox(ctx, withNet("k"), ""); err != nil {
+					t.Fatal(err)
+				}
+				before = f.held()
+				_, _ = s.Containers.CreateContainer(ctx, podID, containerConfig("c"))
+				t.Fatalf("CreateContainer went past step %s", step)
+			}
+			run()
+			armed = false
+			s.Close()
+
+			// The restart: the records are read back from disk.
+			o := s.Pods.o
+			st, _, err := state.Open(filepath.Join(filepath.Dir(o.PodsDir), "state"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			o.Store = st
+			s2 := New(o)
+			defer s2.Close()
+			s2.Recover(ctx)
+
+			if n := len(st.PendingSandboxes()) + len(st.PendingContainers()); n != 0 {
+				t.Fatalf("%d pending records left", n)
+			}
+			if step == "record" {
+				// Killed once the record was written: the pod is whole,
+				// and adopted as it is (the kubelet finds it ready).
+				pods := s2.Pods.ListPodSandbox(nil)
+				if len(pods) != 1 || pods[0].GetState() != runtimeapi.PodSandboxState_SANDBOX_READY {
+					t.Fatalf("pods after recovery: %v", pods)
+				}
+				if err := s2.Pods.RemovePodSandbox(ctx, ids.SandboxID(pods[0].GetId())); err != nil {
+					t.Fatal(err)
+				}
+				if held := f.held(); len(held) != 0 {
+					t.Fatalf("left behind after removal: %v", held)
+				}
+				return
+			}
+			if held := f.held(); fmt.Sprint(held) != fmt.Sprint(before) {
+				t.Fatalf("left behind: %v (before the create: %v)", held, before)
+			}
+			if isPodStep {
+				if n := len(s2.Pods.ListPodSandbox(nil)); n != 0 {
+					t.Fatalf("%d pods listed", n)
+				}
+				for _, dir := range []string{o.PodsDir, o.NetNSDir} {
+					if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+						t.Fatalf("left in %s: %v", dir, entries)
+					}
+				}
+				id, err := s2.Pods.RunPodSandbox(ctx, withNet("k"), "")
+				if err != nil {
+					t.Fatalf("retry: %v", err)
+				}
+				if err := s2.Pods.RemovePodSandbox(ctx, id); err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if n := len(s2.Containers.ListContainers(nil)); n != 0 {
+				t.Fatalf("%d containers listed", n)
+			}
+			// The pause container's bundle is the only one left.
+			if entries, _ := os.ReadDir(filepath.Join(o.PodsDir, string(podID), "containers")); len(entries) != 1 || entries[0].Name() != string(podID) {
+				t.Fatalf("bundles left: %v", entries)
+			}
+			if _, err := s2.Containers.CreateContainer(ctx, podID, containerConfig("c")); err != nil {
+				t.Fatalf("retry: %v", err)
+			}
+			if err := s2.Pods.RemovePodSandbox(ctx, podID); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}

@@ -27,10 +27,19 @@ import (
 )
 
 // Store is the set of records.
+//
+// Besides the records, it keeps the pending ones: a create that makes
+// things on the host (RunPodSandbox, CreateContainer) first writes the
+// record it will add as pending, and drops it once the real record is
+// written or its rollback has run. A pending record found at start-up is
+// a create that was killed half-way (SIGKILL, a crash, a power cut):
+// recovery removes what it may have made, from the IDs and paths in it.
 type Store struct {
-	mu         sync.RWMutex
-	sandboxes  *table[ids.SandboxID, Sandbox]
-	containers *table[ids.ContainerID, Container]
+	mu                sync.RWMutex
+	sandboxes         *table[ids.SandboxID, Sandbox]
+	containers        *table[ids.ContainerID, Container]
+	pendingSandboxes  *table[ids.SandboxID, Sandbox]
+	pendingContainers *table[ids.ContainerID, Container]
 }
 
 // The two kinds of record. Their state checks are in status.go, their file
@@ -56,7 +65,18 @@ var (
 		valid:       func(c *Container) error { return validContainerState(c.State) },
 		checkUpdate: checkContainerUpdate,
 	}
+	pendingSandboxKind   = pending(sandboxKind, "pending/sandboxes")
+	pendingContainerKind = pending(containerKind, "pending/containers")
 )
+
+// pending is the kind of the pending records of k: the same files, in
+// their own directory, never updated.
+func pending[ID ~string, R any](k kind[ID, R], subdir string) kind[ID, R] {
+	k.subdir = subdir
+	k.noun = "pending " + k.noun
+	k.checkUpdate = nil
+	return k
+}
 
 // Open loads every record under dir (creating it if needed). Files that
 // cannot be parsed are moved aside with a ".corrupt" suffix and reported in
@@ -64,18 +84,64 @@ var (
 // keep a node from running its other pods.
 func Open(dir string) (*Store, []error, error) {
 	s := &Store{
-		sandboxes:  newTable(&sandboxKind, dir),
-		containers: newTable(&containerKind, dir),
+		sandboxes:         newTable(&sandboxKind, dir),
+		containers:        newTable(&containerKind, dir),
+		pendingSandboxes:  newTable(&pendingSandboxKind, dir),
+		pendingContainers: newTable(&pendingContainerKind, dir),
 	}
-	sbWarnings, err := s.sandboxes.load()
-	if err != nil {
-		return nil, nil, err
+	var warnings []error
+	for _, load := range []func() ([]error, error){s.sandboxes.load, s.containers.load, s.pendingSandboxes.load, s.pendingContainers.load} {
+		w, err := load()
+		if err != nil {
+			return nil, nil, err
+		}
+		warnings = append(warnings, w...)
 	}
-	cWarnings, err := s.containers.load()
-	if err != nil {
-		return nil, nil, err
-	}
-	return s, append(sbWarnings, cWarnings...), nil
+	return s, warnings, nil
+}
+
+// BeginSandbox writes sb as pending: the record a create is about to
+// make. EndSandbox drops it.
+func (s *Store) BeginSandbox(sb *Sandbox) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.pendingSandboxes.add(sb)
+}
+
+// EndSandbox drops the pending record of a create that is over (its
+// record was added, or its rollback has run); unknown IDs are fine.
+func (s *Store) EndSandbox(id ids.SandboxID) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.pendingSandboxes.delete(id)
+}
+
+// PendingSandboxes returns the pending sandbox records, oldest first.
+func (s *Store) PendingSandboxes() []*Sandbox {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.pendingSandboxes.list()
+}
+
+// BeginContainer is BeginSandbox for containers.
+func (s *Store) BeginContainer(c *Container) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.pendingContainers.add(c)
+}
+
+// EndContainer is EndSandbox for containers.
+func (s *Store) EndContainer(id ids.ContainerID) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.pendingContainers.delete(id)
+}
+
+// PendingContainers returns the pending container records, oldest first.
+func (s *Store) PendingContainers() []*Container {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.pendingContainers.list()
 }
 
 // AddSandbox records a new sandbox; its ID must be new.

@@ -90,6 +90,10 @@ type Options struct {
 	Args []string
 	// Log receives the daemon's output (nil: kept in Daemon.Log only).
 	Log io.Writer
+	// Bin is the noded binary (empty: NodedBin()).
+	Bin string
+	// Env is added to the daemon's environment.
+	Env []string
 }
 
 // Daemon is one running noded.
@@ -131,7 +135,12 @@ func Start(o Options) (*Daemon, error) {
 		"--cni-config-dir", d.CNIDir,
 		"--log-level", "debug",
 	}, o.Args...)
-	d.Cmd = exec.Command(NodedBin(), args...)
+	bin := o.Bin
+	if bin == "" {
+		bin = NodedBin()
+	}
+	d.Cmd = exec.Command(bin, args...)
+	d.Cmd.Env = append(os.Environ(), o.Env...)
 	var out io.Writer = d.Log
 	if o.Log != nil {
 		out = io.MultiWriter(d.Log, o.Log)

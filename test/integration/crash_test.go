@@ -1,0 +1,180 @@
+//go:build integration
+
+package integration
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/noded-dev/noded/test/testenv"
+)
+
+// TestKilledCreatesLeaveNothing kills noded (its failpoints build) with
+// SIGKILL right after each step of RunPodSandbox and CreateContainer,
+// restarts it on the same directories, replays the kubelet's retry (same
+// name, uid and attempt) and removes everything: the retry succeeds, and
+// no mount, network namespace, monitor, IP reservation, process in a pod
+// cgroup or storage container is left.
+func TestKilledCreatesLeaveNothing(t *testing.T) {
+	bin := filepath.Join(repoRoot(), "bin", "noded-failpoints")
+	if _, err := os.Stat(bin); err != nil {
+		t.Skipf("%s not built (make noded-failpoints): %v", bin, err)
+	}
+	e := newPodEnv(t)
+	// What a node holds with no pod, once it has run one (the storage
+	// driver keeps its own mounts).
+	e.runPod(t, "crashbase", []string{"true"})
+	e.removeAll(t)
+	baseline := e.held(t)
+	pt := t // daemons started in a subtest must outlive it
+	steps := []struct {
+		step      string
+		container bool
+	}{
+		{"pending", false}, {"pod-files", false}, {"netns", false}, {"monitor", false},
+		{"pause-bundle", false}, {"pause", false}, {"cni", false}, {"record", false},
+		{"container-pending", true}, {"container-rootfs", true}, {"container-create", true},
+	}
+	for i, tc := range steps {
+		t.Run(tc.step, func(t *testing.T) {
+			ctx := context.Background()
+			name := "crash" + string(rune('a'+i))
+			pcfg := e.podConfig(name)
+			if err := os.MkdirAll(pcfg.GetLogDirectory(), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			var pod string
+			if tc.container {
+				resp, err := e.rt.RunPodSandbox(ctx, &runtimeapi.RunPodSandboxRequest{Config: pcfg})
+				if err != nil {
+					t.Fatal(err)
+				}
+				pod = resp.GetPodSandboxId()
+			}
+			create := func(rt runtimeapi.RuntimeServiceClient) (string, error) {
+				if !tc.container {
+					resp, err := rt.RunPodSandbox(ctx, &runtimeapi.RunPodSandboxRequest{Config: pcfg})
+					return resp.GetPodSandboxId(), err
+				}
+				resp, err := rt.CreateContainer(ctx, &runtimeapi.CreateContainerRequest{
+					PodSandboxId: pod, SandboxConfig: pcfg,
+					Config: &runtimeapi.ContainerConfig{
+						Metadata: &runtimeapi.ContainerMetadata{Name: "main"},
+						Image:    &runtimeapi.ImageSpec{Image: busyboxImage},
+						Command:  []string{"sleep", "3600"},
+						LogPath:  "main.log",
+					},
+				})
+				return resp.GetContainerId(), err
+			}
+
+			// A noded that kills itself after the step.
+			if err := e.d.Stop(); err != nil {
+				t.Fatal(err)
+			}
+			fp, err := testenv.Start(testenv.Options{Dir: e.d.Dir, Args: e.d.Opts.Args, Bin: bin, Env: []string{"NODED_FAILPOINT=kill@" + tc.step}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := create(fp.Runtime()); err == nil {
+				t.Fatalf("the create survived its failpoint %s", tc.step)
+			}
+			if err := fp.Wait(10 * time.Second); err == nil || !strings.Contains(err.Error(), "killed") {
+				fp.Kill()
+				t.Fatalf("noded after failpoint %s: %v\n%s", tc.step, err, fp.Log)
+			}
+
+			d2 := e.d.Restart(pt)
+			e.d, e.rt = d2, d2.Runtime(t)
+			id, err := create(e.rt)
+			switch {
+			case tc.step == "record":
+				// Killed once the record was written: the pod is whole
+				// and adopted; the retry names it, and it is there.
+				if status.Code(err) != codes.AlreadyExists {
+					t.Fatalf("retry after a kill past the record: %v", err)
+				}
+				pods, lerr := e.rt.ListPodSandbox(ctx, &runtimeapi.ListPodSandboxRequest{Filter: &runtimeapi.PodSandboxFilter{
+					LabelSelector: map[string]string{"test": "pods"}}})
+				if lerr != nil || len(pods.GetItems()) != 1 || pods.GetItems()[0].GetState() != runtimeapi.PodSandboxState_SANDBOX_READY ||
+					!strings.Contains(err.Error(), pods.GetItems()[0].GetId()) {
+					t.Fatalf("adopted pod: %v %v (retry: %v)", pods, lerr, err)
+				}
+			case err != nil:
+				t.Fatalf("retry after a kill at %s: %v\n%s", tc.step, err, e.d.Log)
+			case tc.container:
+				if _, err := e.rt.StartContainer(ctx, &runtimeapi.StartContainerRequest{ContainerId: id}); err != nil {
+					t.Fatalf("starting the retried container: %v", err)
+				}
+			}
+			e.removed = false
+			e.removeAll(t)
+			if held := e.held(t); !equalHeld(held, baseline) {
+				t.Fatalf("after removing everything, held: %v\nat the start: %v", held, baseline)
+			}
+		})
+	}
+}
+
+// heldState is what noded holds on the host for pods, for leak checks.
+type heldState struct {
+	Mounts, NetNS, Monitors, IPs, StorageContainers, CgroupProcs int
+}
+
+func equalHeld(a, b heldState) bool { return a == b }
+
+func (e *podEnv) held(t *testing.T) heldState {
+	t.Helper()
+	dir := e.d.Dir
+	var h heldState
+	if b, err := os.ReadFile("/proc/self/mountinfo"); err == nil {
+		for _, l := range strings.Split(string(b), "\n") {
+			if strings.Contains(l, dir) {
+				h.Mounts++
+			}
+		}
+	}
+	if entries, err := os.ReadDir(filepath.Join(dir, "run", "netns")); err == nil {
+		h.NetNS = len(entries)
+	}
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, p := range procs {
+		b, _ := os.ReadFile(p)
+		if cmd := string(b); strings.Contains(cmd, "conmon-go\x00monitor") && strings.Contains(cmd, dir) {
+			h.Monitors++
+		}
+	}
+	// host-local keeps one file per reserved address (and last_reserved_ip
+	// and a lock).
+	ipam, _ := filepath.Glob(filepath.Join(dir, "ipam", "*", "*"))
+	for _, f := range ipam {
+		if base := filepath.Base(f); base != "lock" && !strings.HasPrefix(base, "last_reserved_ip") {
+			h.IPs++
+		}
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, "root", "overlay-containers", "containers.json")); err == nil {
+		var cs []json.RawMessage
+		if err := json.Unmarshal(b, &cs); err != nil {
+			t.Fatalf("containers.json: %v", err)
+		}
+		h.StorageContainers = len(cs)
+	}
+	_ = filepath.WalkDir("/sys/fs/cgroup/memory/noded-it", func(p string, d os.DirEntry, err error) error {
+		if err == nil && d.Name() == "cgroup.procs" {
+			if b, err := os.ReadFile(p); err == nil {
+				h.CgroupProcs += len(strings.Fields(string(b)))
+			}
+		}
+		return nil
+	})
+	return h
+}
