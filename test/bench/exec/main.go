@@ -67,6 +67,7 @@ const (
 type config struct {
 	trials      int
 	calls       int
+	lone        int
 	firstBytes  int
 	bytes       int64
 	streams     int
@@ -79,6 +80,7 @@ func main() {
 	var cfg config
 	flag.IntVar(&cfg.trials, "trials", 4, "trials per runtime, alternating (even: each runtime goes first as often)")
 	flag.IntVar(&cfg.calls, "calls", 200, "ExecSync calls per trial")
+	flag.IntVar(&cfg.lone, "lone", 4, "lone ExecSync calls per trial, each "+loneGap.String()+" after the one before")
 	flag.IntVar(&cfg.firstBytes, "first-bytes", 20, "streaming `echo hi` execs per trial")
 	flag.Int64Var(&cfg.bytes, "bytes", 256<<20, "bytes through exec stdout and one port-forward stream")
 	flag.IntVar(&cfg.streams, "streams", 20, "port-forward streams at once")
@@ -368,6 +370,7 @@ type samples struct {
 	execSync      []time.Duration // every call
 	execSyncCPU   time.Duration   // machine CPU over all the loops
 	execSyncCalls int
+	lone          []time.Duration // every lone call
 	firstByte     []time.Duration // every exec
 	execRate      []float64       // bytes/s, one per trial
 	execCPU       []time.Duration // machine CPU per transfer, one per trial
@@ -387,6 +390,12 @@ func (r *rtm) trial(ctx context.Context, cfg config, n int, s *samples) error {
 	s.execSync = append(s.execSync, lat...)
 	s.execSyncCPU += cpu
 	s.execSyncCalls += cfg.calls
+
+	lone, err := r.loneExecSyncs(ctx, cfg.lone)
+	if err != nil {
+		return err
+	}
+	s.lone = append(s.lone, lone...)
 
 	var fb []time.Duration
 	for range cfg.firstBytes {
@@ -514,6 +523,33 @@ func (r *rtm) execSyncLoop(ctx context.Context, n int) ([]time.Duration, error) 
 		lat = append(lat, time.Since(start))
 		if resp.GetExitCode() != 0 {
 			return nil, fmt.Errorf("ExecSync true: exit code %d: %s", resp.GetExitCode(), resp.GetStderr())
+		}
+	}
+	return lat, nil
+}
+
+// loneGap separates lone ExecSync calls: more than noded's exec burst
+// (1 s), so that none finds a helper started ahead.
+const loneGap = 1200 * time.Millisecond
+
+// loneExecSyncs times n ExecSyncs of `true`, each loneGap after the one
+// before, as an exec probe of one container with a period of a second or
+// more sees them. One more comes first, not counted: it follows the loop
+// of calls, whose burst may have left a warm helper.
+func (r *rtm) loneExecSyncs(ctx context.Context, n int) ([]time.Duration, error) {
+	var lat []time.Duration
+	for i := range n + 1 {
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(loneGap):
+		}
+		l, err := r.execSyncLoop(ctx, 1)
+		if err != nil {
+			return nil, err
+		}
+		if i > 0 {
+			lat = append(lat, l...)
 		}
 	}
 	return lat, nil
@@ -934,6 +970,7 @@ func printTable(cfg config, c, n *samples) {
 		{"ExecSync `true` p50 (ms)", msOf(pct(c.execSync, 0.5)), msOf(pct(n.execSync, 0.5)), "%.2f"},
 		{"ExecSync `true` p95 (ms)", msOf(pct(c.execSync, 0.95)), msOf(pct(n.execSync, 0.95)), "%.2f"},
 		{"ExecSync machine CPU per call (ms)", perCall(c), perCall(n), "%.2f"},
+		{fmt.Sprintf("ExecSync `true` alone (%s apart) p50 (ms)", loneGap), msOf(pct(c.lone, 0.5)), msOf(pct(n.lone, 0.5)), "%.2f"},
 		{"exec `echo hi` first byte p50 (ms)", msOf(pct(c.firstByte, 0.5)), msOf(pct(n.firstByte, 0.5)), "%.2f"},
 		{"exec `echo hi` first byte p95 (ms)", msOf(pct(c.firstByte, 0.95)), msOf(pct(n.firstByte, 0.95)), "%.2f"},
 		{"exec stdout " + size + " (MiB/s)", mibs(c.execRate), mibs(n.execRate), "%.0f"},
