@@ -35,7 +35,9 @@ func UnaryInterceptor(base *logrus.Entry, obs Observer) grpc.UnaryServerIntercep
 		log := base.WithFields(logrus.Fields{"id": newRequestID(), "method": method})
 		ctx = nlog.WithContext(ctx, log)
 		start := time.Now()
-		log.WithField("request", req).Debug("request")
+		if log.Logger.IsLevelEnabled(logrus.DebugLevel) {
+			log.WithField("request", loggable(req)).Debug("request")
+		}
 
 		resp, err := callRecovering(ctx, req, handler, log)
 		err = toGRPC(err)
@@ -48,7 +50,9 @@ func UnaryInterceptor(base *logrus.Entry, obs Observer) grpc.UnaryServerIntercep
 		fields := logrus.Fields{"code": code.String(), "duration": elapsed}
 		switch {
 		case err == nil:
-			log.WithFields(fields).WithField("response", resp).Debug("response")
+			if log.Logger.IsLevelEnabled(logrus.DebugLevel) {
+				log.WithFields(fields).WithField("response", loggable(resp)).Debug("response")
+			}
 		case code == codes.Unimplemented || code == codes.NotFound:
 			// Expected in normal operation (probes, idempotent removes).
 			log.WithFields(fields).WithError(err).Debug("request failed")
