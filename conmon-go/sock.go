@@ -77,15 +77,9 @@ func recvFd(sock *os.File) (*os.File, error) {
 	if rerr != nil {
 		return nil, os.NewSyscallError("recvmsg", rerr)
 	}
-	msgs, err := unix.ParseSocketControlMessage(oob[:oobn])
+	fds, err := wire.ParseRights(oob[:oobn])
 	if err != nil {
 		return nil, err
-	}
-	var fds []int
-	for i := range msgs {
-		if f, err := unix.ParseUnixRights(&msgs[i]); err == nil {
-			fds = append(fds, f...)
-		}
 	}
 	if len(fds) != 1 {
 		for _, fd := range fds {

@@ -113,15 +113,9 @@ func readSocket(fd int, whileWaiting func()) ([]byte, []int, error) {
 }
 
 func parseRights(oob []byte) ([]int, error) {
-	msgs, err := unix.ParseSocketControlMessage(oob)
+	fds, err := wire.ParseRights(oob)
 	if err != nil {
 		return nil, fmt.Errorf("request control message: %w", err)
-	}
-	var fds []int
-	for i := range msgs {
-		if got, err := unix.ParseUnixRights(&msgs[i]); err == nil {
-			fds = append(fds, got...)
-		}
 	}
 	return fds, nil
 }
