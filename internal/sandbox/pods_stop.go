@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
 
 	"github.com/noded-dev/noded/internal/errdefs"
 	"github.com/noded-dev/noded/internal/ids"
@@ -32,6 +33,9 @@ func (s *Pods) stopLocked(ctx context.Context, id ids.SandboxID) error {
 		}
 		return err
 	}
+	if rec.Released {
+		return nil // stopped, and holds nothing
+	}
 	for _, c := range s.o.Store.SandboxContainers(id) {
 		if err := s.containers.StopContainer(ctx, c.ID, 0); err != nil {
 			return fmt.Errorf("stopping container %s: %w", c.ID.Short(), err)
@@ -48,15 +52,41 @@ func (s *Pods) stopLocked(ctx context.Context, id ids.SandboxID) error {
 			return fmt.Errorf("removing network namespace: %w", err)
 		}
 	}
+	if err := s.release(ctx, rec); err != nil {
+		return err
+	}
 	_, err = s.o.Store.UpdateSandbox(id, func(sb *state.Sandbox) error {
 		sb.State = state.SandboxNotReady
 		sb.NetworkReady = false
+		sb.Released = true
 		return nil
 	})
 	if err == nil && rec.State == state.SandboxReady {
 		log.FromContext(ctx).WithField("pod", id.Short()).Info("pod sandbox stopped")
 	}
 	return err
+}
+
+// release frees what a stopped pod would otherwise hold until the kubelet
+// removes it (minutes to hours later, at its garbage collection): the
+// monitor, whose shutdown deletes the pause and every container (their
+// cgroups with them), the root filesystem mounts and /dev/shm. The
+// containers' records already hold their final states (StopContainer),
+// and their logs are files of the kubelet's; the storage containers, the
+// bundles and the pod's files stay until RemovePodSandbox.
+func (s *Pods) release(ctx context.Context, rec *state.Sandbox) error {
+	if err := s.o.Monitor.StopMonitor(ctx, rec.ID); err != nil && !errdefs.IsNotFound(err) {
+		return fmt.Errorf("stopping the pod monitor: %w", err)
+	}
+	for _, c := range s.o.Store.SandboxContainers(rec.ID) {
+		if err := s.o.Rootfs.Unmount(c.StorageID, true); err != nil && !errdefs.IsNotFound(err) {
+			return fmt.Errorf("unmounting the root filesystem of container %s: %w", c.ID.Short(), err)
+		}
+	}
+	if err := s.o.Rootfs.Unmount(ids.ContainerID(rec.ID), true); err != nil && !errdefs.IsNotFound(err) {
+		return fmt.Errorf("unmounting the pause root filesystem: %w", err)
+	}
+	return s.o.Host.UnmountShm(filepath.Join(rec.Dir, "shm"))
 }
 
 // RemovePodSandbox stops the pod if needed and removes it with all its

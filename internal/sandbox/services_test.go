@@ -35,6 +35,7 @@ import (
 type fakes struct {
 	mu       sync.Mutex
 	rootfs   map[storage.ContainerID]bool
+	mounted  map[storage.ContainerID]bool
 	networks map[string]bool
 	monitors map[oci.PodID]bool
 	ctrs     map[oci.ContainerID]*oci.State
@@ -46,7 +47,7 @@ type fakes struct {
 }
 
 func newFakes(dir string) *fakes {
-	return &fakes{rootfs: map[storage.ContainerID]bool{}, networks: map[string]bool{}, monitors: map[oci.PodID]bool{},
+	return &fakes{rootfs: map[storage.ContainerID]bool{}, mounted: map[storage.ContainerID]bool{}, networks: map[string]bool{}, monitors: map[oci.PodID]bool{},
 		ctrs: map[oci.ContainerID]*oci.State{}, exitCh: map[oci.ContainerID]chan struct{}{}, dir: dir}
 }
 
@@ -69,10 +70,18 @@ func (f *fakes) CreateContainer(id storage.ContainerID, _ storage.ImageID, _ sto
 	return &storage.Container{ID: id}, nil
 }
 func (f *fakes) Mount(id storage.ContainerID, _ string) (string, error) {
+	f.mu.Lock()
+	f.mounted[id] = true
+	f.mu.Unlock()
 	p := filepath.Join(f.dir, "rootfs", string(id))
 	return p, os.MkdirAll(p, 0o755)
 }
-func (f *fakes) Unmount(storage.ContainerID, bool) error { return nil }
+func (f *fakes) Unmount(id storage.ContainerID, _ bool) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.mounted, id)
+	return nil
+}
 func (f *fakes) DeleteContainer(id storage.ContainerID) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -106,10 +115,17 @@ func (f *fakes) StartMonitor(_ context.Context, p oci.PodID) error {
 	f.monitors[p] = true
 	return nil
 }
+
+// StopMonitor: the monitor's shutdown kills and deletes its containers.
 func (f *fakes) StopMonitor(_ context.Context, p oci.PodID) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	delete(f.monitors, p)
+	for id, st := range f.ctrs {
+		if st.Pod == p {
+			delete(f.ctrs, id)
+		}
+	}
 	return nil
 }
 func (f *fakes) Create(_ context.Context, c oci.CreateRequest) (oci.State, error) {
@@ -209,6 +225,9 @@ func (f *fakes) held() []string {
 	var out []string
 	for id := range f.rootfs {
 		out = append(out, "rootfs "+string(id))
+	}
+	for id := range f.mounted {
+		out = append(out, "mounted "+string(id))
 	}
 	for id := range f.networks {
 		out = append(out, "network "+id)
@@ -806,6 +825,56 @@ func TestRecoverAfterKillAtEveryStep(t *testing.T) {
 			}
 			if err := s2.Pods.RemovePodSandbox(ctx, podID); err != nil {
 				t.Fatal(err)
+			}
+		})
+	}
+}
+
+// A stopped pod holds nothing but its storage containers until it is
+// removed; its containers' statuses are still there.
+func TestStoppedPodHoldsNothing(t *testing.T) {
+	for _, withNet := range []bool{false, true} {
+		t.Run(fmt.Sprintf("pod network %v", withNet), func(t *testing.T) {
+			s, f := newTestService(t, nil)
+			ctx := context.Background()
+			cfg := podConfig("stopped")
+			if withNet {
+				cfg.Linux.SecurityContext.NamespaceOptions.Network = runtimeapi.NamespaceMode_POD
+			}
+			podID, err := s.Pods.RunPodSandbox(ctx, cfg, "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctrID, err := s.Containers.CreateContainer(ctx, podID, containerConfig("c"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := s.Containers.StartContainer(ctx, ctrID); err != nil {
+				t.Fatal(err)
+			}
+			for range 2 { // a second stop is a no-op
+				if err := s.Pods.StopPodSandbox(ctx, podID); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want := []string{"rootfs " + string(ctrID), "rootfs " + string(podID)}
+			slices.Sort(want)
+			if held := f.held(); fmt.Sprint(held) != fmt.Sprint(want) {
+				t.Fatalf("a stopped pod holds %v, want only its storage containers %v", held, want)
+			}
+			cs, _, err := s.Containers.ContainerStatus(ctrID, false)
+			if err != nil || cs.GetState() != runtimeapi.ContainerState_CONTAINER_EXITED {
+				t.Fatalf("status after the pod stopped: %v %v", cs, err)
+			}
+			ps, _, err := s.Pods.PodSandboxStatus(podID, false)
+			if err != nil || ps.GetState() != runtimeapi.PodSandboxState_SANDBOX_NOTREADY {
+				t.Fatalf("pod status: %v %v", ps, err)
+			}
+			if err := s.Pods.RemovePodSandbox(ctx, podID); err != nil {
+				t.Fatal(err)
+			}
+			if held := f.held(); len(held) != 0 {
+				t.Fatalf("left after removal: %v", held)
 			}
 		})
 	}

@@ -39,6 +39,11 @@ type Sandbox struct {
 	CgroupParent string `json:"cgroupParent,omitempty"`
 	// Dir holds the pod's files (hosts, resolv.conf, hostname, shm).
 	Dir string `json:"dir"`
+	// Released: the pod is stopped and holds nothing on the host until
+	// it is removed: its monitor is gone (and with it every process and
+	// cgroup of its containers), its root filesystems and /dev/shm are
+	// unmounted. Only its records, files and logs are left.
+	Released bool `json:"released,omitempty"`
 }
 
 // Container is noded's record of a container.

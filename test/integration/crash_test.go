@@ -178,3 +178,43 @@ func (e *podEnv) held(t *testing.T) heldState {
 	})
 	return h
 }
+
+// TestStoppedPodHoldsNothing: a stopped pod keeps no process, mount, IP or
+// netns until the kubelet removes it (its storage containers, files and
+// logs stay), its containers still report how they ended, and it is
+// removed as any pod.
+func TestStoppedPodHoldsNothing(t *testing.T) {
+	e := newPodEnv(t)
+	e.runPod(t, "stopbase", []string{"true"})
+	e.removeAll(t)
+	baseline := e.held(t)
+	ctx := context.Background()
+	pod, ctr, _ := e.runPod(t, "stopped", []string{"sh", "-c", "echo bye; sleep 3600"})
+	if _, err := e.rt.StopPodSandbox(ctx, &runtimeapi.StopPodSandboxRequest{PodSandboxId: pod}); err != nil {
+		t.Fatal(err)
+	}
+	h := e.held(t)
+	if h.StorageContainers != 2 {
+		t.Errorf("storage containers of the stopped pod: %d, want 2 (pause, main) until removal", h.StorageContainers)
+	}
+	h.StorageContainers = baseline.StorageContainers
+	if !equalHeld(h, baseline) {
+		t.Fatalf("a stopped pod holds %+v; with no pod: %+v", h, baseline)
+	}
+	st, err := e.rt.ContainerStatus(ctx, &runtimeapi.ContainerStatusRequest{ContainerId: ctr})
+	if err != nil || st.GetStatus().GetState() != runtimeapi.ContainerState_CONTAINER_EXITED || st.GetStatus().GetExitCode() != 137 && st.GetStatus().GetExitCode() != 143 {
+		t.Fatalf("status of a container of the stopped pod: %+v %v", st.GetStatus(), err)
+	}
+	logs, err := os.ReadFile(st.GetStatus().GetLogPath())
+	if err != nil || !strings.Contains(string(logs), "stdout F bye") {
+		t.Fatalf("its log: %q %v", logs, err)
+	}
+	if _, err := e.rt.StopPodSandbox(ctx, &runtimeapi.StopPodSandboxRequest{PodSandboxId: pod}); err != nil {
+		t.Fatalf("stopping it again: %v", err)
+	}
+	e.removed = false
+	e.removeAll(t)
+	if h := e.held(t); !equalHeld(h, baseline) {
+		t.Fatalf("after removal: %+v, want %+v", h, baseline)
+	}
+}
