@@ -101,6 +101,11 @@ func (cs *containers) create(req *wire.Request) (_ *wire.ContainerState, retErr 
 	if err != nil {
 		return nil, err
 	}
+	created, err := cs.table.reserve(req.Container)
+	if err != nil {
+		return nil, err
+	}
+	defer created()
 	c, err := cs.newCtr(req)
 	if err != nil {
 		return nil, err
@@ -561,6 +566,7 @@ func (cs *containers) reopenLog(id string) error {
 // its state file. A container that has not exited is refused unless force,
 // which kills it first.
 func (cs *containers) delete(id string, force bool) error {
+	cs.table.waitCreated(id)
 	c, err := cs.table.get(id)
 	if err != nil {
 		// Not ours, but libcontainer state may be left by a failed create.

@@ -8,18 +8,54 @@ import (
 
 // ctrTable is the pod's containers by id: a created container from its
 // publication (containers.publish) or an adopted one from its adoption,
-// until delete removes it. It owns the map; mu guards it, is held only
-// for the map's own reads and writes and never while another lock is
-// taken (a container's state is read after it is released).
+// until delete removes it; and the ids being created, from the check of
+// the create request to its end. It owns the maps; mu guards them, is
+// held only for the maps' own reads and writes and never while another
+// lock is taken (a container's state is read after it is released).
 type ctrTable struct {
 	pod string // for errors
 
-	mu   sync.Mutex
-	ctrs map[string]*ctr
+	mu       sync.Mutex
+	ctrs     map[string]*ctr
+	creating map[string]chan struct{} // closed when the create ends
 }
 
 func newCtrTable(pod string) *ctrTable {
-	return &ctrTable{pod: pod, ctrs: map[string]*ctr{}}
+	return &ctrTable{pod: pod, ctrs: map[string]*ctr{}, creating: map[string]chan struct{}{}}
+}
+
+// reserve marks id as being created, unless it exists or is being created
+// already; the returned function ends the reservation (after the create
+// published the container, or failed).
+func (t *ctrTable) reserve(id string) (done func(), _ error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if _, ok := t.ctrs[id]; ok {
+		return nil, errf(wire.CodeAlreadyExists, "container %s already exists", id)
+	}
+	if _, ok := t.creating[id]; ok {
+		return nil, errf(wire.CodeAlreadyExists, "container %s is being created", id)
+	}
+	ch := make(chan struct{})
+	t.creating[id] = ch
+	return func() {
+		t.mu.Lock()
+		delete(t.creating, id)
+		t.mu.Unlock()
+		close(ch)
+	}, nil
+}
+
+// waitCreated waits until no create of id is under way: a delete must see
+// the container a create publishes, even when the create's client went
+// away (noded killed) and noded's recovery deletes the id at once.
+func (t *ctrTable) waitCreated(id string) {
+	t.mu.Lock()
+	ch := t.creating[id]
+	t.mu.Unlock()
+	if ch != nil {
+		<-ch
+	}
 }
 
 // get returns the container id, or a not_found error.

@@ -75,7 +75,9 @@ func (s *Pods) stopLocked(ctx context.Context, id ids.SandboxID) error {
 // and their logs are files of the kubelet's; the storage containers, the
 // bundles and the pod's files stay until RemovePodSandbox.
 func (s *Pods) release(ctx context.Context, rec *state.Sandbox) error {
-	if err := s.o.Monitor.StopMonitor(ctx, rec.ID); err != nil && !errdefs.IsNotFound(err) {
+	// A failed shutdown leaves the monitor running: the stop fails, and
+	// the kubelet retries it.
+	if err := s.o.Monitor.StopMonitor(ctx, rec.ID); err != nil {
 		return fmt.Errorf("stopping the pod monitor: %w", err)
 	}
 	for _, c := range s.o.Store.SandboxContainers(rec.ID) {

@@ -37,6 +37,9 @@ func (s *Pods) recover(ctx context.Context) {
 // recover reserves the recorded container names, records the exits that
 // happened while noded was away (with their real exit codes, read from
 // the monitors' state files), and watches the containers still running.
+// A container recorded as created may have been started by a
+// StartContainer that noded was killed in after the monitor started it:
+// its record is brought up to what the monitor says too.
 func (s *Containers) recover(ctx context.Context) {
 	lg := log.FromContext(ctx)
 	for _, c := range s.o.Store.Containers() {
@@ -44,7 +47,7 @@ func (s *Containers) recover(ctx context.Context) {
 		if err := s.names.Reserve(c.Name, string(c.ID)); err != nil {
 			clog.WithError(err).Warn("duplicate container name on disk")
 		}
-		if c.State != state.ContainerRunning && c.State != state.ContainerUnknown {
+		if c.State == state.ContainerExited {
 			continue
 		}
 		st, err := s.o.Monitor.State(ctx, c.SandboxID, c.ID)

@@ -879,3 +879,39 @@ func TestStoppedPodHoldsNothing(t *testing.T) {
 		})
 	}
 }
+
+// noded killed in StartContainer after the monitor started the container
+// but before the record said so: recovery records it running.
+func TestRecoverAStartTheRecordMissed(t *testing.T) {
+	s, f := newTestService(t, nil)
+	ctx := context.Background()
+	podID, err := s.Pods.RunPodSandbox(ctx, podConfig("st"), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctrID, err := s.Containers.CreateContainer(ctx, podID, containerConfig("c"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.mu.Lock()
+	f.ctrs[ctrID].Status, f.ctrs[ctrID].Pid, f.ctrs[ctrID].StartedAt = oci.StatusRunning, 4242, time.Now()
+	f.mu.Unlock()
+	s.Close()
+
+	o := s.Pods.o
+	st, _, err := state.Open(filepath.Join(filepath.Dir(o.PodsDir), "state"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.Store = st
+	s2 := New(o)
+	defer s2.Close()
+	s2.Recover(ctx)
+	cs, _, err := s2.Containers.ContainerStatus(ctrID, false)
+	if err != nil || cs.GetState() != runtimeapi.ContainerState_CONTAINER_RUNNING {
+		t.Fatalf("after recovery: %v %v", cs.GetState(), err)
+	}
+	if err := s2.Pods.RemovePodSandbox(ctx, podID); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -3,11 +3,17 @@
 package integration
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -47,6 +53,7 @@ func TestKilledCreatesLeaveNothing(t *testing.T) {
 	for i, tc := range steps {
 		t.Run(tc.step, func(t *testing.T) {
 			ctx := context.Background()
+			e.removed = false // there are pods to remove at cleanup again
 			name := "crash" + string(rune('a'+i))
 			pcfg := e.podConfig(name)
 			if err := os.MkdirAll(pcfg.GetLogDirectory(), 0o755); err != nil {
@@ -128,9 +135,14 @@ func TestKilledCreatesLeaveNothing(t *testing.T) {
 // heldState is what noded holds on the host for pods, for leak checks.
 type heldState struct {
 	Mounts, NetNS, Monitors, IPs, StorageContainers, CgroupProcs int
+	// MonitorPods names the pods of the monitors (not compared).
+	MonitorPods []string
 }
 
-func equalHeld(a, b heldState) bool { return a == b }
+func equalHeld(a, b heldState) bool {
+	a.MonitorPods, b.MonitorPods = nil, nil
+	return reflect.DeepEqual(a, b)
+}
 
 func (e *podEnv) held(t *testing.T) heldState {
 	t.Helper()
@@ -151,6 +163,9 @@ func (e *podEnv) held(t *testing.T) heldState {
 		b, _ := os.ReadFile(p)
 		if cmd := string(b); strings.Contains(cmd, "conmon-go\x00monitor") && strings.Contains(cmd, dir) {
 			h.Monitors++
+			if _, rest, ok := strings.Cut(cmd, "--pod\x00"); ok {
+				h.MonitorPods = append(h.MonitorPods, strings.SplitN(rest, "\x00", 2)[0])
+			}
 		}
 	}
 	// host-local keeps one file per reserved address (and last_reserved_ip
@@ -217,4 +232,152 @@ func TestStoppedPodHoldsNothing(t *testing.T) {
 	if h := e.held(t); !equalHeld(h, baseline) {
 		t.Fatalf("after removal: %+v, want %+v", h, baseline)
 	}
+}
+
+// TestRandomKillsDuringPodCreation is an operator's chaos test: twelve
+// times, three pods are created (pod, container, start) and noded is
+// SIGKILLed at a random moment meanwhile, restarted on the same
+// directories, and the kubelet's retries are replayed. In the end all 36
+// containers run, and once everything is removed nothing is left.
+func TestRandomKillsDuringPodCreation(t *testing.T) {
+	e := newPodEnv(t)
+	e.runPod(t, "chaosbase", []string{"true"})
+	e.removeAll(t)
+	baseline := e.held(t)
+	seed := time.Now().UnixNano()
+	rng := rand.New(rand.NewPCG(uint64(seed), 0))
+	t.Logf("seed %d", seed)
+	var lastErrs sync.Map // pod name → its last error
+	converge := func(rt runtimeapi.RuntimeServiceClient, names []string) (running int) {
+		var wg sync.WaitGroup
+		var n atomic.Int32
+		for _, name := range names {
+			wg.Go(func() {
+				if err := e.ensureRunning(rt, name); err != nil {
+					lastErrs.Store(name, err)
+					return
+				}
+				n.Add(1)
+			})
+		}
+		wg.Wait()
+		return int(n.Load())
+	}
+	interrupted := 0
+	var logs bytes.Buffer // of the killed daemons, for a failure
+	for round := range 12 {
+		names := []string{fmt.Sprintf("chaos%da", round), fmt.Sprintf("chaos%db", round), fmt.Sprintf("chaos%dc", round)}
+		e.removed = false // there are pods to remove at cleanup again
+		before := make(chan int, 1)
+		rt := e.rt
+		t0 := time.Now()
+		go func() { before <- converge(rt, names) }()
+		// Three pods take ~0.2 s here: the kill lands during them.
+		wait := time.Duration(rng.IntN(250)) * time.Millisecond
+		time.Sleep(wait)
+		e.d.Kill(t)
+		fmt.Fprintf(&logs, "==== the daemon killed in round %d\n%s", round+1, e.d.Log.String())
+		got := <-before
+		t.Logf("round %d: SIGKILL after %s, %d of 3 pods were running by then (%s)", round+1, wait, got, time.Since(t0).Round(time.Millisecond))
+		interrupted += len(names) - got
+		d2 := e.d.Restart(t)
+		e.d, e.rt = d2, d2.Runtime(t)
+		// Cleanups run last first: remove the pods before this daemon stops.
+		t.Cleanup(func() { e.removeAll(t) })
+		if n := converge(e.rt, names); n != len(names) {
+			var errs []string
+			for _, name := range names {
+				if err, ok := lastErrs.Load(name); ok {
+					errs = append(errs, fmt.Sprintf("%s: %v", name, err))
+				}
+			}
+			t.Fatalf("round %d: %d of %d pods run their container after the kill: %s\n%s", round+1, n, len(names), strings.Join(errs, "; "), e.d.Log)
+		}
+		for _, name := range names {
+			lastErrs.Delete(name)
+		}
+	}
+	ctrs, err := e.rt.ListContainers(context.Background(), &runtimeapi.ListContainersRequest{Filter: &runtimeapi.ContainerFilter{
+		State: &runtimeapi.ContainerStateValue{State: runtimeapi.ContainerState_CONTAINER_RUNNING}}})
+	if err != nil || len(ctrs.GetContainers()) != 36 {
+		t.Fatalf("%d containers running, want 36 (%v)", len(ctrs.GetContainers()), err)
+	}
+	t.Logf("36 containers run; the kills interrupted %d of the 36 creations", interrupted)
+	e.removed = false
+	e.removeAll(t)
+	if h := e.held(t); !equalHeld(h, baseline) {
+		path := filepath.Join(t.TempDir(), "daemons.log")
+		_ = os.WriteFile(path, append(logs.Bytes(), e.d.Log.String()...), 0o644)
+		t.Fatalf("after removing everything: %+v, with no pod: %+v (daemon logs: %s)", h, baseline, path)
+	}
+}
+
+// ensureRunning does what the kubelet does for a pod with one container
+// until it runs: a ready sandbox of the pod (found by its labels) is
+// used, a not ready one removed, else RunPodSandbox with the same name,
+// uid and attempt; then the container is found by name or created, and
+// started. It returns the first error (a killed noded answers none).
+func (e *podEnv) ensureRunning(rt runtimeapi.RuntimeServiceClient, name string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	pcfg := e.podConfig(name)
+	pcfg.Labels = map[string]string{"test": "pods", "chaos": name}
+	if err := os.MkdirAll(pcfg.GetLogDirectory(), 0o755); err != nil {
+		return err
+	}
+	pods, err := rt.ListPodSandbox(ctx, &runtimeapi.ListPodSandboxRequest{Filter: &runtimeapi.PodSandboxFilter{LabelSelector: map[string]string{"chaos": name}}})
+	if err != nil {
+		return err
+	}
+	pod := ""
+	for _, p := range pods.GetItems() {
+		if p.GetState() == runtimeapi.PodSandboxState_SANDBOX_READY {
+			pod = p.GetId()
+			continue
+		}
+		if _, err := rt.RemovePodSandbox(ctx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: p.GetId()}); err != nil {
+			return err
+		}
+	}
+	if pod == "" {
+		resp, err := rt.RunPodSandbox(ctx, &runtimeapi.RunPodSandboxRequest{Config: pcfg})
+		if err != nil {
+			return err
+		}
+		pod = resp.GetPodSandboxId()
+	}
+	ctrs, err := rt.ListContainers(ctx, &runtimeapi.ListContainersRequest{Filter: &runtimeapi.ContainerFilter{PodSandboxId: pod}})
+	if err != nil {
+		return err
+	}
+	id := ""
+	for _, c := range ctrs.GetContainers() {
+		switch c.GetState() {
+		case runtimeapi.ContainerState_CONTAINER_RUNNING:
+			return nil
+		case runtimeapi.ContainerState_CONTAINER_CREATED:
+			id = c.GetId()
+		default:
+			if _, err := rt.RemoveContainer(ctx, &runtimeapi.RemoveContainerRequest{ContainerId: c.GetId()}); err != nil {
+				return err
+			}
+		}
+	}
+	if id == "" {
+		resp, err := rt.CreateContainer(ctx, &runtimeapi.CreateContainerRequest{
+			PodSandboxId: pod, SandboxConfig: pcfg,
+			Config: &runtimeapi.ContainerConfig{
+				Metadata: &runtimeapi.ContainerMetadata{Name: "main"},
+				Image:    &runtimeapi.ImageSpec{Image: busyboxImage},
+				Command:  []string{"sleep", "3600"},
+				LogPath:  "main.log",
+			},
+		})
+		if err != nil {
+			return err
+		}
+		id = resp.GetContainerId()
+	}
+	_, err = rt.StartContainer(ctx, &runtimeapi.StartContainerRequest{ContainerId: id})
+	return err
 }
