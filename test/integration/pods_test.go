@@ -11,7 +11,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -19,6 +21,7 @@ import (
 	"google.golang.org/grpc/status"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/noded-dev/noded/internal/oci/wire"
 	"github.com/noded-dev/noded/test/testenv"
 )
 
@@ -269,6 +272,39 @@ func TestExecSyncLogsAndExit(t *testing.T) {
 			t.Errorf("a program in /dev/shm ran: %v, %+v", err, resp)
 		}
 	})
+	t.Run("100 MB of output, five at once: 16 MiB kept, memory bounded", func(t *testing.T) {
+		monitor := monitorPid(t, e.d.Dir, pod)
+		resetPeak(t, e.d.Pid())
+		resetPeak(t, monitor)
+		nodedBefore, monitorBefore := peakRSS(t, e.d.Pid()), peakRSS(t, monitor)
+		var wg sync.WaitGroup
+		for i := range 5 {
+			wg.Go(func() {
+				cmd := "head -c 100000000 /dev/zero"
+				if i%2 == 1 {
+					cmd += " >&2"
+				}
+				resp, err := e.exec(t, ctr, 60, "sh", "-c", cmd)
+				if err != nil || resp.GetExitCode() != 0 || len(resp.GetStdout())+len(resp.GetStderr()) != wire.MaxExecOutput {
+					t.Errorf("ExecSync of 100 MB: %v, exit %d, %d+%d bytes back (want %d)", err, resp.GetExitCode(), len(resp.GetStdout()), len(resp.GetStderr()), wire.MaxExecOutput)
+				}
+			})
+		}
+		wg.Wait()
+		nodedGrew, monitorGrew := peakRSS(t, e.d.Pid())-nodedBefore, peakRSS(t, monitor)-monitorBefore
+		t.Logf("peak RSS growth over five ExecSyncs of 100 MB at once: noded %d MiB, monitor %d MiB", nodedGrew>>20, monitorGrew>>20)
+		if monitorGrew > 8<<20 {
+			t.Errorf("the monitor's peak grew by %d MiB: it must not hold exec output", monitorGrew>>20)
+		}
+		// Measured: ~125 MiB (two bulky calls at a time, and the gRPC
+		// copies of the answers); it was ~420 MiB, and the monitor ~330.
+		if nodedGrew > 10*(16<<20) {
+			t.Errorf("noded's peak grew by %d MiB for five calls of 16 MiB", nodedGrew>>20)
+		}
+		if strings.Contains(e.d.Log.String(), strings.Repeat("\\x00", 64)) {
+			t.Error("exec output in noded's log")
+		}
+	})
 	t.Run("stats come from the container's cgroup", func(t *testing.T) {
 		resp, err := e.rt.ContainerStats(context.Background(), &runtimeapi.ContainerStatsRequest{ContainerId: ctr})
 		if err != nil {
@@ -470,4 +506,44 @@ func procStatus(t *testing.T, pid int) map[string]string {
 		}
 	}
 	return out
+}
+
+// monitorPid is the pid of the pod's conmon-go monitor.
+func monitorPid(t *testing.T, dir, pod string) int {
+	t.Helper()
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, p := range procs {
+		b, _ := os.ReadFile(p)
+		if cmd := string(b); strings.Contains(cmd, "conmon-go\x00monitor") && strings.Contains(cmd, pod) && strings.Contains(cmd, dir) {
+			pid, _ := strconv.Atoi(filepath.Base(filepath.Dir(p)))
+			return pid
+		}
+	}
+	t.Fatalf("no monitor for pod %s", pod)
+	return 0
+}
+
+// resetPeak resets the peak resident set size (VmHWM) of pid.
+func resetPeak(t *testing.T, pid int) {
+	t.Helper()
+	if err := os.WriteFile(fmt.Sprintf("/proc/%d/clear_refs", pid), []byte("5"), 0o200); err != nil {
+		t.Skipf("cannot reset the peak RSS: %v", err)
+	}
+}
+
+// peakRSS is pid's peak resident set size (VmHWM), in bytes.
+func peakRSS(t *testing.T, pid int) int64 {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "VmHWM:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			return kb << 10
+		}
+	}
+	t.Fatalf("no VmHWM for %d", pid)
+	return 0
 }

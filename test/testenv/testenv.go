@@ -151,7 +151,9 @@ func Start(o Options) (*Daemon, error) {
 	}
 	d.done = make(chan error, 1)
 	go func() { d.done <- d.Cmd.Wait() }()
-	conn, err := grpc.NewClient("unix://"+d.Socket, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	// 16 MiB messages, as the kubelet's client takes.
+	conn, err := grpc.NewClient("unix://"+d.Socket, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(16<<20)))
 	if err != nil {
 		d.Kill()
 		return nil, err

@@ -66,9 +66,10 @@ const (
 // MaxRequestSize bounds one request line; the monitor rejects longer ones.
 const MaxRequestSize = 1 << 20
 
-// MaxExecOutput bounds each captured stream of an exec (like the CRI's
-// 16 MiB message size); the rest is dropped and Truncated is set.
-const MaxExecOutput = 16 << 20
+// MaxExecOutput bounds the output an ExecSync returns, both streams
+// together, so that its CRI response fits the kubelet's 16 MiB message
+// limit with room for the rest of the message; the rest is dropped.
+const MaxExecOutput = 16<<20 - 4<<10
 
 // Request is one client request.
 type Request struct {
