@@ -12,10 +12,6 @@ import (
 	"github.com/noded-dev/noded/internal/oci/wire"
 )
 
-// execGrace bounds how long the output of an exec'd process is read after
-// it exited (a background child may hold the pipes).
-const execGrace = time.Second
-
 // execExit is the wait status of an exec'd process (ok false: lost).
 type execExit struct {
 	ws unix.WaitStatus
@@ -70,97 +66,6 @@ func (cs *containers) startExec(c *ctr, hreq *helperapi.Request, files ...*os.Fi
 		}
 	})
 	return pid, exited, err
-}
-
-// exec runs a process in a running container (ExecSync): it captures
-// stdout and stderr, kills the process with SIGKILL when the timeout
-// expires (TimedOut is then set and the exit code is 137), and returns
-// its exit code.
-func (cs *containers) exec(req *wire.Request) (*wire.ExecResult, error) {
-	c, err := cs.execTarget(req)
-	if err != nil {
-		return nil, err
-	}
-	outR, outW, err := os.Pipe()
-	if err != nil {
-		return nil, err
-	}
-	errR, errW, err := os.Pipe()
-	if err != nil {
-		outR.Close()
-		outW.Close()
-		return nil, err
-	}
-	pid, exited, err := cs.startExec(c, &helperapi.Request{Args: req.Args, Env: req.Env,
-		StdinFd: -1, StdoutFd: 3, StderrFd: 4, ConsoleFd: -1}, outW, errW)
-	outW.Close()
-	errW.Close()
-	if err != nil {
-		outR.Close()
-		errR.Close()
-		return nil, err
-	}
-	defer cs.trim.schedule()
-
-	res := &wire.ExecResult{}
-	var outTrunc, errTrunc bool
-	outDone := capture(outR, &res.Stdout, &outTrunc)
-	errDone := capture(errR, &res.Stderr, &errTrunc)
-
-	var timeout <-chan time.Time
-	if req.TimeoutMs > 0 {
-		t := time.NewTimer(time.Duration(req.TimeoutMs) * time.Millisecond)
-		defer t.Stop()
-		timeout = t.C
-	}
-	var e execExit
-	select {
-	case e = <-exited:
-	case <-timeout:
-		res.TimedOut = true
-		_ = cs.reaper.kill(pid, unix.SIGKILL)
-		e = <-exited
-	}
-	grace := time.NewTimer(execGrace)
-	defer grace.Stop()
-	for _, d := range []chan struct{}{outDone, errDone} {
-		select {
-		case <-d:
-		case <-grace.C:
-			outR.Close()
-			errR.Close()
-			<-d
-		}
-	}
-	outR.Close()
-	errR.Close()
-	res.Truncated = outTrunc || errTrunc
-	res.ExitCode = e.code()
-	return res, nil
-}
-
-// capture reads r into *dst, keeping at most wire.MaxExecOutput bytes.
-func capture(r *os.File, dst *[]byte, truncated *bool) chan struct{} {
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		buf := make([]byte, 4096)
-		for {
-			n, err := r.Read(buf)
-			if n > 0 {
-				room := wire.MaxExecOutput - len(*dst)
-				if n > room {
-					n = room
-					*truncated = true
-				}
-				*dst = append(*dst, buf[:n]...)
-			}
-			if err != nil { // io.EOF, or closed by us after the grace period
-				return
-			}
-		}
-	}()
-	return done
 }
 
 // execStream runs a process whose stdio are the client's

@@ -318,12 +318,6 @@ func (srv *server) dispatch(conn *os.File, req *wire.Request) (*wire.Response, e
 		st, err = srv.table.state(req.Container)
 	case wire.OpWait:
 		st, err = srv.ctrs.wait(conn, req.Container)
-	case wire.OpExec:
-		var res *wire.ExecResult
-		res, err = srv.ctrs.exec(req)
-		if res != nil {
-			return &wire.Response{Exec: res}, err
-		}
 	case wire.OpReopenLog:
 		err = srv.ctrs.reopenLog(req.Container)
 	case wire.OpDelete:

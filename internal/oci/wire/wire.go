@@ -29,15 +29,16 @@ const Version = 1
 
 // Operations.
 const (
-	OpHello     = "hello"      // -> Pod, Pid, Version
-	OpCreate    = "create"     // Container, Bundle, LogPath, Stdin, StdinOnce, Tty -> State
-	OpStart     = "start"      // Container -> State
-	OpRun       = "run"        // create, then start, in one runtime call: fields of create -> State (running)
-	OpKill      = "kill"       // Container, Signal
-	OpState     = "state"      // Container -> State
-	OpWait      = "wait"       // Container -> State, once exited
-	OpList      = "list"       // -> States
-	OpExec      = "exec"       // Container, Args, Env, TimeoutMs -> Exec
+	OpHello  = "hello"  // -> Pod, Pid, Version
+	OpCreate = "create" // Container, Bundle, LogPath, Stdin, StdinOnce, Tty -> State
+	OpStart  = "start"  // Container -> State
+	OpRun    = "run"    // create, then start, in one runtime call: fields of create -> State (running)
+	OpKill   = "kill"   // Container, Signal
+	OpState  = "state"  // Container -> State
+	OpWait   = "wait"   // Container -> State, once exited
+	OpList   = "list"   // -> States
+	// "exec" (ExecSync's output in the answer) is gone: ExecSync is an
+	// exec_stream whose pipes noded reads.
 	OpReopenLog = "reopen_log" // Container
 	OpDelete    = "delete"     // Container, Force
 	OpShutdown  = "shutdown"   // kills and deletes what is left, then exits
@@ -82,13 +83,12 @@ type Request struct {
 	Tty       bool   `json:"tty,omitempty"`
 	// Stdout and Stderr (with Stdin) say which streams the client of an
 	// exec_stream or attach passes as files (stream.go).
-	Stdout    bool     `json:"stdout,omitempty"`
-	Stderr    bool     `json:"stderr,omitempty"`
-	Signal    int      `json:"signal,omitempty"`
-	Args      []string `json:"args,omitempty"`
-	Env       []string `json:"env,omitempty"`
-	TimeoutMs int64    `json:"timeout_ms,omitempty"`
-	Force     bool     `json:"force,omitempty"`
+	Stdout bool     `json:"stdout,omitempty"`
+	Stderr bool     `json:"stderr,omitempty"`
+	Signal int      `json:"signal,omitempty"`
+	Args   []string `json:"args,omitempty"`
+	Env    []string `json:"env,omitempty"`
+	Force  bool     `json:"force,omitempty"`
 }
 
 // Response answers one Request. Error is empty on success.
@@ -135,13 +135,10 @@ type ContainerState struct {
 	LogPath   string `json:"log_path,omitempty"`
 }
 
-// ExecResult is the outcome of an exec.
+// ExecResult is the outcome of an exec (its output went through the
+// client's pipes or terminal).
 type ExecResult struct {
-	ExitCode  int32  `json:"exit_code"`
-	Stdout    []byte `json:"stdout,omitempty"`
-	Stderr    []byte `json:"stderr,omitempty"`
-	TimedOut  bool   `json:"timed_out,omitempty"`
-	Truncated bool   `json:"truncated,omitempty"`
+	ExitCode int32 `json:"exit_code"`
 }
 
 // ValidID reports whether id can name a pod or container: 1 to 128 of
