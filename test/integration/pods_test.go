@@ -547,3 +547,43 @@ func peakRSS(t *testing.T, pid int) int64 {
 	t.Fatalf("no VmHWM for %d", pid)
 	return 0
 }
+
+// TestStrictDefaults: noded's socket and directories are not open to
+// other users, and no descriptor of noded or of the monitor reaches a
+// container's processes.
+func TestStrictDefaults(t *testing.T) {
+	e := newPodEnv(t)
+	_, ctr, _ := e.runPod(t, "strict", []string{"sleep", "3600"})
+	tests := []struct {
+		path string
+		deny os.FileMode // permission bits that must be clear
+	}{
+		{"noded.sock", 0o007},
+		{"state", 0o077},
+		{"run", 0o077},
+		{"root", 0o077},
+	}
+	for _, tc := range tests {
+		fi, err := os.Stat(filepath.Join(e.d.Dir, tc.path))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Mode().Perm()&tc.deny != 0 {
+			t.Errorf("%s has mode %v", tc.path, fi.Mode().Perm())
+		}
+	}
+	for _, who := range []struct{ name, cmd string }{
+		{"the container's init", "ls /proc/1/fd"},
+		// Two commands, so that sh stays (one it would exec in its place)
+		// and $$ is the exec'd shell, not ls with its directory open.
+		{"an exec'd process", "ls /proc/$$/fd; :"},
+	} {
+		resp, err := e.exec(t, ctr, 10, "sh", "-c", who.cmd)
+		if err != nil || resp.GetExitCode() != 0 {
+			t.Fatalf("%s: %v %+v", who.cmd, err, resp)
+		}
+		if fds := strings.Fields(string(resp.GetStdout())); !slices.Equal(fds, []string{"0", "1", "2"}) {
+			t.Errorf("%s holds descriptors %v, want only 0 1 2\n%s", who.name, fds, resp.GetStderr())
+		}
+	}
+}
