@@ -761,18 +761,8 @@ func TestRecoverAfterKillAtEveryStep(t *testing.T) {
 			}
 			run()
 			armed = false
-			s.Close()
-
-			// The restart: the records are read back from disk.
-			o := s.Pods.o
-			st, _, err := state.Open(filepath.Join(filepath.Dir(o.PodsDir), "state"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			o.Store = st
-			s2 := New(o)
-			defer s2.Close()
-			s2.Recover(ctx)
+			s2 := restartOnDisk(t, s)
+			o, st := s2.Pods.o, s2.Pods.o.Store
 
 			if n := len(st.PendingSandboxes()) + len(st.PendingContainers()); n != 0 {
 				t.Fatalf("%d pending records left", n)
@@ -896,17 +886,7 @@ func TestRecoverAStartTheRecordMissed(t *testing.T) {
 	f.mu.Lock()
 	f.ctrs[ctrID].Status, f.ctrs[ctrID].Pid, f.ctrs[ctrID].StartedAt = oci.StatusRunning, 4242, time.Now()
 	f.mu.Unlock()
-	s.Close()
-
-	o := s.Pods.o
-	st, _, err := state.Open(filepath.Join(filepath.Dir(o.PodsDir), "state"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	o.Store = st
-	s2 := New(o)
-	defer s2.Close()
-	s2.Recover(ctx)
+	s2 := restartOnDisk(t, s)
 	cs, _, err := s2.Containers.ContainerStatus(ctrID, false)
 	if err != nil || cs.GetState() != runtimeapi.ContainerState_CONTAINER_RUNNING {
 		t.Fatalf("after recovery: %v %v", cs.GetState(), err)
@@ -914,4 +894,23 @@ func TestRecoverAStartTheRecordMissed(t *testing.T) {
 	if err := s2.Pods.RemovePodSandbox(ctx, podID); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// restartOnDisk stands for a restart of noded: s is closed, the records
+// are read back from its state directory, and new services on the same
+// host (fakes) recover; they are closed at the end of the test.
+func restartOnDisk(t *testing.T, s *Services) *Services {
+	t.Helper()
+	s.Close()
+	o := s.Pods.o
+	o.FailAfter = nil
+	st, _, err := state.Open(filepath.Join(filepath.Dir(o.PodsDir), "state"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.Store = st
+	s2 := New(o)
+	t.Cleanup(s2.Close)
+	s2.Recover(context.Background())
+	return s2
 }

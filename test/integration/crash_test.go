@@ -36,11 +36,7 @@ func TestKilledCreatesLeaveNothing(t *testing.T) {
 		t.Skipf("%s not built (make noded-failpoints): %v", bin, err)
 	}
 	e := newPodEnv(t)
-	// What a node holds with no pod, once it has run one (the storage
-	// driver keeps its own mounts).
-	e.runPod(t, "crashbase", []string{"true"})
-	e.removeAll(t)
-	baseline := e.held(t)
+	baseline := e.baseline(t)
 	pt := t // daemons started in a subtest must outlive it
 	steps := []struct {
 		step      string
@@ -123,12 +119,28 @@ func TestKilledCreatesLeaveNothing(t *testing.T) {
 					t.Fatalf("starting the retried container: %v", err)
 				}
 			}
-			e.removed = false
-			e.removeAll(t)
-			if held := e.held(t); !equalHeld(held, baseline) {
-				t.Fatalf("after removing everything, held: %v\nat the start: %v", held, baseline)
-			}
+			e.removeAllLeaving(t, baseline)
 		})
+	}
+}
+
+// baseline is what the node holds with no pod, once it has run one (the
+// storage driver keeps mounts of its own).
+func (e *podEnv) baseline(t *testing.T) heldState {
+	t.Helper()
+	e.runPod(t, "baseline", []string{"true"})
+	e.removeAll(t)
+	return e.held(t)
+}
+
+// removeAllLeaving removes every pod and fails unless the node then holds
+// what it held at baseline.
+func (e *podEnv) removeAllLeaving(t *testing.T, baseline heldState) {
+	t.Helper()
+	e.removed = false
+	e.removeAll(t)
+	if h := e.held(t); !equalHeld(h, baseline) {
+		t.Fatalf("after removing every pod, the node holds %+v; with no pod: %+v", h, baseline)
 	}
 }
 
@@ -200,9 +212,7 @@ func (e *podEnv) held(t *testing.T) heldState {
 // removed as any pod.
 func TestStoppedPodHoldsNothing(t *testing.T) {
 	e := newPodEnv(t)
-	e.runPod(t, "stopbase", []string{"true"})
-	e.removeAll(t)
-	baseline := e.held(t)
+	baseline := e.baseline(t)
 	ctx := context.Background()
 	pod, ctr, _ := e.runPod(t, "stopped", []string{"sh", "-c", "echo bye; sleep 3600"})
 	if _, err := e.rt.StopPodSandbox(ctx, &runtimeapi.StopPodSandboxRequest{PodSandboxId: pod}); err != nil {
@@ -227,11 +237,7 @@ func TestStoppedPodHoldsNothing(t *testing.T) {
 	if _, err := e.rt.StopPodSandbox(ctx, &runtimeapi.StopPodSandboxRequest{PodSandboxId: pod}); err != nil {
 		t.Fatalf("stopping it again: %v", err)
 	}
-	e.removed = false
-	e.removeAll(t)
-	if h := e.held(t); !equalHeld(h, baseline) {
-		t.Fatalf("after removal: %+v, want %+v", h, baseline)
-	}
+	e.removeAllLeaving(t, baseline)
 }
 
 // TestRandomKillsDuringPodCreation is an operator's chaos test: twelve
@@ -241,9 +247,7 @@ func TestStoppedPodHoldsNothing(t *testing.T) {
 // containers run, and once everything is removed nothing is left.
 func TestRandomKillsDuringPodCreation(t *testing.T) {
 	e := newPodEnv(t)
-	e.runPod(t, "chaosbase", []string{"true"})
-	e.removeAll(t)
-	baseline := e.held(t)
+	baseline := e.baseline(t)
 	seed := time.Now().UnixNano()
 	rng := rand.New(rand.NewPCG(uint64(seed), 0))
 	t.Logf("seed %d", seed)
