@@ -4,16 +4,23 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
+	"strings"
 	"syscall"
 	"testing"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/noded-dev/noded/internal/errdefs"
+	"github.com/noded-dev/noded/internal/imagesvc/regtest"
 )
 
 // tarLayer is a layer of the given entries (a file's content is Body).
@@ -128,5 +135,60 @@ func TestHostileLayersStayInTheStore(t *testing.T) {
 				t.Errorf("the host file changed: %q, %d links (was %d)", b, after.Nlink, before.Nlink)
 			}
 		})
+	}
+}
+
+// An image config far larger than any real one (more than maxConfigSize
+// of labels) is refused before it is fetched, naming the image, with
+// InvalidArgument, and leaves nothing.
+func TestOversizedConfigIsRefused(t *testing.T) {
+	e := newEnv(t)
+	img, err := regtest.Image(runtime.GOARCH, "", tarLayer(t, tarEntry{hdr: tar.Header{Name: "f", Typeflag: tar.TypeReg}, body: "x"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf, err := img.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf = cf.DeepCopy()
+	cf.Config.Labels = map[string]string{"padding": strings.Repeat("x", maxConfigSize+1)}
+	big, err := mutate.ConfigFile(img, cf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.reg.Push("big:1", big); err != nil {
+		t.Fatal(err)
+	}
+	_, err = e.svc.Pull(context.Background(), e.reg.Ref("big:1"), Auth{})
+	if !errors.Is(err, errdefs.ErrInvalidArgument) || !strings.Contains(err.Error(), "big:1") {
+		t.Fatalf("pull of a %d MiB config: %v; want InvalidArgument naming the image", maxConfigSize>>20, err)
+	}
+	if n := e.reg.BytesServed(); n > 1<<20 {
+		t.Errorf("the registry served %d bytes: the config was fetched", n)
+	}
+	t.Logf("pull: %v", err)
+	e.assertNoLeftovers()
+}
+
+// A gzip bomb (256 MiB of zeros in a layer of a few hundred KiB) is
+// unpacked as a stream: the pull's memory does not grow with it.
+func TestGzipBombIsStreamed(t *testing.T) {
+	e := newEnv(t)
+	const size = 256 << 20
+	l, err := regtest.ZerosLayer(size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.push("bomb:1", "", l)
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	if _, err := e.svc.Pull(context.Background(), e.reg.Ref("bomb:1"), Auth{}); err != nil {
+		t.Fatalf("pull: %v", err)
+	}
+	runtime.ReadMemStats(&after)
+	if grew := after.TotalAlloc - before.TotalAlloc; grew > size/4 {
+		t.Errorf("the pull allocated %d MiB for a %d MiB layer: it is not streamed", grew>>20, size>>20)
 	}
 }

@@ -265,6 +265,42 @@ func Layer(seed int64, dir string, files int, size int64) (v1.Layer, error) {
 	}, tarball.WithMediaType(types.DockerLayer))
 }
 
+// ZerosLayer builds a gzip-compressed layer of one file of size zero
+// bytes: a gzip bomb (a GiB is a blob of about a MiB). The tar is written
+// straight into the compressor, so building it takes no memory of size.
+func ZerosLayer(size int64) (v1.Layer, error) {
+	var gz bytes.Buffer
+	zw, err := gzip.NewWriterLevel(&gz, gzip.BestCompression)
+	if err != nil {
+		return nil, err
+	}
+	tw := tar.NewWriter(zw)
+	if err := tw.WriteHeader(&tar.Header{Name: "zeros", Typeflag: tar.TypeReg, Mode: 0o644, Size: size, ModTime: time.Unix(1700000000, 0)}); err != nil {
+		return nil, err
+	}
+	if _, err := io.CopyN(tw, zeros{}, size); err != nil {
+		return nil, err
+	}
+	if err := tw.Close(); err != nil {
+		return nil, err
+	}
+	if err := zw.Close(); err != nil {
+		return nil, err
+	}
+	blob := gz.Bytes()
+	return tarball.LayerFromOpener(func() (io.ReadCloser, error) {
+		return io.NopCloser(bytes.NewReader(blob)), nil
+	}, tarball.WithMediaType(types.DockerLayer))
+}
+
+// zeros reads as an endless run of zero bytes.
+type zeros struct{}
+
+func (zeros) Read(p []byte) (int, error) {
+	clear(p)
+	return len(p), nil
+}
+
 // Image builds a linux image of the given layers for arch, with config
 // user (may be empty) and an OCI or Docker manifest.
 func Image(arch, user string, layers ...v1.Layer) (v1.Image, error) {
