@@ -37,11 +37,8 @@ func containerName(c *runtimeapi.ContainerMetadata, p *runtimeapi.PodSandboxMeta
 
 // CreateContainer creates a container in a ready pod.
 func (s *Containers) CreateContainer(ctx context.Context, podID ids.SandboxID, cfg *runtimeapi.ContainerConfig) (_ ids.ContainerID, retErr error) {
-	if cfg == nil || cfg.GetMetadata().GetName() == "" {
-		return "", errdefs.InvalidArgument("container config with metadata.name is required")
-	}
-	if cfg.GetImage().GetImage() == "" {
-		return "", errdefs.InvalidArgument("container image is required")
+	if err := validateContainerConfig(cfg); err != nil {
+		return "", err
 	}
 	unlockPod, err := s.lockPod(ctx, podID)
 	if err != nil {
@@ -168,6 +165,46 @@ func (s *Containers) generateContainerSpec(ctx context.Context, pod *state.Sandb
 		gen.TargetPIDNamespace = fmt.Sprintf("/proc/%d/ns/pid", st.Pid)
 	}
 	return gen.Generate()
+}
+
+func validateContainerConfig(cfg *runtimeapi.ContainerConfig) error {
+	if cfg == nil || cfg.GetMetadata().GetName() == "" {
+		return errdefs.InvalidArgument("container config with metadata.name is required")
+	}
+	if cfg.GetImage().GetImage() == "" {
+		return errdefs.InvalidArgument("container image is required")
+	}
+	// The log is the kubelet's, in the pod's log directory: a path
+	// leaving it would have the monitor write anywhere on the host.
+	if p := cfg.GetLogPath(); p != "" && !filepath.IsLocal(p) {
+		return errdefs.InvalidArgument("log path %q is not a relative path inside the pod's log directory", p)
+	}
+	return checkMetadataSize(cfg.GetMetadata().GetName(), cfg.GetLabels(), cfg.GetAnnotations())
+}
+
+// Kubernetes' own bounds on what a name and a pod's labels and
+// annotations may hold; noded keeps them in memory and in every record.
+const (
+	maxNameLength = 253
+	maxMetadata   = 256 << 10
+)
+
+// checkMetadataSize refuses a name longer than any Kubernetes object's,
+// and labels and annotations larger than Kubernetes allows together.
+func checkMetadataSize(name string, labels, annotations map[string]string) error {
+	if len(name) > maxNameLength {
+		return errdefs.InvalidArgument("name of %d bytes, more than %d", len(name), maxNameLength)
+	}
+	size := 0
+	for _, m := range []map[string]string{labels, annotations} {
+		for k, v := range m {
+			size += len(k) + len(v)
+		}
+	}
+	if size > maxMetadata {
+		return errdefs.InvalidArgument("labels and annotations of %d bytes, more than %d", size, maxMetadata)
+	}
+	return nil
 }
 
 // containerLogPath is where the kubelet expects the container's log.

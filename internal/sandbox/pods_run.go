@@ -287,6 +287,14 @@ func validateSandboxConfig(cfg *runtimeapi.PodSandboxConfig, handler string) err
 	if m == nil || m.GetName() == "" || m.GetNamespace() == "" || m.GetUid() == "" {
 		return errdefs.InvalidArgument("pod sandbox metadata needs name, namespace and uid")
 	}
+	for _, n := range []string{m.GetNamespace(), m.GetUid()} {
+		if err := checkMetadataSize(n, nil, nil); err != nil {
+			return err
+		}
+	}
+	if err := checkMetadataSize(m.GetName(), cfg.GetLabels(), cfg.GetAnnotations()); err != nil {
+		return err
+	}
 	if !slices.Contains(Handlers, handler) {
 		return errdefs.InvalidArgument("runtime handler %q is not configured", handler)
 	}

@@ -168,6 +168,9 @@ func (in *Container) mounts(res *Result) error {
 func (in *Container) devicesAndResources(res *Result) error {
 	sc := in.Config.GetLinux().GetSecurityContext()
 	r := in.Config.GetLinux().GetResources()
+	if err := checkResources(r); err != nil {
+		return err
+	}
 	nodes, rules, err := devices(in.Config.GetDevices(), sc.GetPrivileged(), in.Node.fs())
 	if err != nil {
 		return err

@@ -25,6 +25,32 @@ const (
 // Hugepage limits need the hugetlb controller and are dropped without it
 // (containerd's tolerate_missing_hugetlb_controller default); unified
 // entries exist only on cgroup v2.
+// checkResources refuses values no cgroup takes, which would otherwise
+// fail in the container's init with an error of no class (the kernel's
+// write error): shares beyond cgroup v1's range, a CFS quota or period
+// out of the kernel's bounds (µs), negative memory, oom_score_adj outside
+// ±1000.
+func checkResources(r *runtimeapi.LinuxContainerResources) error {
+	if r == nil {
+		return nil
+	}
+	switch {
+	case r.GetCpuShares() < 0 || r.GetCpuShares() > 262144:
+		return errdefs.InvalidArgument("cpu_shares %d is outside 0 to 262144", r.GetCpuShares())
+	case r.GetCpuQuota() < -1 || r.GetCpuQuota() > 0 && r.GetCpuQuota() < 1000:
+		return errdefs.InvalidArgument("cpu_quota %d: -1, 0 or at least 1000 (µs)", r.GetCpuQuota())
+	case r.GetCpuPeriod() < 0 || r.GetCpuPeriod() > 0 && (r.GetCpuPeriod() < 1000 || r.GetCpuPeriod() > 1000000):
+		return errdefs.InvalidArgument("cpu_period %d: 0 or 1000 to 1000000 (µs)", r.GetCpuPeriod())
+	case r.GetMemoryLimitInBytes() < 0:
+		return errdefs.InvalidArgument("memory_limit_in_bytes %d is negative", r.GetMemoryLimitInBytes())
+	case r.GetMemorySwapLimitInBytes() < -1:
+		return errdefs.InvalidArgument("memory_swap_limit_in_bytes %d: -1 or more", r.GetMemorySwapLimitInBytes())
+	case r.GetOomScoreAdj() < -1000 || r.GetOomScoreAdj() > 1000:
+		return errdefs.InvalidArgument("oom_score_adj %d is outside -1000 to 1000", r.GetOomScoreAdj())
+	}
+	return nil
+}
+
 func resources(r *runtimeapi.LinuxContainerResources, node *Node) *specs.LinuxResources {
 	out := &specs.LinuxResources{}
 	if r == nil {

@@ -1,6 +1,7 @@
 package specgen
 
 import (
+	"errors"
 	"testing"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -97,6 +98,56 @@ func TestCgroupsPath(t *testing.T) {
 			got, err := cgroupsPath(tc.manager, tc.parent, "c1")
 			if checkErr(t, err, tc.wantErr) {
 				assertEqual(t, "path", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestCheckSysctlsAndResources(t *testing.T) {
+	hostNet := &runtimeapi.NamespaceOption{Network: runtimeapi.NamespaceMode_NODE}
+	hostIPC := &runtimeapi.NamespaceOption{Ipc: runtimeapi.NamespaceMode_NODE}
+	sysctls := []struct {
+		name string
+		key  string
+		ns   *runtimeapi.NamespaceOption
+		ok   bool
+	}{
+		{"net of a pod network", "net.ipv4.ip_forward", nil, true},
+		{"net of the host's network", "net.ipv4.ip_forward", hostNet, false},
+		{"ipc", "kernel.shmmax", nil, true},
+		{"mqueue on the host's ipc", "fs.mqueue.msg_max", hostIPC, false},
+		{"uts", "kernel.domainname", nil, true},
+		{"no namespace", "kernel.panic", nil, false},
+		{"vm", "vm.swappiness", nil, false},
+	}
+	for _, tc := range sysctls {
+		t.Run("sysctl "+tc.name, func(t *testing.T) {
+			err := checkSysctls(map[string]string{tc.key: "1"}, tc.ns)
+			if (err == nil) != tc.ok || err != nil && !errors.Is(err, errdefs.ErrInvalidArgument) {
+				t.Errorf("checkSysctls(%s) = %v, want ok %v", tc.key, err, tc.ok)
+			}
+		})
+	}
+	res := []struct {
+		name string
+		r    *runtimeapi.LinuxContainerResources
+		ok   bool
+	}{
+		{"none", nil, true},
+		{"the kubelet's", &runtimeapi.LinuxContainerResources{CpuShares: 102, CpuQuota: 50000, CpuPeriod: 100000, MemoryLimitInBytes: 64 << 20, OomScoreAdj: 999}, true},
+		{"unlimited quota", &runtimeapi.LinuxContainerResources{CpuQuota: -1}, true},
+		{"negative shares", &runtimeapi.LinuxContainerResources{CpuShares: -1}, false},
+		{"shares beyond v1", &runtimeapi.LinuxContainerResources{CpuShares: 262145}, false},
+		{"quota under 1 ms", &runtimeapi.LinuxContainerResources{CpuQuota: 999}, false},
+		{"period over 1 s", &runtimeapi.LinuxContainerResources{CpuPeriod: 1000001}, false},
+		{"negative memory", &runtimeapi.LinuxContainerResources{MemoryLimitInBytes: -1}, false},
+		{"oom_score_adj", &runtimeapi.LinuxContainerResources{OomScoreAdj: 1001}, false},
+	}
+	for _, tc := range res {
+		t.Run("resources "+tc.name, func(t *testing.T) {
+			err := checkResources(tc.r)
+			if (err == nil) != tc.ok || err != nil && !errors.Is(err, errdefs.ErrInvalidArgument) {
+				t.Errorf("checkResources = %v, want ok %v", err, tc.ok)
 			}
 		})
 	}

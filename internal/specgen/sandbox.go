@@ -4,6 +4,7 @@ import (
 	"maps"
 	"path/filepath"
 	"slices"
+	"strings"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
@@ -157,6 +158,9 @@ func (in *Sandbox) linux(res *Result) error {
 	}
 	res.Spec.Linux.Namespaces = ns
 	res.Spec.Mounts = in.mountList()
+	if err := checkSysctls(in.Config.GetLinux().GetSysctls(), sc.GetNamespaceOptions()); err != nil {
+		return err
+	}
 	res.Spec.Linux.Sysctl = in.sysctls()
 	shares := uint64(sandboxCPUShares)
 	res.Spec.Linux.Resources = &specs.LinuxResources{
@@ -198,9 +202,40 @@ func (in *Sandbox) mountList() []specs.Mount {
 	return out
 }
 
-// sysctls are the pod's, passed through (the kubelet has already checked
-// them against the pod's namespaces), plus containerd's optional defaults
-// for a pod with its own network.
+// ipcSysctls are the sysctls of the IPC namespace (besides fs.mqueue.*).
+var ipcSysctls = map[string]bool{
+	"kernel.msgmax": true, "kernel.msgmnb": true, "kernel.msgmni": true, "kernel.sem": true,
+	"kernel.shmall": true, "kernel.shmmax": true, "kernel.shmmni": true, "kernel.shm_rmid_forced": true,
+}
+
+// checkSysctls refuses sysctls that are not the pod's to set: one of no
+// namespace (it would change the host), or of a namespace the pod shares
+// with the host. The kubelet checks this too; a client of the socket may
+// not, and libcontainer's refusal came from the pause container's init,
+// as an error of no class.
+func checkSysctls(sysctls map[string]string, ns *runtimeapi.NamespaceOption) error {
+	for k := range sysctls {
+		var host bool
+		switch {
+		case ipcSysctls[k] || strings.HasPrefix(k, "fs.mqueue."):
+			host = ns.GetIpc() == runtimeapi.NamespaceMode_NODE
+		case strings.HasPrefix(k, "net."):
+			host = ns.GetNetwork() == runtimeapi.NamespaceMode_NODE
+		case k == "kernel.hostname" || k == "kernel.domainname":
+			host = ns.GetNetwork() == runtimeapi.NamespaceMode_NODE // the UTS namespace goes with the network
+		default:
+			return errdefs.InvalidArgument("sysctl %q is not in a namespace of the pod", k)
+		}
+		if host {
+			return errdefs.InvalidArgument("sysctl %q is of a namespace the pod shares with the host", k)
+		}
+	}
+	return nil
+}
+
+// sysctls are the pod's, passed through (checkSysctls checked them against
+// the pod's namespaces), plus containerd's optional defaults for a pod
+// with its own network.
 func (in *Sandbox) sysctls() map[string]string {
 	out := maps.Clone(in.Config.GetLinux().GetSysctls())
 	if out == nil {
