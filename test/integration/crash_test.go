@@ -68,15 +68,7 @@ func TestKilledCreatesLeaveNothing(t *testing.T) {
 					resp, err := rt.RunPodSandbox(ctx, &runtimeapi.RunPodSandboxRequest{Config: pcfg})
 					return resp.GetPodSandboxId(), err
 				}
-				resp, err := rt.CreateContainer(ctx, &runtimeapi.CreateContainerRequest{
-					PodSandboxId: pod, SandboxConfig: pcfg,
-					Config: &runtimeapi.ContainerConfig{
-						Metadata: &runtimeapi.ContainerMetadata{Name: "main"},
-						Image:    &runtimeapi.ImageSpec{Image: busyboxImage},
-						Command:  []string{"sleep", "3600"},
-						LogPath:  "main.log",
-					},
-				})
+				resp, err := rt.CreateContainer(ctx, sleeperRequest(pod, pcfg))
 				return resp.GetContainerId(), err
 			}
 
@@ -368,15 +360,7 @@ func (e *podEnv) ensureRunning(rt runtimeapi.RuntimeServiceClient, name string) 
 		}
 	}
 	if id == "" {
-		resp, err := rt.CreateContainer(ctx, &runtimeapi.CreateContainerRequest{
-			PodSandboxId: pod, SandboxConfig: pcfg,
-			Config: &runtimeapi.ContainerConfig{
-				Metadata: &runtimeapi.ContainerMetadata{Name: "main"},
-				Image:    &runtimeapi.ImageSpec{Image: busyboxImage},
-				Command:  []string{"sleep", "3600"},
-				LogPath:  "main.log",
-			},
-		})
+		resp, err := rt.CreateContainer(ctx, sleeperRequest(pod, pcfg))
 		if err != nil {
 			return err
 		}
@@ -384,4 +368,18 @@ func (e *podEnv) ensureRunning(rt runtimeapi.RuntimeServiceClient, name string) 
 	}
 	_, err = rt.StartContainer(ctx, &runtimeapi.StartContainerRequest{ContainerId: id})
 	return err
+}
+
+// sleeperRequest creates the pod's container "main", a sleep, as the
+// crash tests' kubelet does.
+func sleeperRequest(pod string, pcfg *runtimeapi.PodSandboxConfig) *runtimeapi.CreateContainerRequest {
+	return &runtimeapi.CreateContainerRequest{
+		PodSandboxId: pod, SandboxConfig: pcfg,
+		Config: &runtimeapi.ContainerConfig{
+			Metadata: &runtimeapi.ContainerMetadata{Name: "main"},
+			Image:    &runtimeapi.ImageSpec{Image: busyboxImage},
+			Command:  []string{"sleep", "3600"},
+			LogPath:  "main.log",
+		},
+	}
 }

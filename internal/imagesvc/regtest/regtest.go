@@ -259,10 +259,7 @@ func Layer(seed int64, dir string, files int, size int64) (v1.Layer, error) {
 	if err := zw.Close(); err != nil {
 		return nil, err
 	}
-	blob := gz.Bytes()
-	return tarball.LayerFromOpener(func() (io.ReadCloser, error) {
-		return io.NopCloser(bytes.NewReader(blob)), nil
-	}, tarball.WithMediaType(types.DockerLayer))
+	return gzipLayer(gz.Bytes())
 }
 
 // ZerosLayer builds a gzip-compressed layer of one file of size zero
@@ -287,7 +284,11 @@ func ZerosLayer(size int64) (v1.Layer, error) {
 	if err := zw.Close(); err != nil {
 		return nil, err
 	}
-	blob := gz.Bytes()
+	return gzipLayer(gz.Bytes())
+}
+
+// gzipLayer is the Docker layer whose compressed blob is blob.
+func gzipLayer(blob []byte) (v1.Layer, error) {
 	return tarball.LayerFromOpener(func() (io.ReadCloser, error) {
 		return io.NopCloser(bytes.NewReader(blob)), nil
 	}, tarball.WithMediaType(types.DockerLayer))
