@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -187,7 +188,7 @@ func (e *podEnv) held(t *testing.T) heldState {
 		}
 		h.StorageContainers = len(cs)
 	}
-	_ = filepath.WalkDir("/sys/fs/cgroup/memory/noded-it", func(p string, d os.DirEntry, err error) error {
+	_ = filepath.WalkDir("/sys/fs/cgroup/memory/"+itCgroup, func(p string, d os.DirEntry, err error) error {
 		if err == nil && d.Name() == "cgroup.procs" {
 			if b, err := os.ReadFile(p); err == nil {
 				h.CgroupProcs += len(strings.Fields(string(b)))
@@ -382,4 +383,57 @@ func sleeperRequest(pod string, pcfg *runtimeapi.PodSandboxConfig) *runtimeapi.C
 			LogPath:  "main.log",
 		},
 	}
+}
+
+// TestMonitorKilled kills the conmon-go monitor of a running pod with
+// SIGKILL. Its containers keep running; the next call that needs a monitor
+// starts one that adopts them: exec works, an exit is reported (status
+// unknown: the exit code went with the old monitor), a container still
+// running is stopped by StopPodSandbox, and removal leaves nothing.
+func TestMonitorKilled(t *testing.T) {
+	e := newPodEnv(t)
+	baseline := e.baseline(t)
+	ctx := context.Background()
+	pod, ctr, _ := e.runPod(t, "monkill", []string{"sh", "-c", "sleep 3600"})
+	pcfg := e.podConfig("monkill")
+	short := e.createStart(t, pod, pcfg, "short", []string{"sh", "-c", "sleep 2; exit 3"})
+	old := monitorPid(t, e.d.Dir, pod)
+	if err := syscall.Kill(old, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, func() bool { return syscall.Kill(old, 0) != nil })
+
+	// The containers are still there and exec reaches them through a new
+	// monitor.
+	r, err := e.exec(t, ctr, 10, "echo", "still")
+	if err != nil || strings.TrimSpace(string(r.GetStdout())) != "still" {
+		t.Fatalf("exec after the monitor was killed: %v %v\n%s", r, err, e.d.Log)
+	}
+	if now := monitorPid(t, e.d.Dir, pod); now == old {
+		t.Fatalf("monitor %d still there", old)
+	}
+	st := e.waitExited(t, short, 10*time.Second)
+	if st.GetExitCode() == 0 || st.GetReason() == "Completed" {
+		t.Fatalf("an exit the new monitor cannot know reported as %v %q", st.GetExitCode(), st.GetReason())
+	}
+	st2, err := e.rt.ContainerStatus(ctx, &runtimeapi.ContainerStatusRequest{ContainerId: ctr})
+	if err != nil || st2.GetStatus().GetState() != runtimeapi.ContainerState_CONTAINER_RUNNING {
+		t.Fatalf("the long-running container after the monitor died: %v %v", st2.GetStatus(), err)
+	}
+
+	// Killed again, with nothing calling meanwhile: stop and remove must
+	// still reach every process.
+	again := monitorPid(t, e.d.Dir, pod)
+	if err := syscall.Kill(again, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, func() bool { return syscall.Kill(again, 0) != nil })
+	if _, err := e.rt.StopPodSandbox(ctx, &runtimeapi.StopPodSandboxRequest{PodSandboxId: pod}); err != nil {
+		t.Fatalf("stopping the pod: %v", err)
+	}
+	st2, err = e.rt.ContainerStatus(ctx, &runtimeapi.ContainerStatusRequest{ContainerId: ctr})
+	if err != nil || st2.GetStatus().GetState() != runtimeapi.ContainerState_CONTAINER_EXITED {
+		t.Fatalf("the long-running container after the pod stopped: %v %v", st2.GetStatus(), err)
+	}
+	e.removeAllLeaving(t, baseline)
 }

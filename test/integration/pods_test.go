@@ -39,6 +39,14 @@ type podEnv struct {
 	removed bool
 }
 
+// itCgroup and itSubnet are this test process's pod cgroup parent and pod
+// subnet, so that two runs of the suite on one host (a developer's and a
+// CI run) neither remove each other's cgroups nor route each other's pods.
+var (
+	itCgroup = fmt.Sprintf("noded-it-%d", os.Getpid())
+	itSubnet = fmt.Sprintf("10.233.%d.0/24", os.Getpid()%250)
+)
+
 func newPodEnv(t *testing.T, extraArgs ...string) *podEnv {
 	t.Helper()
 	if _, err := os.Stat("/usr/lib/cni/bridge"); err != nil {
@@ -55,7 +63,7 @@ func newPodEnv(t *testing.T, extraArgs ...string) *podEnv {
 	policy := filepath.Join(dir, "policy.json")
 	_ = os.WriteFile(policy, []byte(testenv.InsecurePolicy), 0o644)
 	bridge := fmt.Sprintf("nit%d", os.Getpid()%100000)
-	conf := testenv.BridgeConf("noded-it", bridge, "10.233.0.0/24", filepath.Join(dir, "ipam"))
+	conf := testenv.BridgeConf("noded-it", bridge, itSubnet, filepath.Join(dir, "ipam"))
 	if err := os.MkdirAll(filepath.Join(dir, "cni"), 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -64,7 +72,7 @@ func newPodEnv(t *testing.T, extraArgs ...string) *podEnv {
 	}
 	t.Cleanup(func() { _ = exec.Command("ip", "link", "del", bridge).Run() })
 	t.Cleanup(func() {
-		if err := testenv.RemoveCgroupTree("noded-it"); err != nil {
+		if err := testenv.RemoveCgroupTree(itCgroup); err != nil {
 			t.Errorf("pod cgroups left: %v", err)
 		}
 	})
@@ -107,7 +115,7 @@ func (e *podEnv) podConfig(name string, ports ...*runtimeapi.PortMapping) *runti
 		LogDirectory: filepath.Join(e.logDir, name),
 		PortMappings: ports,
 		Labels:       map[string]string{"test": "pods"},
-		Linux:        &runtimeapi.LinuxPodSandboxConfig{CgroupParent: "/noded-it/" + name},
+		Linux:        &runtimeapi.LinuxPodSandboxConfig{CgroupParent: "/" + itCgroup + "/" + name},
 	}
 }
 
