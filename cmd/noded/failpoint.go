@@ -3,6 +3,7 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"strings"
 	"syscall"
@@ -10,23 +11,30 @@ import (
 	"github.com/sirupsen/logrus"
 )
 
-// failpoint is the create-step hook of test builds (go build -tags
-// failpoints: bin/noded-failpoints, for the crash tests). With
-// NODED_FAILPOINT=kill@STEP, noded sends itself SIGKILL right after the
-// step STEP of a create (the names of internal/sandbox's steps), as a
-// crash there would: nothing of the create's rollback runs. Production
-// builds have no such hook (failpoint_off.go).
+// failpoint is the step hook of test builds (go build -tags failpoints:
+// bin/noded-failpoints, for the crash tests), armed by NODED_FAILPOINT:
+//
+//	kill@STEP  noded sends itself SIGKILL right after the step STEP of an
+//	           operation (the names of internal/sandbox's steps), as a
+//	           crash there would: no rollback or later step runs.
+//	fail@STEP  the operation fails right after STEP, every time; its
+//	           rollback runs.
+//
+// Production builds have no such hook (failpoint_off.go).
 func failpoint(log *logrus.Entry) func(step string) error {
-	step, ok := strings.CutPrefix(os.Getenv("NODED_FAILPOINT"), "kill@")
-	if !ok || step == "" {
+	mode, step, ok := strings.Cut(os.Getenv("NODED_FAILPOINT"), "@")
+	if !ok || step == "" || mode != "kill" && mode != "fail" {
 		return nil
 	}
-	log.WithField("step", step).Warn("failpoint armed: noded kills itself after this create step")
+	log.WithFields(logrus.Fields{"step": step, "mode": mode}).Warn("failpoint armed")
 	return func(at string) error {
-		if at == step {
-			_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
-			select {} // the signal is on its way
+		if at != step {
+			return nil
 		}
-		return nil
+		if mode == "fail" {
+			return fmt.Errorf("failpoint: injected failure after step %s", at)
+		}
+		_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
+		select {} // the signal is on its way
 	}
 }

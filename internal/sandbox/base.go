@@ -33,16 +33,18 @@ type base struct {
 	locks kmutex.KeyedMutex[string]
 }
 
-// Failure injection points for rollback tests: a hook named after a step
-// returns an error to make RunPodSandbox or CreateContainer fail right
-// after that step. Nil in production.
+// Failure injection points for rollback and crash tests: a hook named
+// after a step returns an error to make the operation fail right after
+// that step (or, in noded's failpoints build, kills noded there). Nil in
+// production.
 type failHook func(step string) error
 
-// step marks the end of a create step: it is logged at debug level (with
-// the logger's timestamps, a slow step shows) and is where tests inject
-// failures.
+// step marks the end of a step of a multi-step operation (every create,
+// start, stop and remove): it is logged at debug level (with the logger's
+// timestamps, a slow step shows) and is where tests inject failures. Step
+// names are unique across operations, so that one name arms one point.
 func (b *base) step(ctx context.Context, name string) error {
-	log.FromContext(ctx).WithField("step", name).Debug("create step done")
+	log.FromContext(ctx).WithField("step", name).Debug("step done")
 	if b.o.FailAfter == nil {
 		return nil
 	}

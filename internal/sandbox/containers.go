@@ -236,6 +236,9 @@ func (s *Containers) StartContainer(ctx context.Context, id ids.ContainerID) err
 	if err := s.o.Monitor.Start(ctx, pod, ctr); err != nil {
 		return fmt.Errorf("starting container: %w", err)
 	}
+	if err := s.step(ctx, "start-monitor"); err != nil {
+		return err
+	}
 	st, err := s.o.Monitor.State(ctx, pod, ctr)
 	if err != nil {
 		return err
@@ -247,7 +250,7 @@ func (s *Containers) StartContainer(ctx context.Context, id ids.ContainerID) err
 		return err
 	}
 	s.events.watch(c.SandboxID, c.ID)
-	return nil
+	return s.step(ctx, "start-record")
 }
 
 // StopContainer stops a running container with its stop signal, then
@@ -270,6 +273,9 @@ func (s *Containers) StopContainer(ctx context.Context, id ids.ContainerID, time
 	if err := s.killAndWait(ctx, pod, ctr, sig, timeout); err != nil && !errdefs.IsNotFound(err) {
 		return err
 	}
+	if err := s.step(ctx, "stop-kill"); err != nil {
+		return err
+	}
 	st, err := s.o.Monitor.State(ctx, pod, ctr)
 	if err != nil {
 		if !errdefs.IsNotFound(err) {
@@ -284,11 +290,13 @@ func (s *Containers) StopContainer(ctx context.Context, id ids.ContainerID, time
 			return fmt.Errorf("container %s still runs after SIGKILL", c.ID.Short())
 		}
 	}
-	_, err = s.o.Store.UpdateContainer(id, func(r *state.Container) error {
+	if _, err = s.o.Store.UpdateContainer(id, func(r *state.Container) error {
 		applyState(r, st)
 		return nil
-	})
-	return err
+	}); err != nil {
+		return err
+	}
+	return s.step(ctx, "stop-record")
 }
 
 // RemoveContainer kills the container if it runs and removes it.
@@ -305,10 +313,19 @@ func (s *Containers) RemoveContainer(ctx context.Context, id ids.ContainerID) er
 	if err := s.o.Monitor.Delete(ctx, c.SandboxID, c.ID); err != nil && !errdefs.IsNotFound(err) {
 		return fmt.Errorf("deleting container: %w", err)
 	}
+	if err := s.step(ctx, "remove-container-delete"); err != nil {
+		return err
+	}
 	if err := s.removeRootfs(c.StorageID); err != nil {
 		return err
 	}
+	if err := s.step(ctx, "remove-container-rootfs"); err != nil {
+		return err
+	}
 	if err := os.RemoveAll(c.Bundle); err != nil {
+		return err
+	}
+	if err := s.step(ctx, "remove-container-bundle"); err != nil {
 		return err
 	}
 	if err := s.o.Store.DeleteContainer(c.ID); err != nil {
@@ -316,7 +333,7 @@ func (s *Containers) RemoveContainer(ctx context.Context, id ids.ContainerID) er
 	}
 	s.stats.forget(c.ID)
 	s.names.Release(string(c.ID))
-	return nil
+	return s.step(ctx, "remove-container-record")
 }
 
 // ReopenContainerLog asks the monitor to reopen the container's log file

@@ -41,30 +41,47 @@ func (s *Pods) stopLocked(ctx context.Context, id ids.SandboxID) error {
 			return fmt.Errorf("stopping container %s: %w", c.ID.Short(), err)
 		}
 	}
+	if err := s.step(ctx, "stop-containers"); err != nil {
+		return err
+	}
 	if err := s.killAndWait(ctx, id, oci.ContainerID(id), 0, 0); err != nil && !errdefs.IsNotFound(err) && !errors.Is(err, errdefs.ErrUnavailable) {
 		return fmt.Errorf("stopping the pause container: %w", err)
+	}
+	if err := s.step(ctx, "stop-pause"); err != nil {
+		return err
 	}
 	if rec.NetNSPath != "" {
 		if err := s.o.Network.Teardown(ctx, podNetwork(rec)); err != nil {
 			return fmt.Errorf("tearing down pod network: %w", err)
 		}
+		if err := s.step(ctx, "stop-network"); err != nil {
+			return err
+		}
 		if err := s.o.Host.RemoveNetNS(rec.NetNSPath); err != nil {
 			return fmt.Errorf("removing network namespace: %w", err)
+		}
+		if err := s.step(ctx, "stop-netns"); err != nil {
+			return err
 		}
 	}
 	if err := s.release(ctx, rec); err != nil {
 		return err
 	}
-	_, err = s.o.Store.UpdateSandbox(id, func(sb *state.Sandbox) error {
+	if err := s.step(ctx, "stop-release"); err != nil {
+		return err
+	}
+	if _, err = s.o.Store.UpdateSandbox(id, func(sb *state.Sandbox) error {
 		sb.State = state.SandboxNotReady
 		sb.NetworkReady = false
 		sb.Released = true
 		return nil
-	})
-	if err == nil && rec.State == state.SandboxReady {
+	}); err != nil {
+		return err
+	}
+	if rec.State == state.SandboxReady {
 		log.FromContext(ctx).WithField("pod", id.Short()).Info("pod sandbox stopped")
 	}
-	return err
+	return s.step(ctx, "stop-pod-record")
 }
 
 // release frees what a stopped pod would otherwise hold until the kubelet
@@ -110,22 +127,37 @@ func (s *Pods) RemovePodSandbox(ctx context.Context, id ids.SandboxID) error {
 			return fmt.Errorf("removing container %s: %w", c.ID.Short(), err)
 		}
 	}
+	if err := s.step(ctx, "remove-containers"); err != nil {
+		return err
+	}
 	if err := s.o.Monitor.Delete(ctx, id, oci.ContainerID(id)); err != nil && !errdefs.IsNotFound(err) && !errors.Is(err, errdefs.ErrUnavailable) {
 		return fmt.Errorf("deleting the pause container: %w", err)
+	}
+	if err := s.step(ctx, "remove-pause"); err != nil {
+		return err
 	}
 	if err := s.o.Monitor.StopMonitor(ctx, id); err != nil && !errdefs.IsNotFound(err) {
 		return fmt.Errorf("stopping the pod monitor: %w", err)
 	}
+	if err := s.step(ctx, "remove-monitor"); err != nil {
+		return err
+	}
 	if err := s.removeRootfs(ids.ContainerID(id)); err != nil {
 		return fmt.Errorf("removing the pause root filesystem: %w", err)
 	}
+	if err := s.step(ctx, "remove-pause-rootfs"); err != nil {
+		return err
+	}
 	if err := removePodFiles(s.o.Host, s.podDir(id)); err != nil {
 		return fmt.Errorf("removing pod files: %w", err)
+	}
+	if err := s.step(ctx, "remove-files"); err != nil {
+		return err
 	}
 	if err := s.o.Store.DeleteSandbox(id); err != nil {
 		return err
 	}
 	s.names.Release(string(id))
 	log.FromContext(ctx).WithField("pod", id.Short()).Info("pod sandbox removed")
-	return nil
+	return s.step(ctx, "remove-pod-record")
 }

@@ -525,6 +525,78 @@ func TestRollbackAtEveryStep(t *testing.T) {
 	}
 }
 
+// TestRetryAfterFailureAtEveryStep fails StartContainer, StopPodSandbox,
+// RemoveContainer and RemovePodSandbox right after each of their steps:
+// the call fails, and the kubelet's retry finishes the job, so that once
+// the pod is removed nothing is held.
+func TestRetryAfterFailureAtEveryStep(t *testing.T) {
+	ctx := context.Background()
+	ops := []struct {
+		name  string
+		steps []string
+		call  func(s *Services, pod ids.SandboxID, ctr ids.ContainerID) error
+	}{
+		{"start", []string{"start-monitor", "start-record"}, func(s *Services, _ ids.SandboxID, ctr ids.ContainerID) error {
+			return s.Containers.StartContainer(ctx, ctr)
+		}},
+		{"stop", []string{"stop-kill", "stop-record", "stop-containers", "stop-pause", "stop-network", "stop-netns", "stop-release", "stop-pod-record"},
+			func(s *Services, pod ids.SandboxID, _ ids.ContainerID) error { return s.Pods.StopPodSandbox(ctx, pod) }},
+		{"remove-container", []string{"remove-container-delete", "remove-container-rootfs", "remove-container-bundle", "remove-container-record"},
+			func(s *Services, _ ids.SandboxID, ctr ids.ContainerID) error { return s.Containers.RemoveContainer(ctx, ctr) }},
+		{"remove-pod", []string{"remove-containers", "remove-pause", "remove-monitor", "remove-pause-rootfs", "remove-files", "remove-pod-record"},
+			func(s *Services, pod ids.SandboxID, _ ids.ContainerID) error { return s.Pods.RemovePodSandbox(ctx, pod) }},
+	}
+	for _, op := range ops {
+		for _, step := range op.steps {
+			t.Run(step, func(t *testing.T) {
+				armed := false
+				s, f := newTestService(t, func(at string) error {
+					if armed && at == step {
+						armed = false // once: the retry goes through
+						return fmt.Errorf("injected failure after %s", at)
+					}
+					return nil
+				})
+				cfg := podConfig("r")
+				cfg.Linux.SecurityContext.NamespaceOptions.Network = runtimeapi.NamespaceMode_POD // the network steps too
+				pod, err := s.Pods.RunPodSandbox(ctx, cfg, "")
+				if err != nil {
+					t.Fatal(err)
+				}
+				ctr, err := s.Containers.CreateContainer(ctx, pod, containerConfig("c"))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if op.name != "start" {
+					if err := s.Containers.StartContainer(ctx, ctr); err != nil {
+						t.Fatal(err)
+					}
+				}
+				armed = true
+				if err := op.call(s, pod, ctr); err == nil {
+					t.Fatalf("%s succeeded despite the failure", op.name)
+				}
+				if armed {
+					t.Fatalf("%s never reached step %s", op.name, step)
+				}
+				err = op.call(s, pod, ctr)
+				if op.name == "start" && errors.Is(err, errdefs.ErrFailedPrecondition) {
+					err = nil // it had started: the kubelet sees it running
+				}
+				if err != nil {
+					t.Fatalf("retry: %v", err)
+				}
+				if err := s.Pods.RemovePodSandbox(ctx, pod); err != nil {
+					t.Fatal(err)
+				}
+				if held := f.held(); len(held) != 0 {
+					t.Fatalf("left behind: %v", held)
+				}
+			})
+		}
+	}
+}
+
 func TestRecoverRecordsExitsAndNames(t *testing.T) {
 	s, f := newTestService(t, nil)
 	ctx := context.Background()

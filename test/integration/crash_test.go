@@ -32,10 +32,7 @@ import (
 // no mount, network namespace, monitor, IP reservation, process in a pod
 // cgroup or storage container is left.
 func TestKilledCreatesLeaveNothing(t *testing.T) {
-	bin := filepath.Join(repoRoot(), "bin", "noded-failpoints")
-	if _, err := os.Stat(bin); err != nil {
-		t.Skipf("%s not built (make noded-failpoints): %v", bin, err)
-	}
+	bin := failpointsBin(t)
 	e := newPodEnv(t)
 	baseline := e.baseline(t)
 	pt := t // daemons started in a subtest must outlive it
@@ -73,24 +70,10 @@ func TestKilledCreatesLeaveNothing(t *testing.T) {
 				return resp.GetContainerId(), err
 			}
 
-			// A noded that kills itself after the step.
-			if err := e.d.Stop(); err != nil {
-				t.Fatal(err)
-			}
-			fp, err := testenv.Start(testenv.Options{Dir: e.d.Dir, Args: e.d.Opts.Args, Bin: bin, Env: []string{"NODED_FAILPOINT=kill@" + tc.step}})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if _, err := create(fp.Runtime()); err == nil {
-				t.Fatalf("the create survived its failpoint %s", tc.step)
-			}
-			if err := fp.Wait(10 * time.Second); err == nil || !strings.Contains(err.Error(), "killed") {
-				fp.Kill()
-				t.Fatalf("noded after failpoint %s: %v\n%s", tc.step, err, fp.Log)
-			}
-
-			d2 := e.d.Restart(pt)
-			e.d, e.rt = d2, d2.Runtime(t)
+			e.killedAt(t, pt, bin, tc.step, func(rt runtimeapi.RuntimeServiceClient) error {
+				_, err := create(rt)
+				return err
+			})
 			id, err := create(e.rt)
 			switch {
 			case tc.step == "record":
@@ -110,6 +93,161 @@ func TestKilledCreatesLeaveNothing(t *testing.T) {
 			case tc.container:
 				if _, err := e.rt.StartContainer(ctx, &runtimeapi.StartContainerRequest{ContainerId: id}); err != nil {
 					t.Fatalf("starting the retried container: %v", err)
+				}
+			}
+			e.removeAllLeaving(t, baseline)
+		})
+	}
+}
+
+// failpointsBin is noded built with its failpoints (make noded-failpoints).
+func failpointsBin(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(repoRoot(), "bin", "noded-failpoints")
+	if _, err := os.Stat(bin); err != nil {
+		t.Skipf("%s not built (make noded-failpoints): %v", bin, err)
+	}
+	return bin
+}
+
+// killedAt stops the daemon, runs op against a noded (bin) that SIGKILLs
+// itself right after step, and restarts the daemon on the same
+// directories (under pt: daemons started in a subtest must outlive it).
+// op must fail: the daemon died under it.
+func (e *podEnv) killedAt(t, pt *testing.T, bin, step string, op func(runtimeapi.RuntimeServiceClient) error) {
+	t.Helper()
+	if err := e.d.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	fp, err := testenv.Start(testenv.Options{Dir: e.d.Dir, Args: e.d.Opts.Args, Bin: bin, Env: []string{"NODED_FAILPOINT=kill@" + step}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := op(fp.Runtime()); err == nil {
+		t.Fatalf("the call survived its failpoint %s", step)
+	}
+	if err := fp.Wait(10 * time.Second); err == nil || !strings.Contains(err.Error(), "killed") {
+		fp.Kill()
+		t.Fatalf("noded after failpoint %s: %v\n%s", step, err, fp.Log)
+	}
+	d2 := e.d.Restart(pt)
+	e.d, e.rt = d2, d2.Runtime(t)
+}
+
+// TestKilledOperationsLeaveNothing kills noded right after each step of
+// StartContainer, StopContainer, StopPodSandbox, RemoveContainer and
+// RemovePodSandbox, restarts it and replays the kubelet's retry: the retry
+// succeeds (a start the kill cut short is reported running: the kubelet
+// does not start a running container again), the object is in the state
+// the call promised, and once everything is removed nothing is left.
+func TestKilledOperationsLeaveNothing(t *testing.T) {
+	bin := failpointsBin(t)
+	e := newPodEnv(t)
+	baseline := e.baseline(t)
+	pt := t
+	ctx := context.Background()
+	type call func(rt runtimeapi.RuntimeServiceClient, pod, ctr string) error
+	start := func(rt runtimeapi.RuntimeServiceClient, _, ctr string) error {
+		_, err := rt.StartContainer(ctx, &runtimeapi.StartContainerRequest{ContainerId: ctr})
+		return err
+	}
+	stopCtr := func(rt runtimeapi.RuntimeServiceClient, _, ctr string) error {
+		_, err := rt.StopContainer(ctx, &runtimeapi.StopContainerRequest{ContainerId: ctr})
+		return err
+	}
+	removeCtr := func(rt runtimeapi.RuntimeServiceClient, _, ctr string) error {
+		_, err := rt.RemoveContainer(ctx, &runtimeapi.RemoveContainerRequest{ContainerId: ctr})
+		return err
+	}
+	stopPod := func(rt runtimeapi.RuntimeServiceClient, pod, _ string) error {
+		_, err := rt.StopPodSandbox(ctx, &runtimeapi.StopPodSandboxRequest{PodSandboxId: pod})
+		return err
+	}
+	removePod := func(rt runtimeapi.RuntimeServiceClient, pod, _ string) error {
+		_, err := rt.RemovePodSandbox(ctx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: pod})
+		return err
+	}
+	// After the retry: the container's state (-1: gone), and whether the
+	// pod still holds its processes, mounts and network.
+	steps := []struct {
+		step    string
+		created bool // the container is created, not started, before the call
+		op      call
+		want    runtimeapi.ContainerState
+		podHeld bool
+	}{
+		{"start-monitor", true, start, runtimeapi.ContainerState_CONTAINER_RUNNING, true},
+		{"start-record", true, start, runtimeapi.ContainerState_CONTAINER_RUNNING, true},
+		{"stop-kill", false, stopCtr, runtimeapi.ContainerState_CONTAINER_EXITED, true},
+		{"stop-record", false, stopCtr, runtimeapi.ContainerState_CONTAINER_EXITED, true},
+		{"remove-container-delete", false, removeCtr, -1, true},
+		{"remove-container-rootfs", false, removeCtr, -1, true},
+		{"remove-container-bundle", false, removeCtr, -1, true},
+		{"remove-container-record", false, removeCtr, -1, true},
+		{"stop-containers", false, stopPod, runtimeapi.ContainerState_CONTAINER_EXITED, false},
+		{"stop-pause", false, stopPod, runtimeapi.ContainerState_CONTAINER_EXITED, false},
+		{"stop-network", false, stopPod, runtimeapi.ContainerState_CONTAINER_EXITED, false},
+		{"stop-netns", false, stopPod, runtimeapi.ContainerState_CONTAINER_EXITED, false},
+		{"stop-release", false, stopPod, runtimeapi.ContainerState_CONTAINER_EXITED, false},
+		{"stop-pod-record", false, stopPod, runtimeapi.ContainerState_CONTAINER_EXITED, false},
+		{"remove-containers", false, removePod, -1, false},
+		{"remove-pause", false, removePod, -1, false},
+		{"remove-monitor", false, removePod, -1, false},
+		{"remove-pause-rootfs", false, removePod, -1, false},
+		{"remove-files", false, removePod, -1, false},
+		{"remove-pod-record", false, removePod, -1, false},
+	}
+	for i, tc := range steps {
+		t.Run(tc.step, func(t *testing.T) {
+			e.removed = false
+			name := fmt.Sprintf("op%d", i)
+			pcfg := e.podConfig(name)
+			if err := os.MkdirAll(pcfg.GetLogDirectory(), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			resp, err := e.rt.RunPodSandbox(ctx, &runtimeapi.RunPodSandboxRequest{Config: pcfg})
+			if err != nil {
+				t.Fatal(err)
+			}
+			pod := resp.GetPodSandboxId()
+			c, err := e.rt.CreateContainer(ctx, sleeperRequest(pod, pcfg))
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctr := c.GetContainerId()
+			if !tc.created {
+				if err := start(e.rt, pod, ctr); err != nil {
+					t.Fatal(err)
+				}
+			}
+			e.killedAt(t, pt, bin, tc.step, func(rt runtimeapi.RuntimeServiceClient) error { return tc.op(rt, pod, ctr) })
+
+			err = tc.op(e.rt, pod, ctr)
+			if tc.created && status.Code(err) == codes.FailedPrecondition {
+				err = nil // started before the kill: the retry finds it running
+			}
+			if err != nil {
+				t.Fatalf("retry after a kill at %s: %v\n%s", tc.step, err, e.d.Log)
+			}
+			st, err := e.rt.ContainerStatus(ctx, &runtimeapi.ContainerStatusRequest{ContainerId: ctr})
+			switch {
+			case tc.want == -1:
+				if status.Code(err) != codes.NotFound {
+					t.Fatalf("the removed container: %v %v", st.GetStatus(), err)
+				}
+			case err != nil || st.GetStatus().GetState() != tc.want:
+				t.Fatalf("container after the retry: %v %v, want %v", st.GetStatus(), err, tc.want)
+			}
+			if tc.want == runtimeapi.ContainerState_CONTAINER_RUNNING {
+				if r, err := e.exec(t, ctr, 10, "true"); err != nil || r.GetExitCode() != 0 {
+					t.Fatalf("exec in the started container: %v %v", r, err)
+				}
+			}
+			if !tc.podHeld {
+				h := e.held(t)
+				h.StorageContainers = baseline.StorageContainers
+				if !equalHeld(h, baseline) {
+					t.Fatalf("the stopped or removed pod holds %+v; with no pod: %+v", h, baseline)
 				}
 			}
 			e.removeAllLeaving(t, baseline)
