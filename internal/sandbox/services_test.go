@@ -542,9 +542,13 @@ func TestRetryAfterFailureAtEveryStep(t *testing.T) {
 		{"stop", []string{"stop-kill", "stop-record", "stop-containers", "stop-pause", "stop-network", "stop-netns", "stop-release", "stop-pod-record"},
 			func(s *Services, pod ids.SandboxID, _ ids.ContainerID) error { return s.Pods.StopPodSandbox(ctx, pod) }},
 		{"remove-container", []string{"remove-container-delete", "remove-container-rootfs", "remove-container-bundle", "remove-container-record"},
-			func(s *Services, _ ids.SandboxID, ctr ids.ContainerID) error { return s.Containers.RemoveContainer(ctx, ctr) }},
+			func(s *Services, _ ids.SandboxID, ctr ids.ContainerID) error {
+				return s.Containers.RemoveContainer(ctx, ctr)
+			}},
 		{"remove-pod", []string{"remove-containers", "remove-pause", "remove-monitor", "remove-pause-rootfs", "remove-files", "remove-pod-record"},
-			func(s *Services, pod ids.SandboxID, _ ids.ContainerID) error { return s.Pods.RemovePodSandbox(ctx, pod) }},
+			func(s *Services, pod ids.SandboxID, _ ids.ContainerID) error {
+				return s.Pods.RemovePodSandbox(ctx, pod)
+			}},
 	}
 	for _, op := range ops {
 		for _, step := range op.steps {
