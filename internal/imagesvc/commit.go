@@ -328,7 +328,9 @@ func (s *committer) applyLayer(ctx context.Context, id, parent storage.LayerID, 
 		return fmt.Errorf("layer %s: %w", info.Digest, err)
 	}
 	defer uncompressed.Close()
-	v := &diffReader{ctx: ctx, r: uncompressed, verifier: newAsyncVerifier(diffID), blob: info.Digest, diffID: diffID}
+	check := newEntryCheck(info.Digest)
+	defer func() { _ = check.close() }() // after the verifier's goroutine, which writes to it, ends
+	v := &diffReader{ctx: ctx, r: uncompressed, verifier: newAsyncVerifier(diffID, check), check: check, blob: info.Digest, diffID: diffID}
 	defer v.verifier.stop()
 	start := time.Now()
 	if _, err := s.layers.Put(id, parent, v, storage.PutLayerOptions{
@@ -341,6 +343,11 @@ func (s *committer) applyLayer(ctx context.Context, id, parent storage.LayerID, 
 		}
 		if v.err != nil {
 			return v.err
+		}
+		// An entry noded refuses that storage failed on before the
+		// check's verdict reached a read: the verdict says which.
+		if rErr := v.refused(); rErr != nil {
+			return rErr
 		}
 		return err
 	}
@@ -359,12 +366,14 @@ func (s *committer) applyLayer(ctx context.Context, id, parent storage.LayerID, 
 
 // diffReader verifies the uncompressed stream as storage reads it: at the
 // end of the stream it answers an error instead of io.EOF if the content
-// does not match the DiffID, so the layer is never completed. It also
-// stops the unpack when ctx ends.
+// does not match the DiffID or has an entry the check refuses, so the
+// layer is never completed. It also stops the unpack when ctx ends, or
+// as soon as the check has refused an entry.
 type diffReader struct {
 	ctx      context.Context
 	r        io.Reader
 	verifier *asyncVerifier
+	check    *entryCheck
 	blob     digest.Digest
 	diffID   digest.Digest
 	eof      bool
@@ -379,6 +388,10 @@ func (d *diffReader) Read(p []byte) (int, error) {
 		d.err = err
 		return 0, err
 	}
+	if err := d.check.refused(); err != nil {
+		d.err = err
+		return 0, err
+	}
 	n, err := d.r.Read(p)
 	d.verifier.write(p[:n])
 	if err == io.EOF {
@@ -387,10 +400,20 @@ func (d *diffReader) Read(p []byte) (int, error) {
 			d.err = errdefs.FailedPrecondition("layer %s: uncompressed content does not match DiffID %s from the image config: %w", d.blob, d.diffID, errDigestMismatch)
 			return n, d.err
 		}
+		if d.err = d.check.close(); d.err != nil {
+			return n, d.err
+		}
 	} else if err != nil {
 		d.err = err
 	}
 	return n, err
+}
+
+// refused hands the check everything storage has read and returns its
+// verdict.
+func (d *diffReader) refused() error {
+	d.verifier.flush()
+	return d.check.close()
 }
 
 // drain reads what the unpacker left (tar padding) and reports a mismatch.

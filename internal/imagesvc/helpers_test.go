@@ -183,6 +183,26 @@ func (e *env) assertNoLeftovers() {
 	}
 }
 
+// rootfs mounts a storage container of image id (unmounted and deleted
+// when the test ends) and returns its root: what a container of the image
+// would see.
+func (e *env) rootfs(id storage.ImageID) string {
+	e.t.Helper()
+	c, err := e.store.Containers().CreateContainer("", id, storage.CreateContainerOptions{})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(func() {
+		_ = e.store.Containers().Unmount(c.ID, true)
+		_ = e.store.Containers().DeleteContainer(c.ID)
+	})
+	root, err := e.store.Containers().Mount(c.ID, "")
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return root
+}
+
 type v1Image = v1.Image
 
 func gauge(g prometheus.Gauge) float64 { return metricValue(g) }

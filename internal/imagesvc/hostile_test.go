@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -63,12 +64,31 @@ func tarLayer(t *testing.T, entries ...tarEntry) v1.Layer {
 	return l
 }
 
-// TestHostileLayersStayInTheStore pulls images whose layers try to write
+// Entries of a test layer.
+func file(name, body string) tarEntry {
+	return tarEntry{hdr: tar.Header{Name: name, Typeflag: tar.TypeReg}, body: body}
+}
+func dir(name string) tarEntry {
+	return tarEntry{hdr: tar.Header{Name: name, Typeflag: tar.TypeDir, Mode: 0o755}}
+}
+func symlink(name, target string) tarEntry {
+	return tarEntry{hdr: tar.Header{Name: name, Typeflag: tar.TypeSymlink, Linkname: target}}
+}
+func device(name string, typ byte, major, minor int64) tarEntry {
+	return tarEntry{hdr: tar.Header{Name: name, Typeflag: typ, Devmajor: major, Devminor: minor, Mode: 0o666}}
+}
+
+// TestHostileLayersStayInTheStore pulls images whose layers try to reach
 // outside the storage root: by ../ entries, through absolute and
-// relative symlinks laid by an earlier layer, and by a hardlink to a
-// host file. The pull may fail or succeed (containers/storage confines
-// the unpacking to the layer's directory), but nothing outside the store
-// is created or changed.
+// relative symlinks laid by an earlier layer, by a hardlink to a host
+// file, by device nodes and by whiteouts aimed at "..", at host paths or
+// through symlinks; and images with odd but legal entries (opaque
+// whiteouts, whiteouts in the first layer, of a directory or of nothing,
+// setuid files). A refused image fails with FailedPrecondition naming the
+// entry and leaves nothing; an accepted one unpacks to the rootfs the
+// layers describe; an image that is neither may fail or succeed
+// (containers/storage confines the unpacking to the layer's directory).
+// In every case nothing outside the store is created or changed.
 func TestHostileLayersStayInTheStore(t *testing.T) {
 	outside := t.TempDir() // a host directory the layers aim at
 	victim := filepath.Join(outside, "victim")
@@ -76,36 +96,110 @@ func TestHostileLayersStayInTheStore(t *testing.T) {
 		t.Fatal(err)
 	}
 	deep := "../../../../../../../../../../../.." // more than the store's depth
+	layer := func(entries ...tarEntry) v1.Layer { return tarLayer(t, entries...) }
 	tests := []struct {
 		name   string
 		layers func() []v1.Layer
+		// refused is what the error of a refused image says; check, the
+		// rootfs of an accepted one. Neither: it may go either way.
+		refused string
+		check   func(t *testing.T, e *env, rootfs string)
 	}{
-		{"dot-dot entry", func() []v1.Layer {
-			return []v1.Layer{tarLayer(t, tarEntry{hdr: tar.Header{Name: deep + outside + "/escaped", Typeflag: tar.TypeReg}, body: "x"})}
+		{name: "dot-dot entry", layers: func() []v1.Layer {
+			return []v1.Layer{layer(file(deep+outside+"/escaped", "x"))}
 		}},
-		{"write through an absolute symlink", func() []v1.Layer {
-			return []v1.Layer{
-				tarLayer(t, tarEntry{hdr: tar.Header{Name: "evil", Typeflag: tar.TypeSymlink, Linkname: outside}}),
-				tarLayer(t, tarEntry{hdr: tar.Header{Name: "evil/escaped", Typeflag: tar.TypeReg}, body: "x"}),
-			}
+		{name: "write through an absolute symlink", layers: func() []v1.Layer {
+			return []v1.Layer{layer(symlink("evil", outside)), layer(file("evil/escaped", "x"))}
 		}},
-		{"write through a relative symlink", func() []v1.Layer {
-			return []v1.Layer{
-				tarLayer(t, tarEntry{hdr: tar.Header{Name: "rel", Typeflag: tar.TypeSymlink, Linkname: deep + outside}}),
-				tarLayer(t, tarEntry{hdr: tar.Header{Name: "rel/escaped", Typeflag: tar.TypeReg}, body: "x"}),
-			}
+		{name: "write through a relative symlink", layers: func() []v1.Layer {
+			return []v1.Layer{layer(symlink("rel", deep+outside)), layer(file("rel/escaped", "x"))}
 		}},
-		{"a symlink to the victim then a file of its name", func() []v1.Layer {
-			return []v1.Layer{
-				tarLayer(t, tarEntry{hdr: tar.Header{Name: "v", Typeflag: tar.TypeSymlink, Linkname: victim}}),
-				tarLayer(t, tarEntry{hdr: tar.Header{Name: "v", Typeflag: tar.TypeReg}, body: "overwritten\n"}),
-			}
+		{name: "a symlink to the victim then a file of its name", layers: func() []v1.Layer {
+			return []v1.Layer{layer(symlink("v", victim)), layer(file("v", "overwritten\n"))}
 		}},
-		{"hardlink to a host file", func() []v1.Layer {
-			return []v1.Layer{tarLayer(t,
+		{name: "hardlink to a host file", layers: func() []v1.Layer {
+			return []v1.Layer{layer(
 				tarEntry{hdr: tar.Header{Name: "h", Typeflag: tar.TypeLink, Linkname: victim}},
 				tarEntry{hdr: tar.Header{Name: "h2", Typeflag: tar.TypeLink, Linkname: deep + victim}},
 			)}
+		}},
+		// As root, containers/storage would mknod these as they are.
+		{name: "character device", refused: `"mem" is a character device (1:1)`, layers: func() []v1.Layer {
+			return []v1.Layer{layer(file("f", "x"), device("mem", tar.TypeChar, 1, 1))}
+		}},
+		{name: "block device in a later layer", refused: `"dev/sda" is a block device (8:0)`, layers: func() []v1.Layer {
+			return []v1.Layer{layer(file("f", "x")), layer(dir("dev/"), device("dev/sda", tar.TypeBlock, 8, 0))}
+		}},
+		{name: "whiteout of dot-dot", refused: `"d/.wh..." is a whiteout of ".."`, layers: func() []v1.Layer {
+			return []v1.Layer{layer(dir("d/"), file("d/f", "x")), layer(file("d/.wh...", ""))}
+		}},
+		{name: "whiteout of dot-dot at the top", refused: `".wh..." is a whiteout of ".."`, layers: func() []v1.Layer {
+			return []v1.Layer{layer(file("f", "x")), layer(file(".wh...", ""))}
+		}},
+		{name: "whiteout of nothing", refused: `"d/.wh." is a whiteout of ""`, layers: func() []v1.Layer {
+			return []v1.Layer{layer(dir("d/"), file("d/f", "x")), layer(file("d/.wh.", ""))}
+		}},
+		{name: "whiteout through dot-dot of a host file", layers: func() []v1.Layer {
+			return []v1.Layer{layer(file("f", "x")), layer(file(deep+outside+"/.wh.victim", ""))}
+		}, check: func(t *testing.T, _ *env, rootfs string) {
+			// Cleaned into the layer: a whiteout of nothing below it.
+			wantEntries(t, rootfs, "f", strings.Split(strings.TrimPrefix(outside, "/"), "/")[0])
+			wantGone(t, rootfs, strings.TrimPrefix(victim, "/"))
+		}},
+		{name: "whiteouts through a symlink to a host directory", layers: func() []v1.Layer {
+			return []v1.Layer{layer(symlink("evil", outside)), layer(file("evil/.wh.victim", ""), file("evil/.wh..wh..opq", ""))}
+		}},
+		{name: "overlay whiteout device", layers: func() []v1.Layer {
+			return []v1.Layer{layer(file("f", "x"), file("g", "x")), layer(device("g", tar.TypeChar, 0, 0))}
+		}, check: func(t *testing.T, _ *env, rootfs string) { wantEntries(t, rootfs, "f") }},
+		{name: "opaque whiteout", layers: func() []v1.Layer {
+			return []v1.Layer{
+				layer(dir("d/"), file("d/a", "x"), dir("d/sub/"), file("d/sub/b", "x"), file("keep", "x")),
+				layer(dir("d/"), file("d/.wh..wh..opq", ""), file("d/c", "new")),
+			}
+		}, check: func(t *testing.T, _ *env, rootfs string) {
+			wantEntries(t, rootfs, "d", "keep")
+			wantEntries(t, filepath.Join(rootfs, "d"), "c")
+		}},
+		// A whiteout of nothing is stored as overlay's whiteout device.
+		// In a directory that only one layer has, overlay does not merge
+		// the listing, so a readdir there still shows the name, which
+		// lstat does not find: the same as every runtime unpacking into
+		// overlay with containers/storage or containerd's converter.
+		{name: "whiteouts in the first layer", layers: func() []v1.Layer {
+			return []v1.Layer{layer(file(".wh.ghost", ""), dir("d/"), file("d/.wh.x", ""), file("f", "x"))}
+		}, check: func(t *testing.T, _ *env, rootfs string) {
+			wantEntries(t, rootfs, "d", "f")
+			wantGone(t, rootfs, "ghost", ".wh.ghost", "d/x", "d/.wh.x")
+		}},
+		{name: "whiteout of a directory", layers: func() []v1.Layer {
+			return []v1.Layer{layer(dir("d/"), file("d/a", "x"), dir("d/sub/"), file("d/sub/b", "x"), file("f", "x")), layer(file(".wh.d", ""))}
+		}, check: func(t *testing.T, _ *env, rootfs string) { wantEntries(t, rootfs, "f") }},
+		{name: "whiteouts of names that do not exist", layers: func() []v1.Layer {
+			return []v1.Layer{layer(file("f", "x")), layer(file(".wh.nothing", ""), file("e/.wh.nothing", ""))}
+		}, check: func(t *testing.T, _ *env, rootfs string) {
+			wantEntries(t, rootfs, "e", "f")
+			wantGone(t, rootfs, "nothing", ".wh.nothing", "e/nothing", "e/.wh.nothing")
+		}},
+		// Kept as they are, like every runtime does (su, ping): confined
+		// to the store (root-only) and to containers started from them.
+		{name: "setuid and setgid files", layers: func() []v1.Layer {
+			su := file("su", "#!/bin/true\n")
+			su.hdr.Mode = 0o4755
+			sg := file("sg", "#!/bin/true\n")
+			sg.hdr.Mode = 0o2755
+			return []v1.Layer{layer(su, sg)}
+		}, check: func(t *testing.T, e *env, rootfs string) {
+			for name, bit := range map[string]os.FileMode{"su": os.ModeSetuid, "sg": os.ModeSetgid} {
+				fi, err := os.Stat(filepath.Join(rootfs, name))
+				if err != nil || fi.Mode()&bit == 0 {
+					t.Errorf("%s in the rootfs: %v, %v; want the bit %v kept", name, fi.Mode(), err, bit)
+				}
+			}
+			fi, err := os.Stat(e.store.Root())
+			if err != nil || fi.Mode().Perm()&0o077 != 0 {
+				t.Errorf("store root %s: %v, %v; want it closed to others", e.store.Root(), fi.Mode(), err)
+			}
 		}},
 	}
 	// (No commas in the names: they are in the store's path, and overlay
@@ -119,8 +213,19 @@ func TestHostileLayersStayInTheStore(t *testing.T) {
 			}
 			ref := fmt.Sprintf("hostile%d:1", i)
 			e.push(ref, "", tc.layers()...)
-			_, err := e.svc.Pull(context.Background(), e.reg.Ref(ref), Auth{})
+			id, err := e.svc.Pull(context.Background(), e.reg.Ref(ref), Auth{})
 			t.Logf("pull: %v", err)
+			switch {
+			case tc.refused != "":
+				if !errors.Is(err, errdefs.ErrFailedPrecondition) || !strings.Contains(err.Error(), tc.refused) || !strings.Contains(err.Error(), e.reg.Host) {
+					t.Errorf("pull: %v; want FailedPrecondition saying %s and naming the registry", err, tc.refused)
+				}
+			case tc.check != nil:
+				if err != nil {
+					t.Fatalf("pull: %v", err)
+				}
+				tc.check(t, e, e.rootfs(id))
+			}
 			if err != nil {
 				e.assertNoLeftovers() // a refused image leaves no layer
 			}
@@ -135,6 +240,32 @@ func TestHostileLayersStayInTheStore(t *testing.T) {
 				t.Errorf("the host file changed: %q, %d links (was %d)", b, after.Nlink, before.Nlink)
 			}
 		})
+	}
+}
+
+// wantGone checks that none of the paths (relative to root) exists.
+func wantGone(t *testing.T, root string, paths ...string) {
+	t.Helper()
+	for _, p := range paths {
+		if _, err := os.Lstat(filepath.Join(root, p)); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%s: %v, want it absent", p, err)
+		}
+	}
+}
+
+// wantEntries checks that dir holds exactly the names (in order).
+func wantEntries(t *testing.T, dir string, names ...string) {
+	t.Helper()
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make([]string, len(entries))
+	for i, e := range entries {
+		got[i] = e.Name()
+	}
+	if !slices.Equal(got, names) {
+		t.Errorf("%s holds %q, want %q", dir, got, names)
 	}
 }
 

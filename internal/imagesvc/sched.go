@@ -3,6 +3,7 @@ package imagesvc
 import (
 	"container/heap"
 	"context"
+	"io"
 	"sync"
 
 	"github.com/opencontainers/go-digest"
@@ -86,9 +87,12 @@ func (q *slotQueue) Pop() any {
 
 // asyncVerifier digests a stream on its own goroutine, so that hashing
 // the uncompressed layer runs beside the unpacking instead of in series
-// with it (on this 2-core class of machine, that is most of a core).
+// with it (on this 2-core class of machine, that is most of a core). It
+// also hands the stream to also (the entry check), if set, on that
+// goroutine.
 type asyncVerifier struct {
 	verifier digest.Verifier
+	also     io.Writer
 	buf      []byte
 	ch       chan []byte
 	done     chan struct{}
@@ -98,13 +102,16 @@ type asyncVerifier struct {
 
 const asyncChunk = 256 << 10
 
-func newAsyncVerifier(d digest.Digest) *asyncVerifier {
-	a := &asyncVerifier{verifier: d.Verifier(), ch: make(chan []byte, 16), done: make(chan struct{})}
+func newAsyncVerifier(d digest.Digest, also io.Writer) *asyncVerifier {
+	a := &asyncVerifier{verifier: d.Verifier(), also: also, ch: make(chan []byte, 16), done: make(chan struct{})}
 	a.pool.New = func() any { return make([]byte, 0, asyncChunk) }
 	go func() {
 		defer close(a.done)
 		for b := range a.ch {
 			_, _ = a.verifier.Write(b)
+			if a.also != nil {
+				_, _ = a.also.Write(b)
+			}
 			a.pool.Put(b[:0]) //nolint:staticcheck // a slice header is fine here
 		}
 	}()
@@ -130,12 +137,18 @@ func (a *asyncVerifier) write(p []byte) {
 // verified waits for the hashing to finish and reports the result. It
 // must be called once, after the last write.
 func (a *asyncVerifier) verified() bool {
-	if len(a.buf) > 0 {
+	a.flush()
+	return a.verifier.Verified()
+}
+
+// flush hands what is queued to the goroutine and waits until it has
+// been hashed (and written to also), ending the goroutine.
+func (a *asyncVerifier) flush() {
+	if len(a.buf) > 0 && !a.closed {
 		a.ch <- a.buf
 		a.buf = nil
 	}
 	a.stop()
-	return a.verifier.Verified()
 }
 
 // stop ends the hashing goroutine (without a result if verified was not
