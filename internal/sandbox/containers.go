@@ -179,7 +179,12 @@ func validateContainerConfig(cfg *runtimeapi.ContainerConfig) error {
 	if p := cfg.GetLogPath(); p != "" && !filepath.IsLocal(p) {
 		return errdefs.InvalidArgument("log path %q is not a relative path inside the pod's log directory", p)
 	}
-	return checkMetadataSize(cfg.GetMetadata().GetName(), cfg.GetLabels(), cfg.GetAnnotations())
+	if err := checkMetadataSize(cfg.GetMetadata().GetName(), cfg.GetLabels(), cfg.GetAnnotations()); err != nil {
+		return err
+	}
+	// What the spec generator would refuse anyway, refused before a name
+	// is reserved or a root file system made.
+	return specgen.CheckContainerConfig(cfg)
 }
 
 // Kubernetes' own bounds on what a name and a pod's labels and

@@ -306,5 +306,6 @@ func validateSandboxConfig(cfg *runtimeapi.PodSandboxConfig, handler string) err
 			return errdefs.InvalidArgument("invalid host IP %q in port mapping", ip)
 		}
 	}
-	return nil
+	// Before the pod's network is made, not when its pause spec is.
+	return specgen.CheckSandboxConfig(cfg)
 }

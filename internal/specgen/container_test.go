@@ -49,7 +49,9 @@ func TestContainerGenerate(t *testing.T) {
 				assertEqual(t, "hostname", s.Hostname, "")
 				assertEqual(t, "masked", s.Linux.MaskedPaths, DefaultMaskedPaths())
 				assertEqual(t, "readonly paths", s.Linux.ReadonlyPaths, DefaultReadonlyPaths())
-				assertEqual(t, "seccomp", s.Linux.Seccomp, (*specs.LinuxSeccomp)(nil))
+				if s.Linux.Seccomp == nil || s.Linux.Seccomp.DefaultAction != specs.ActErrno {
+					t.Errorf("want the runtime default seccomp profile when none is asked for, got %+v", s.Linux.Seccomp)
+				}
 				assertEqual(t, "cgroups path", s.Linux.CgroupsPath, "/noded/c1")
 				assertEqual(t, "device rules", s.Linux.Resources.Devices, []specs.LinuxDeviceCgroup{{Allow: false, Access: "rwm"}})
 				assertEqual(t, "sysfs", mountAt(s, "/sys").Options, []string{"nosuid", "noexec", "nodev", "ro"})

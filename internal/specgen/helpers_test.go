@@ -14,7 +14,7 @@ import (
 
 // testHostCaps is what the test node holds: the defaults and a few more,
 // but not CAP_SYS_RESOURCE (as on the development machine).
-var testHostCaps = append(DefaultCapabilities(), "CAP_SYS_ADMIN", "CAP_NET_ADMIN", "CAP_SYS_PTRACE", "CAP_SYS_TIME")
+var testHostCaps = append(DefaultCapabilities(), "CAP_NET_RAW", "CAP_SYS_ADMIN", "CAP_NET_ADMIN", "CAP_SYS_PTRACE", "CAP_SYS_TIME")
 
 // fakeFS is a HostFS with canned answers.
 type fakeFS struct {

@@ -252,12 +252,23 @@ func deviceFromPath(path string) (specs.LinuxDevice, error) {
 	}, nil
 }
 
-// BindSource implements HostFS.
+// BindSource implements HostFS. Symlinks are resolved on the host, as
+// containerd and CRI-O do (a relative one from its own directory, so that
+// /lib/modules through merged /usr's lib -> usr/lib works). A path that
+// does not exist is made as a directory; one that leads through a symlink
+// to nothing is refused instead of making the link's target, which may be
+// anywhere, and instead of mkdir's bare "file exists".
 func (OSFS) BindSource(path string) (string, error) {
-	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
-		if err := os.MkdirAll(path, 0o755); err != nil {
-			return "", err
-		}
+	real, err := filepath.EvalSymlinks(path)
+	if !errors.Is(err, fs.ErrNotExist) {
+		return real, err
+	}
+	if _, err := os.Lstat(path); err == nil {
+		target, _ := os.Readlink(path)
+		return "", fmt.Errorf("a symlink to %q, which does not exist", target)
+	}
+	if err := os.MkdirAll(path, 0o755); errors.Is(err, fs.ErrExist) {
+		return "", errors.New("a symlink on the way leads to a path that does not exist")
 	} else if err != nil {
 		return "", err
 	}

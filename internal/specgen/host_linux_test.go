@@ -138,6 +138,33 @@ func TestOSFS(t *testing.T) {
 				assertEqual(t, "path", got, target)
 			}
 		}},
+		{desc: "a relative symlink is resolved from its directory", run: func(t *testing.T) {
+			if err := os.MkdirAll(filepath.Join(tmp, "usr", "lib"), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Symlink("usr/lib", filepath.Join(tmp, "lib")); err != nil {
+				t.Fatal(err)
+			}
+			got, err := OSFS{}.BindSource(filepath.Join(tmp, "lib"))
+			if checkErr(t, err, nil) {
+				assertEqual(t, "path", got, filepath.Join(tmp, "usr", "lib"))
+			}
+		}},
+		{desc: "a symlink to nothing is refused, its target not made", run: func(t *testing.T) {
+			target := filepath.Join(tmp, "nothing")
+			link := filepath.Join(tmp, "dangling")
+			if err := os.Symlink(target, link); err != nil {
+				t.Fatal(err)
+			}
+			for _, p := range []string{link, filepath.Join(link, "sub")} {
+				if _, err := (OSFS{}).BindSource(p); err == nil || !strings.Contains(err.Error(), "does not exist") {
+					t.Errorf("%s: want a clear refusal, got %v", p, err)
+				}
+			}
+			if _, err := os.Lstat(target); err == nil {
+				t.Errorf("the link's target %s was made", target)
+			}
+		}},
 		{desc: "propagation of / is readable", run: func(t *testing.T) {
 			if _, _, err := (OSFS{}).MountPropagation(tmp); err != nil {
 				t.Fatal(err)

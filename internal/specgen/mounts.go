@@ -160,14 +160,7 @@ func bindMounts(mounts []*runtimeapi.Mount, fs HostFS) ([]specs.Mount, string, e
 }
 
 func bindMount(m *runtimeapi.Mount, fs HostFS) (specs.Mount, string, error) {
-	if err := checkMount(m); err != nil {
-		return specs.Mount{}, "", err
-	}
-	prop, err := propagation(m.GetPropagation())
-	if err != nil {
-		return specs.Mount{}, "", err
-	}
-	access, err := mountAccess(m)
+	prop, access, err := checkMount(m)
 	if err != nil {
 		return specs.Mount{}, "", err
 	}
@@ -186,21 +179,35 @@ func bindMount(m *runtimeapi.Mount, fs HostFS) (specs.Mount, string, error) {
 	}, prop, nil
 }
 
-// checkMount refuses what noded cannot mount: relative paths, ID-mapped
-// mounts (user namespaces) and image volumes the caller has not resolved to
-// a host path.
-func checkMount(m *runtimeapi.Mount) error {
+// checkMount refuses what noded cannot mount: relative paths, paths with
+// ".." (Kubernetes refuses them in a hostPath; in a container path runc
+// would keep it inside the root file system, but the request cannot mean
+// what it says), ID-mapped mounts (user namespaces), image volumes the
+// caller has not resolved to a host path, unknown propagation and access
+// modes. It needs no host and returns the mount's propagation and access.
+func checkMount(m *runtimeapi.Mount) (prop, access string, err error) {
 	switch {
 	case m.GetImage() != nil && m.GetHostPath() == "":
-		return errdefs.InvalidArgument("image volume at %q is not supported by noded yet", m.GetContainerPath())
+		err = errdefs.InvalidArgument("image volume at %q is not supported by noded yet", m.GetContainerPath())
 	case !path.IsAbs(m.GetContainerPath()):
-		return errdefs.InvalidArgument("mount destination %q is not an absolute path", m.GetContainerPath())
+		err = errdefs.InvalidArgument("mount destination %q is not an absolute path", m.GetContainerPath())
+	case hasDotDot(m.GetContainerPath()):
+		err = errdefs.InvalidArgument("mount destination %q has a \"..\" component", m.GetContainerPath())
 	case !path.IsAbs(m.GetHostPath()):
-		return errdefs.InvalidArgument("mount source %q is not an absolute path", m.GetHostPath())
+		err = errdefs.InvalidArgument("mount source %q is not an absolute path", m.GetHostPath())
+	case hasDotDot(m.GetHostPath()):
+		err = errdefs.InvalidArgument("mount source %q has a \"..\" component", m.GetHostPath())
 	case len(m.GetUidMappings()) > 0 || len(m.GetGidMappings()) > 0:
-		return errdefs.InvalidArgument("ID-mapped mount at %q is not supported by noded yet", m.GetContainerPath())
+		err = errdefs.InvalidArgument("ID-mapped mount at %q is not supported by noded yet", m.GetContainerPath())
 	}
-	return nil
+	if err != nil {
+		return "", "", err
+	}
+	if prop, err = propagation(m.GetPropagation()); err != nil {
+		return "", "", err
+	}
+	access, err = mountAccess(m)
+	return prop, access, err
 }
 
 func propagation(p runtimeapi.MountPropagation) (string, error) {

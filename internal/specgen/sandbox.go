@@ -145,7 +145,7 @@ func (in *Sandbox) seccomp(res *Result) error {
 		}
 		sp = &runtimeapi.SecurityProfile{ProfileType: runtimeapi.SecurityProfile_RuntimeDefault}
 	}
-	p, err := seccompProfile(sp, deprecated, sc.GetPrivileged(), res.Spec)
+	p, err := seccompProfile(sp, deprecated, sc.GetPrivileged(), res.Spec, in.Node.SeccompProfileRoot)
 	res.Spec.Linux.Seccomp = p
 	return err
 }

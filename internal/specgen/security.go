@@ -2,11 +2,13 @@ package specgen
 
 import (
 	"errors"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 
 	"github.com/moby/profiles/seccomp"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -95,22 +97,17 @@ func profileFromPath(p string) (*runtimeapi.SecurityProfile, error) {
 // seccompProfile returns the seccomp filter for a process whose
 // capabilities are already in spec (the default profile allows some
 // system calls only to holders of a capability). The newer SecurityProfile
-// wins over the deprecated path. Nothing requested means unconfined, as in
-// containerd: the kubelet asks for RuntimeDefault when the pod or its
-// SeccompDefault setting wants it. Privileged containers are never
-// filtered.
-func seccompProfile(sp *runtimeapi.SecurityProfile, deprecated string, privileged bool, spec *specs.Spec) (*specs.LinuxSeccomp, error) {
-	if sp == nil {
-		var err error
-		if sp, err = profileFromPath(deprecated); err != nil {
-			return nil, err
-		}
-	}
-	if privileged || sp == nil {
-		return nil, nil
-	}
-	if sp.GetProfileType() != runtimeapi.SecurityProfile_Localhost && sp.GetLocalhostRef() != "" {
-		return nil, errdefs.InvalidArgument("seccomp localhost_ref is only valid with the Localhost profile type")
+// wins over the deprecated path. Nothing requested means the runtime
+// default, as in CRI-O (seccomp_use_default_when_empty, its default since
+// 1.23), not unconfined as in containerd: the kubelet always says what it
+// wants (Unconfined unless the pod or SeccompDefault asks for more), so
+// only other clients send nothing, and they get the stricter answer.
+// Privileged containers are never filtered. root, when set, is the only
+// directory Localhost profiles may come from.
+func seccompProfile(sp *runtimeapi.SecurityProfile, deprecated string, privileged bool, spec *specs.Spec, root string) (*specs.LinuxSeccomp, error) {
+	sp, err := requestedSeccomp(sp, deprecated, privileged)
+	if err != nil || sp == nil {
+		return nil, err
 	}
 	switch sp.GetProfileType() {
 	case runtimeapi.SecurityProfile_Unconfined:
@@ -122,32 +119,115 @@ func seccompProfile(sp *runtimeapi.SecurityProfile, deprecated string, privilege
 		}
 		return p, nil
 	case runtimeapi.SecurityProfile_Localhost:
-		return localhostSeccomp(sp.GetLocalhostRef(), spec)
+		return localhostSeccomp(sp.GetLocalhostRef(), root, spec)
 	}
 	return nil, errdefs.InvalidArgument("unknown seccomp profile type %d", sp.GetProfileType())
 }
 
+// requestedSeccomp is the profile a container asks for, checked as far as
+// it can be without the host; nil for a privileged container.
+func requestedSeccomp(sp *runtimeapi.SecurityProfile, deprecated string, privileged bool) (*runtimeapi.SecurityProfile, error) {
+	if sp == nil {
+		var err error
+		if sp, err = profileFromPath(deprecated); err != nil {
+			return nil, err
+		}
+	}
+	if privileged {
+		return nil, nil
+	}
+	if sp == nil {
+		sp = &runtimeapi.SecurityProfile{ProfileType: runtimeapi.SecurityProfile_RuntimeDefault}
+	}
+	return sp, checkSeccompRef(sp)
+}
+
+// checkSeccompRef checks what can be checked of a profile without the
+// host: the type, and that a Localhost profile is named by an absolute
+// path without ".." (the kubelet sends <root-dir>/seccomp/<name>; a ".."
+// is how a request would leave the profile directory).
+func checkSeccompRef(sp *runtimeapi.SecurityProfile) error {
+	ref := sp.GetLocalhostRef()
+	switch sp.GetProfileType() {
+	case runtimeapi.SecurityProfile_Localhost:
+		// The deprecated field carries "localhost/<abs path>"; trim again in
+		// case a client put the prefix into localhost_ref too.
+		if p := strings.TrimPrefix(ref, profileLocalhost); !filepath.IsAbs(p) || hasDotDot(p) {
+			return errdefs.InvalidArgument("seccomp profile %q is not an absolute path without \"..\"", ref)
+		}
+	case runtimeapi.SecurityProfile_RuntimeDefault, runtimeapi.SecurityProfile_Unconfined:
+		if ref != "" {
+			return errdefs.InvalidArgument("seccomp localhost_ref is only valid with the Localhost profile type")
+		}
+	default:
+		return errdefs.InvalidArgument("unknown seccomp profile type %d", sp.GetProfileType())
+	}
+	return nil
+}
+
+// hasDotDot reports whether a slash-separated path has a ".." component.
+func hasDotDot(p string) bool {
+	return slices.Contains(strings.Split(p, "/"), "..")
+}
+
+// maxSeccompProfile bounds a profile file: moby's default profile, the
+// largest in common use, is about 20 KB.
+const maxSeccompProfile = 1 << 20
+
 // localhostSeccomp loads a profile file of the node. The Docker format it
 // accepts is a superset of the OCI one, so both kinds of file work.
-func localhostSeccomp(ref string, spec *specs.Spec) (*specs.LinuxSeccomp, error) {
-	// The deprecated field carries "localhost/<abs path>"; trim again in
-	// case a client put the prefix into localhost_ref too.
+func localhostSeccomp(ref, root string, spec *specs.Spec) (*specs.LinuxSeccomp, error) {
 	path := strings.TrimPrefix(ref, profileLocalhost)
-	if !filepath.IsAbs(path) {
-		return nil, errdefs.InvalidArgument("seccomp profile %q is not an absolute path", ref)
-	}
-	body, err := os.ReadFile(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, errdefs.NotFound("seccomp profile %q not found", path)
-	}
+	body, err := readProfile(path, root)
 	if err != nil {
-		return nil, errdefs.FailedPrecondition("reading seccomp profile %q: %v", path, err)
+		return nil, err
 	}
 	p, err := seccomp.LoadProfile(string(body), spec)
 	if err != nil {
 		return nil, errdefs.InvalidArgument("seccomp profile %q: %v", path, err)
 	}
 	return p, nil
+}
+
+// readProfile reads a profile file with its symlinks resolved, refusing
+// one that resolves outside root (when set) and anything but a regular
+// file of at most maxSeccompProfile bytes: a request naming /dev/zero or a
+// FIFO must not have noded read forever or wait for a writer.
+func readProfile(path, root string) ([]byte, error) {
+	real, err := filepath.EvalSymlinks(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, errdefs.NotFound("seccomp profile %q not found", path)
+	}
+	if err != nil {
+		return nil, errdefs.FailedPrecondition("seccomp profile %q: %v", path, err)
+	}
+	if root != "" {
+		realRoot, err := filepath.EvalSymlinks(root)
+		if err != nil {
+			return nil, errdefs.FailedPrecondition("seccomp profile directory %q: %v", root, err)
+		}
+		if rel, err := filepath.Rel(realRoot, real); err != nil || !filepath.IsLocal(rel) {
+			return nil, errdefs.InvalidArgument("seccomp profile %q is outside the profile directory %s", path, root)
+		}
+	}
+	// O_NONBLOCK: opening a FIFO does not wait for a writer; it changes
+	// nothing for a regular file.
+	f, err := os.OpenFile(real, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, errdefs.FailedPrecondition("reading seccomp profile %q: %v", path, err)
+	}
+	defer f.Close()
+	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+		return nil, errdefs.InvalidArgument("seccomp profile %q is not a regular file", path)
+	}
+	body, err := io.ReadAll(io.LimitReader(f, maxSeccompProfile+1))
+	switch {
+	case err != nil:
+		return nil, errdefs.FailedPrecondition("reading seccomp profile %q: %v", path, err)
+	case len(body) > maxSeccompProfile:
+		return nil, errdefs.InvalidArgument("seccomp profile %q is larger than %d bytes", path, maxSeccompProfile)
+	}
+	return body, nil
 }
 
 // checkAppArmor applies containerd's rule for a host without AppArmor

@@ -4,6 +4,8 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
+	"syscall"
 	"testing"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -37,6 +39,34 @@ func TestSeccompProfile(t *testing.T) {
 	}
 	ociProfile := write("oci.json", `{"defaultAction":"SCMP_ACT_LOG","syscalls":[{"names":["getpid"],"action":"SCMP_ACT_ALLOW"}]}`)
 	badProfile := write("bad.json", `{"defaultAction":`)
+	// root is a profile directory; outside.json is next to it, reached
+	// from inside through ".." or a symlink.
+	root := filepath.Join(dir, "profiles")
+	if err := os.Mkdir(root, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	inRoot := write("profiles/in.json", `{"defaultAction":"SCMP_ACT_LOG"}`)
+	outside := write("outside.json", `{"defaultAction":"SCMP_ACT_LOG"}`)
+	link := func(name, target string) string {
+		p := filepath.Join(dir, name)
+		if err := os.Symlink(target, p); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	escaping := link("profiles/escape.json", "../outside.json")
+	intoRoot := link("into-root.json", "profiles/in.json")
+	fifo := filepath.Join(dir, "fifo")
+	if err := syscall.Mkfifo(fifo, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	huge := write("huge.json", `{"defaultAction":"SCMP_ACT_LOG","x":"`+strings.Repeat("x", maxSeccompProfile)+`"}`)
+	isDefault := func(t *testing.T, p *specs.LinuxSeccomp) {
+		assertEqual(t, "default action", p.DefaultAction, specs.ActErrno)
+	}
+	isLog := func(t *testing.T, p *specs.LinuxSeccomp) {
+		assertEqual(t, "default action", p.DefaultAction, specs.ActLog)
+	}
 	localhost := func(ref string) *runtimeapi.SecurityProfile {
 		return &runtimeapi.SecurityProfile{ProfileType: runtimeapi.SecurityProfile_Localhost, LocalhostRef: ref}
 	}
@@ -48,11 +78,12 @@ func TestSeccompProfile(t *testing.T) {
 		deprecated string
 		privileged bool
 		caps       []string
+		root       string
 		// check inspects a non-nil profile; nil want means no profile.
 		check   func(*testing.T, *specs.LinuxSeccomp)
 		wantErr error
 	}{
-		{desc: "nothing requested is unconfined"},
+		{desc: "nothing requested is the runtime default", check: isDefault},
 		{desc: "unconfined", sp: &runtimeapi.SecurityProfile{ProfileType: runtimeapi.SecurityProfile_Unconfined}},
 		{desc: "runtime default", sp: runtimeDefault, caps: DefaultCapabilities(),
 			check: func(t *testing.T, p *specs.LinuxSeccomp) {
@@ -95,6 +126,17 @@ func TestSeccompProfile(t *testing.T) {
 				assertEqual(t, "default action", p.DefaultAction, specs.ActLog)
 			}},
 		{desc: "localhost relative path", sp: localhost("profiles/x.json"), wantErr: errdefs.ErrInvalidArgument},
+		{desc: "localhost path with ..", sp: localhost(root + "/../outside.json"), wantErr: errdefs.ErrInvalidArgument},
+		{desc: "deprecated localhost path with ..", deprecated: "localhost/" + root + "/../outside.json", wantErr: errdefs.ErrInvalidArgument},
+		{desc: "localhost under the root", sp: localhost(inRoot), root: root, check: isLog},
+		{desc: "localhost through a symlink into the root", sp: localhost(intoRoot), root: root, check: isLog},
+		{desc: "localhost outside the root", sp: localhost(outside), root: root, wantErr: errdefs.ErrInvalidArgument},
+		{desc: "localhost symlink escaping the root", sp: localhost(escaping), root: root, wantErr: errdefs.ErrInvalidArgument},
+		{desc: "localhost symlink without a root", sp: localhost(escaping), check: isLog},
+		{desc: "localhost endless device", sp: localhost("/dev/zero"), wantErr: errdefs.ErrInvalidArgument},
+		{desc: "localhost FIFO", sp: localhost(fifo), wantErr: errdefs.ErrInvalidArgument},
+		{desc: "localhost directory", sp: localhost(root), wantErr: errdefs.ErrInvalidArgument},
+		{desc: "localhost oversized file", sp: localhost(huge), wantErr: errdefs.ErrInvalidArgument},
 		{desc: "localhost missing file", sp: localhost(filepath.Join(dir, "none.json")), wantErr: errdefs.ErrNotFound},
 		{desc: "localhost bad JSON", sp: localhost(badProfile), wantErr: errdefs.ErrInvalidArgument},
 		{desc: "localhost_ref with another type",
@@ -104,7 +146,7 @@ func TestSeccompProfile(t *testing.T) {
 		{desc: "unknown profile type", sp: &runtimeapi.SecurityProfile{ProfileType: 9}, wantErr: errdefs.ErrInvalidArgument},
 	} {
 		t.Run(tc.desc, func(t *testing.T) {
-			got, err := seccompProfile(tc.sp, tc.deprecated, tc.privileged, specWithCaps(tc.caps...))
+			got, err := seccompProfile(tc.sp, tc.deprecated, tc.privileged, specWithCaps(tc.caps...), tc.root)
 			if !checkErr(t, err, tc.wantErr) {
 				return
 			}

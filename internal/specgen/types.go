@@ -69,6 +69,13 @@ type Node struct {
 	// default, as in containerd) lets them inherit noded's limits.
 	Rlimits []specs.POSIXRlimit
 
+	// SeccompProfileRoot, when set, is the directory Localhost seccomp
+	// profiles must resolve into (the kubelet's <root-dir>/seccomp); a
+	// profile elsewhere, reached through ".." or a symlink, is refused.
+	// Empty allows any absolute path, as containerd and CRI-O do (neither
+	// has such a setting; the kubelet dropped --seccomp-profile-root).
+	SeccompProfileRoot string
+
 	// FS answers the host lookups. Nil means the real host (OSFS).
 	FS HostFS
 }

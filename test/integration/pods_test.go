@@ -557,11 +557,12 @@ func peakRSS(t *testing.T, pid int) int64 {
 }
 
 // TestStrictDefaults: noded's socket and directories are not open to
-// other users, and no descriptor of noded or of the monitor reaches a
-// container's processes.
+// other users, no descriptor of noded or of the monitor reaches a
+// container's processes, and a container's confinement is CRI-O's
+// (strictContainerDefaults).
 func TestStrictDefaults(t *testing.T) {
 	e := newPodEnv(t)
-	_, ctr, _ := e.runPod(t, "strict", []string{"sleep", "3600"})
+	pod, ctr, _ := e.runPod(t, "strict", []string{"sleep", "3600"})
 	tests := []struct {
 		path string
 		deny os.FileMode // permission bits that must be clear
@@ -594,4 +595,5 @@ func TestStrictDefaults(t *testing.T) {
 			t.Errorf("%s holds descriptors %v, want only 0 1 2\n%s", who.name, fds, resp.GetStderr())
 		}
 	}
+	strictContainerDefaults(t, e, pod, ctr)
 }
