@@ -63,7 +63,8 @@ type Options struct {
 	CacheDir string
 	// IfName is the pod interface name (DefaultIfName when empty).
 	IfName string
-	// Exec runs plugins; nil means libcni's default. For tests.
+	// Exec runs plugins; nil means pluginExec (whose kill on cancel
+	// reaches a plugin's children). For tests.
 	Exec invoke.Exec
 	// Logger logs what happens outside a request (a config change seen by
 	// Status); nil discards. Setup and Teardown log through their
@@ -107,6 +108,9 @@ func New(opts Options) (*Manager, error) {
 	}
 	if opts.IfName == "" {
 		opts.IfName = DefaultIfName
+	}
+	if opts.Exec == nil {
+		opts.Exec = &pluginExec{}
 	}
 	for _, d := range append([]string{opts.ConfDir, opts.CacheDir}, opts.PluginDirs...) {
 		if d != "" && !filepath.IsAbs(d) {
