@@ -15,7 +15,7 @@ PKGS      := ./cmd/... ./internal/... ./conmon-go/... ./test/testimages/... ./te
 
 export PATH := /usr/local/go/bin:$(PATH)
 
-.PHONY: all build noded noded-failpoints conmon-go pause testregistry run test integration critest \
+.PHONY: all build noded noded-failpoints conmon-go pause testregistry run test integration soak critest \
 	bench bench-pull bench-pods bench-exec lint fmt vet clean readme-config
 
 all: build
@@ -68,6 +68,12 @@ noded-failpoints:
 # Integration tests drive the real daemon over its socket, as crictl would.
 integration: build noded-failpoints
 	$(GO) test -trimpath -tags "$(BUILDTAGS) integration" -count=1 -p 1 ./test/integration/...
+
+# The soak test (TestChurn, also part of `make integration` for 60 s) for
+# as long as SOAK says, e.g. make soak SOAK=30m.
+SOAK ?= 30m
+soak: build
+	NODED_SOAK=$(SOAK) $(GO) test -trimpath -tags "$(BUILDTAGS) integration" -count=1 -run TestChurn -v -timeout 2h ./test/integration/
 
 # Two passes: the whole suite (SPDY streams), then the streaming specs
 # again with critest's WebSocket clients (exec and attach over
