@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"os"
 	"slices"
 	"strconv"
@@ -53,13 +54,32 @@ func (e *podEnv) containerPid(t *testing.T, ctr string) int {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var info struct {
+	return infoPid(t, "container "+ctr, st.GetInfo())
+}
+
+// infoPid is the pid in the info of a verbose pod or container status.
+func infoPid(t *testing.T, what string, info map[string]string) int {
+	t.Helper()
+	var v struct {
 		Pid int `json:"pid"`
 	}
-	if err := json.Unmarshal([]byte(st.GetInfo()["info"]), &info); err != nil || info.Pid <= 0 {
-		t.Fatalf("container %s verbose info %v: %v", ctr, st.GetInfo(), err)
+	if err := json.Unmarshal([]byte(info["info"]), &v); err != nil || v.Pid <= 0 {
+		t.Fatalf("%s verbose info %v: %v", what, info, err)
 	}
-	return info.Pid
+	return v.Pid
+}
+
+// newMetricsPodEnv is newPodEnv with noded serving /metrics (for
+// goroutines), and the address it serves them on.
+func newMetricsPodEnv(t *testing.T, extraArgs ...string) (*podEnv, string) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return newPodEnv(t, append([]string{"--metrics-address", addr}, extraArgs...)...), addr
 }
 
 // mountOptions maps the mount points of pid's mount namespace to their

@@ -5,7 +5,6 @@ package integration
 import (
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -25,13 +24,7 @@ import (
 // network namespace, address or process); 500 List and Status calls at
 // once all answer, and leave no goroutine behind.
 func TestHostileRequests(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	metricsAddr := ln.Addr().String()
-	ln.Close()
-	e := newPodEnv(t, "--metrics-address", metricsAddr)
+	e, metricsAddr := newMetricsPodEnv(t)
 	baseline := e.baseline(t)
 	pod, ctr, _ := e.runPod(t, "hostile", []string{"sleep", "3600"})
 	pcfg := e.podConfig("hostile")

@@ -4,7 +4,6 @@ package integration
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net"
 	"os"
@@ -491,13 +490,7 @@ func (e *podEnv) pausePID(t *testing.T, pod string) int {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var info struct {
-		Pid int `json:"pid"`
-	}
-	if err := json.Unmarshal([]byte(st.GetInfo()["info"]), &info); err != nil || info.Pid <= 0 {
-		t.Fatalf("pod %s verbose info %v: %v", pod, st.GetInfo(), err)
-	}
-	return info.Pid
+	return infoPid(t, "pod "+pod, st.GetInfo())
 }
 
 // procStatus returns the fields of /proc/PID/status.
