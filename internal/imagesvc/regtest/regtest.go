@@ -332,11 +332,11 @@ func Index(imgs map[string]v1.Image) v1.ImageIndex {
 	return mutate.AppendManifests(empty.Index, adds...)
 }
 
-// FailGETs answers the first n GETs of a blob or manifest (any when ref
-// is "") with status.
+// FailGETs answers the first n GETs (every one if n < 0) of a blob or
+// manifest (any when ref is "") with status.
 func FailGETs(kind, ref string, n, status int) Hook {
 	return func(w http.ResponseWriter, r *Request) bool {
-		if r.Method != http.MethodGet || r.Kind != kind || (ref != "" && r.Ref != ref) || r.N >= n {
+		if !r.matches(kind, ref, n) {
 			return false
 		}
 		http.Error(w, "injected failure", status)
