@@ -23,6 +23,11 @@ var errNoProgress = errors.New("no progress")
 // reports only as text ("StatusCode: 403, ...").
 var statusInMessage = regexp.MustCompile(`StatusCode: ([1-5][0-9][0-9])\b`)
 
+// sizeLimitInMessage finds containers/image's refusal of a response
+// larger than its limit for the kind (iolimits.ReadAtMost: a manifest 4
+// MiB, a token 1 MiB), which it reports only as text.
+var sizeLimitInMessage = regexp.MustCompile(`exceeded maximum allowed size of ([0-9]+) bytes`)
+
 // httpStatus extracts the HTTP status a registry answered with, 0 if the
 // error is not an HTTP answer.
 func httpStatus(err error) int {
@@ -71,6 +76,9 @@ func registryError(err error, registry, what string) error {
 	}
 	if errdefs.IsContextError(err) {
 		return err
+	}
+	if m := sizeLimitInMessage.FindStringSubmatch(err.Error()); m != nil {
+		return errdefs.InvalidArgument("%s: registry %s answered with more than %s bytes, far more than any real manifest; refused: %w", what, registry, m[1], err)
 	}
 	switch code := httpStatus(err); {
 	case code == http.StatusUnauthorized:

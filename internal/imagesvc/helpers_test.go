@@ -6,7 +6,10 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	rtmetrics "runtime/metrics"
+	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -201,6 +204,59 @@ func (e *env) rootfs(id storage.ImageID) string {
 		e.t.Fatal(err)
 	}
 	return root
+}
+
+// peakMemory runs fn and returns how far, at their highest, the heap (the
+// bytes of live and not yet collected objects, sampled every few
+// milliseconds) and the process's resident set (VmHWM, reset before fn
+// through /proc/self/clear_refs; 0 if the kernel does not allow that)
+// rose above what they were before.
+func peakMemory(t testing.TB, fn func()) (heap, rss uint64) {
+	t.Helper()
+	sample := []rtmetrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
+	readHeap := func() uint64 { rtmetrics.Read(sample); return sample[0].Value.Uint64() }
+	runtime.GC()
+	heapBase := readHeap()
+	rssBase, rssOK := procStatus("VmRSS"), os.WriteFile("/proc/self/clear_refs", []byte("5"), 0) == nil
+	var peak atomic.Uint64
+	stop, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		tick := time.NewTicker(2 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			if h := readHeap(); h > peak.Load() {
+				peak.Store(h)
+			}
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	fn()
+	close(stop)
+	<-done
+	if p := peak.Load(); p > heapBase {
+		heap = p - heapBase
+	}
+	if hwm := procStatus("VmHWM"); rssOK && hwm > rssBase {
+		rss = hwm - rssBase
+	}
+	return heap, rss
+}
+
+// procStatus reads a size field of /proc/self/status, in bytes.
+func procStatus(field string) uint64 {
+	b, _ := os.ReadFile("/proc/self/status")
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, field+":"); ok {
+			kb, _ := strconv.ParseUint(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
 }
 
 type v1Image = v1.Image
