@@ -66,7 +66,7 @@ func (*pluginExec) ExecPlugin(ctx context.Context, pluginPath string, stdin []by
 			continue
 		}
 		if ctx.Err() != nil {
-			return nil, fmt.Errorf("CNI plugin %s: %w (%v)", pluginPath, ctx.Err(), err)
+			return nil, fmt.Errorf("CNI plugin %s: %w (%w)", pluginPath, ctx.Err(), err)
 		}
 		return nil, pluginError(err, stdout.Bytes(), stderr.Bytes())
 	}

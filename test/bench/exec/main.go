@@ -475,6 +475,11 @@ func (r *rtm) setup(ctx context.Context, cfg config) error {
 			Image:    &runtimeapi.ImageSpec{Image: r.image},
 			Command:  []string{"sh", "-c", script},
 			LogPath:  "servers.log",
+			// What the kubelet sends by default (--seccomp-default=false),
+			// so both runtimes confine the container the same way.
+			Linux: &runtimeapi.LinuxContainerConfig{SecurityContext: &runtimeapi.LinuxContainerSecurityContext{
+				Seccomp: &runtimeapi.SecurityProfile{ProfileType: runtimeapi.SecurityProfile_Unconfined},
+			}},
 		},
 	})
 	if err != nil {
