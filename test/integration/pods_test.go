@@ -366,7 +366,12 @@ func TestExecSyncLogsAndExit(t *testing.T) {
 	})
 	t.Run("stop uses SIGTERM then SIGKILL", func(t *testing.T) {
 		pcfg := e.podConfig("delta")
-		c := e.createStart(t, pod, pcfg, "stubborn", []string{"sh", "-c", "trap '' TERM; sleep 3600 & wait"})
+		c := e.createStart(t, pod, pcfg, "stubborn", []string{"sh", "-c", "trap '' TERM; touch /trapped; sleep 3600 & wait"})
+		// A SIGTERM before the trap is set would end it at once.
+		waitFor(t, 5*time.Second, func() bool {
+			r, err := e.exec(t, c, 5, "test", "-e", "/trapped")
+			return err == nil && r.GetExitCode() == 0
+		})
 		start := time.Now()
 		if _, err := e.rt.StopContainer(context.Background(), &runtimeapi.StopContainerRequest{ContainerId: c, Timeout: 1}); err != nil {
 			t.Fatal(err)
