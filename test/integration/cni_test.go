@@ -155,23 +155,29 @@ func TestFailingAndHangingCNI(t *testing.T) {
 		return time.Since(t0), err
 	}
 
+	// faulted checks how call ended with the plugin in mode.
+	faulted := func(t *testing.T, call, mode string, took time.Duration, err error) {
+		t.Helper()
+		fault, cmd, _ := strings.Cut(mode, "-")
+		if fault == "fail" {
+			if err == nil || !strings.Contains(err.Error(), "injected "+cmd+" failure") {
+				t.Fatalf("%s through a failing plugin: %v", call, err)
+			}
+			return
+		}
+		if status.Code(err) != codes.DeadlineExceeded {
+			t.Fatalf("%s through a hanging plugin: %v", call, err)
+		}
+		t.Logf("%s gave up after %s (deadline %s)", call, took.Round(time.Millisecond), deadline)
+		stuckChildrenGone(t)
+	}
+
 	for _, tc := range []struct{ name, mode string }{{"ADD fails", "fail-add"}, {"ADD hangs", "hang-add"}} {
 		t.Run(tc.name, func(t *testing.T) {
 			e.removed = false
 			setMode(t, tc.mode)
 			took, err := withDeadline(func(ctx context.Context) error { _, err := run(ctx, "cni-add"); return err })
-			switch tc.mode {
-			case "fail-add":
-				if err == nil || !strings.Contains(err.Error(), "injected add failure") {
-					t.Fatalf("RunPodSandbox through a failing plugin: %v", err)
-				}
-			case "hang-add":
-				if status.Code(err) != codes.DeadlineExceeded {
-					t.Fatalf("RunPodSandbox through a hanging plugin: %v", err)
-				}
-				t.Logf("RunPodSandbox gave up after %s (deadline %s)", took.Round(time.Millisecond), deadline)
-				stuckChildrenGone(t)
-			}
+			faulted(t, "RunPodSandbox", tc.mode, took, err)
 			if pods, err := e.rt.ListPodSandbox(ctx, &runtimeapi.ListPodSandboxRequest{}); err != nil || len(pods.GetItems()) != 0 {
 				t.Fatalf("pods after a failed RunPodSandbox: %v %v", pods.GetItems(), err)
 			}
@@ -195,18 +201,7 @@ func TestFailingAndHangingCNI(t *testing.T) {
 				_, err := e.rt.StopPodSandbox(ctx, &runtimeapi.StopPodSandboxRequest{PodSandboxId: pod})
 				return err
 			})
-			switch tc.mode {
-			case "fail-del":
-				if err == nil || !strings.Contains(err.Error(), "injected del failure") {
-					t.Fatalf("StopPodSandbox through a failing plugin: %v", err)
-				}
-			case "hang-del":
-				if status.Code(err) != codes.DeadlineExceeded {
-					t.Fatalf("StopPodSandbox through a hanging plugin: %v", err)
-				}
-				t.Logf("StopPodSandbox gave up after %s (deadline %s)", took.Round(time.Millisecond), deadline)
-				stuckChildrenGone(t)
-			}
+			faulted(t, "StopPodSandbox", tc.mode, took, err)
 			setMode(t, "")
 			if _, err := e.rt.StopPodSandbox(ctx, &runtimeapi.StopPodSandboxRequest{PodSandboxId: pod}); err != nil {
 				t.Fatalf("the retried stop once the plugin works: %v", err)

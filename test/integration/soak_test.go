@@ -5,7 +5,6 @@ package integration
 import (
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"strconv"
 	"strings"
@@ -37,13 +36,7 @@ func TestChurn(t *testing.T) {
 		}
 		duration = d
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	metricsAddr := ln.Addr().String()
-	ln.Close()
-	e := newPodEnv(t, "--metrics-address", metricsAddr)
+	e, metricsAddr := newMetricsPodEnv(t)
 	baseline := e.baseline(t)
 	first := e.figures(t, metricsAddr)
 

@@ -394,13 +394,7 @@ func goroutines(t *testing.T, metricsAddr string) int {
 // no process in the container, no descriptor in noded or the monitor,
 // no goroutine in noded.
 func TestStreamsLeaveNothingBehind(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	metricsAddr := ln.Addr().String()
-	ln.Close()
-	e := newPodEnv(t, "--metrics-address", metricsAddr)
+	e, metricsAddr := newMetricsPodEnv(t)
 	pod, ctr, _ := e.runPod(t, "leak", []string{"sleep", "3600"})
 	monitor := procPPid(t, e.pausePID(t, pod))
 
