@@ -42,6 +42,8 @@ func newImageService(cfg *config.Config, log *logrus.Entry, reg *metrics.Registr
 		MaxParallelDownloads: int(cfg.MaxParallelDownloads),
 		UserAgent:            "noded/" + version,
 		Log:                  log.WithField("component", "images"),
+		// Only test builds (-tags failpoints) have one.
+		FailAfter: failpoint(log),
 	})
 	if err != nil {
 		closeStore()

@@ -89,6 +89,7 @@ type committer struct {
 
 	imageWork *group[storage.ImageID, struct{}]
 	layerWork *group[storage.LayerID, struct{}]
+	step      stepHook
 }
 
 // newCommitter returns a committer whose shared work runs on base and
@@ -110,7 +111,10 @@ func (s *committer) commitAndName(ctx context.Context, p *plan, names []string, 
 			return err
 		}
 		err := s.record(p.id, names, manifests)
-		if err == nil || !errdefs.IsNotFound(err) || attempt > 0 {
+		if err == nil {
+			return s.step.after("pull-record")
+		}
+		if !errdefs.IsNotFound(err) || attempt > 0 {
 			return err
 		}
 		log.FromContext(ctx).WithField("id", p.id).Info("image removed while being pulled; committing it again")
@@ -199,6 +203,9 @@ func (s *committer) commitImage(ctx context.Context, p *plan) error {
 	}
 	if firstErr == nil {
 		firstErr = s.createImage(p, ids, configBlob, cfg)
+	}
+	if firstErr == nil {
+		firstErr = s.step.after("pull-image")
 	}
 	s.pins.unpin(ids, firstErr != nil)
 	return firstErr
@@ -361,7 +368,7 @@ func (s *committer) applyLayer(ctx context.Context, id, parent storage.LayerID, 
 		return err
 	}
 	log.FromContext(ctx).WithFields(map[string]any{"layer": id, "blob": info.Digest, "duration": time.Since(start)}).Debug("layer unpacked")
-	return nil
+	return s.step.after("pull-layer")
 }
 
 // diffReader verifies the uncompressed stream as storage reads it: at the

@@ -46,6 +46,7 @@ type catalog struct {
 	registries *registries // short names
 	pins       *layerPins
 	pause      string // normalized pause image name, reported as pinned
+	step       stepHook
 
 	cacheMu sync.Mutex
 	cache   map[storage.ImageID]*imageFacts
@@ -189,7 +190,7 @@ func (s *catalog) Remove(ctx context.Context, ref string) error {
 		return err
 	}
 	log.FromContext(ctx).WithFields(map[string]any{"id": img.ID.String(), "names": img.Names}).Info("image removed")
-	return nil
+	return s.step.after("remove-image")
 }
 
 func isTaggedName(n string) bool {

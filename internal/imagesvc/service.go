@@ -88,6 +88,12 @@ type Options struct {
 	// to the logger of its context (internal/log).
 	Log *logrus.Entry
 
+	// FailAfter is the step hook of crash tests (noded's failpoints
+	// build): called after each step of a pull or removal ("pull-layer"
+	// after each layer, "pull-image", "pull-record", "remove-image"), its
+	// error fails the operation there. Nil in production.
+	FailAfter func(step string) error
+
 	// retryDelays are the pauses before the second and later attempts at
 	// a registry request that failed transiently (nil: the defaults; tests
 	// shorten them).
@@ -176,12 +182,25 @@ func New(o Options) (*Service, error) {
 		retryDelays: o.retryDelays, metrics: s.metrics,
 	})
 	s.commit = newCommitter(base, &s.wg, o.Store, blobs, pins, s.metrics)
+	s.commit.step = o.FailAfter
 	s.puller = newPuller(base, &s.wg, pullerOptions{
 		registries: regs, policy: policy, commit: s.commit, store: o.Store.Images(),
 		progressTimeout: o.ProgressTimeout, retryDelays: o.retryDelays, metrics: s.metrics,
 	})
 	s.catalog = newCatalog(o.Store.Images(), regs, pins, pause)
+	s.catalog.step = o.FailAfter
 	return s, nil
+}
+
+// stepHook marks the end of a step of a pull or a removal, where crash
+// tests inject failures (Options.FailAfter); nil does nothing.
+type stepHook func(step string) error
+
+func (h stepHook) after(step string) error {
+	if h == nil {
+		return nil
+	}
+	return h(step)
 }
 
 // Close cancels pulls in flight and waits for them to stop. The store is

@@ -116,22 +116,127 @@ func failpointsBin(t *testing.T) string {
 // op must fail: the daemon died under it.
 func (e *podEnv) killedAt(t, pt *testing.T, bin, step string, op func(runtimeapi.RuntimeServiceClient) error) {
 	t.Helper()
-	if err := e.d.Stop(); err != nil {
+	e.d = killedAt(t, pt, e.d, bin, step, func(d *testenv.Daemon) error { return op(d.Runtime()) })
+	e.rt = e.d.Runtime(t)
+}
+
+// killedAt is podEnv.killedAt for any daemon; it returns the restarted
+// one.
+func killedAt(t, pt *testing.T, d *Daemon, bin, step string, op func(*testenv.Daemon) error) *Daemon {
+	t.Helper()
+	if err := d.Stop(); err != nil {
 		t.Fatal(err)
 	}
-	fp, err := testenv.Start(testenv.Options{Dir: e.d.Dir, Args: e.d.Opts.Args, Bin: bin, Env: []string{"NODED_FAILPOINT=kill@" + step}})
+	fp, err := testenv.Start(testenv.Options{Dir: d.Dir, Args: d.Opts.Args, Bin: bin, Env: []string{"NODED_FAILPOINT=kill@" + step}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := op(fp.Runtime()); err == nil {
+	if err := op(fp); err == nil {
 		t.Fatalf("the call survived its failpoint %s", step)
 	}
 	if err := fp.Wait(10 * time.Second); err == nil || !strings.Contains(err.Error(), "killed") {
 		fp.Kill()
 		t.Fatalf("noded after failpoint %s: %v\n%s", step, err, fp.Log)
 	}
-	d2 := e.d.Restart(pt)
-	e.d, e.rt = d2, d2.Runtime(t)
+	return d.Restart(pt)
+}
+
+// TestKilledPullsAndRemovalsLeaveNothing kills noded right after each
+// step of PullImage and RemoveImage (after the first layer, the image, its
+// names; after the removal), restarts it and replays the kubelet's retry:
+// the retry succeeds, and the store holds no layer that no image uses and
+// no temporary download.
+func TestKilledPullsAndRemovalsLeaveNothing(t *testing.T) {
+	bin := failpointsBin(t)
+	reg, _, args := imageRegistry(t)
+	d := StartDaemon(t, DaemonOptions{Args: args})
+	pt := t
+	ctx := context.Background()
+	ref := reg.Ref("it/app:1")
+	pull := func(ic runtimeapi.ImageServiceClient) error {
+		_, err := ic.PullImage(ctx, &runtimeapi.PullImageRequest{Image: &runtimeapi.ImageSpec{Image: ref}})
+		return err
+	}
+	remove := func(ic runtimeapi.ImageServiceClient) error {
+		_, err := ic.RemoveImage(ctx, &runtimeapi.RemoveImageRequest{Image: &runtimeapi.ImageSpec{Image: ref}})
+		return err
+	}
+	for _, tc := range []struct {
+		step    string
+		op      func(runtimeapi.ImageServiceClient) error
+		present bool // the image is there after the retry
+	}{
+		{"pull-layer", pull, true}, {"pull-image", pull, true}, {"pull-record", pull, true},
+		{"remove-image", remove, false},
+	} {
+		t.Run(tc.step, func(t *testing.T) {
+			if !tc.present {
+				if err := pull(d.Images(t)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			d = killedAt(t, pt, d, bin, tc.step, func(fp *testenv.Daemon) error { return tc.op(fp.Images()) })
+			if orphans := orphanLayers(t, d.Dir); len(orphans) > 0 {
+				t.Fatalf("after the restart, layers no image uses: %v", orphans)
+			}
+			if err := tc.op(d.Images(t)); err != nil {
+				t.Fatalf("retry after a kill at %s: %v\n%s", tc.step, err, d.Log)
+			}
+			st, err := d.Images(t).ImageStatus(ctx, &runtimeapi.ImageStatusRequest{Image: &runtimeapi.ImageSpec{Image: ref}})
+			if err != nil || (st.GetImage() != nil) != tc.present {
+				t.Fatalf("image after the retry: %v %v, want present=%v", st.GetImage(), err, tc.present)
+			}
+			if orphans := orphanLayers(t, d.Dir); len(orphans) > 0 {
+				t.Fatalf("layers no image uses: %v", orphans)
+			}
+			if tmp, _ := os.ReadDir(filepath.Join(d.Dir, "root", "noded-tmp", "pull")); len(tmp) > 0 {
+				t.Fatalf("temporary downloads left: %v", tmp)
+			}
+			if err := remove(d.Images(t)); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+// orphanLayers lists the layers of the store under dir that no image and
+// no container has in its chain (containers/storage's own files).
+func orphanLayers(t *testing.T, dir string) []string {
+	t.Helper()
+	read := func(name string, v any) {
+		b, err := os.ReadFile(filepath.Join(dir, "root", name))
+		if os.IsNotExist(err) {
+			return
+		}
+		if err == nil {
+			err = json.Unmarshal(b, v)
+		}
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+	}
+	var layers []struct{ ID, Parent string }
+	var images, ctrs []struct{ Layer string }
+	read("overlay-layers/layers.json", &layers)
+	read("overlay-images/images.json", &images)
+	read("overlay-containers/containers.json", &ctrs)
+	parent := map[string]string{}
+	for _, l := range layers {
+		parent[l.ID] = l.Parent
+	}
+	used := map[string]bool{}
+	for _, top := range append(images, ctrs...) {
+		for id := top.Layer; id != "" && !used[id]; id = parent[id] {
+			used[id] = true
+		}
+	}
+	var out []string
+	for _, l := range layers {
+		if !used[l.ID] {
+			out = append(out, l.ID)
+		}
+	}
+	return out
 }
 
 // TestKilledOperationsLeaveNothing kills noded right after each step of
