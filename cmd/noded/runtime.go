@@ -60,6 +60,7 @@ func newRuntimeServices(ctx context.Context, cfg *config.Config, log *logrus.Ent
 		return nil, nil, fmt.Errorf("reading host facts: %w", err)
 	}
 	node.CgroupManager = cfg.CgroupManager
+	node.SeccompProfileRoot = cfg.SeccompProfileRoot
 	node.UnprivilegedPorts, node.UnprivilegedICMP = true, true
 
 	starts := int(cfg.MaxParallelStarts)

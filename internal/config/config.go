@@ -103,6 +103,10 @@ type Config struct {
 	// PausePath is the static pause binary used for the built-in pause
 	// image; empty means noded-pause next to the noded executable.
 	PausePath Path `toml:"pause-path"`
+	// SeccompProfileRoot confines Localhost seccomp profiles to one
+	// directory (e.g. /var/lib/kubelet/seccomp); empty allows any absolute
+	// path, as containerd and CRI-O do.
+	SeccompProfileRoot Path `toml:"seccomp-profile-root"`
 
 	// ShutdownTimeout bounds how long a SIGTERM waits for in-flight RPCs.
 	ShutdownTimeout Duration `toml:"shutdown-timeout"`
@@ -295,7 +299,7 @@ func (c *Config) Validate() error {
 	}
 	optionalPaths := map[string]Path{
 		"registries-conf": c.RegistriesConf, "signature-policy": c.SignaturePolicy,
-		"conmon-path": c.ConmonPath, "pause-path": c.PausePath,
+		"conmon-path": c.ConmonPath, "pause-path": c.PausePath, "seccomp-profile-root": c.SeccompProfileRoot,
 		"stream-tls-cert": c.StreamTLSCert, "stream-tls-key": c.StreamTLSKey, "stream-tls-ca": c.StreamTLSCA,
 	}
 	for _, key := range sortedKeys(paths) {
@@ -421,6 +425,7 @@ var Keys = []Key{
 	{"cgroup-manager", "Cgroup driver, cgroupfs or systemd; must match the kubelet's cgroupDriver."},
 	{"conmon-path", "Path of the conmon-go monitor; empty: conmon-go next to the noded binary."},
 	{"pause-path", "Path of the static pause binary for the built-in pause image; empty: noded-pause next to the noded binary."},
+	{"seccomp-profile-root", "Directory that Localhost seccomp profiles must lie in (e.g. /var/lib/kubelet/seccomp); empty: any absolute path."},
 	{"shutdown-timeout", "How long SIGTERM waits for in-flight requests before closing them."},
 	{"stream-address", "IP address of the streaming server that the URLs of Exec, Attach and PortForward point to."},
 	{"stream-port", "Port of the streaming server; 0 picks a free port at start."},

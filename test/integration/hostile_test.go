@@ -222,3 +222,51 @@ func symlink(t *testing.T, target, link string) {
 		t.Fatal(err)
 	}
 }
+
+// TestSeccompProfileRoot: with seccomp-profile-root set, a Localhost
+// profile inside it confines the container, and one outside it (named
+// directly, or through a symlink inside the root) is InvalidArgument,
+// however valid the file.
+func TestSeccompProfileRoot(t *testing.T) {
+	root, outside := t.TempDir(), t.TempDir()
+	profile := []byte(`{"defaultAction":"SCMP_ACT_ALLOW"}`)
+	for _, dir := range []string{root, outside} {
+		if err := os.WriteFile(filepath.Join(dir, "allow.json"), profile, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	symlink(t, filepath.Join(outside, "allow.json"), filepath.Join(root, "escape.json"))
+	e := newPodEnv(t, "--seccomp-profile-root", root)
+	pod, _, _ := e.runPod(t, "profiles", []string{"sleep", "3600"})
+	pcfg := e.podConfig("profiles")
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name, ref string
+		want      codes.Code
+	}{
+		{"inside", filepath.Join(root, "allow.json"), codes.OK},
+		{"outside", filepath.Join(outside, "allow.json"), codes.InvalidArgument},
+		{"symlink out", filepath.Join(root, "escape.json"), codes.InvalidArgument},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			req := sleeperRequest(pod, pcfg)
+			req.Config.Metadata.Name = "seccomp-" + strings.ReplaceAll(tc.name, " ", "-")
+			req.Config.Linux = &runtimeapi.LinuxContainerConfig{SecurityContext: &runtimeapi.LinuxContainerSecurityContext{
+				Seccomp: &runtimeapi.SecurityProfile{ProfileType: runtimeapi.SecurityProfile_Localhost, LocalhostRef: tc.ref}}}
+			resp, err := e.rt.CreateContainer(ctx, req)
+			if status.Code(err) != tc.want {
+				t.Fatalf("CreateContainer with profile %s: %v, want %v", tc.ref, err, tc.want)
+			}
+			if err != nil {
+				return
+			}
+			if _, err := e.rt.StartContainer(ctx, &runtimeapi.StartContainerRequest{ContainerId: resp.GetContainerId()}); err != nil {
+				t.Fatal(err)
+			}
+			r, err := e.exec(t, resp.GetContainerId(), 10, "grep", "^Seccomp:", "/proc/self/status")
+			if err != nil || !strings.Contains(string(r.GetStdout()), "2") {
+				t.Fatalf("the profile does not confine: %q %v", r.GetStdout(), err)
+			}
+		})
+	}
+}
