@@ -18,9 +18,9 @@ set -euo pipefail
 # shellcheck source=lib.sh source-path=SCRIPTDIR
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-# Pinned versions. cri-tools follows the CRI API minor it tests (k8s 1.36,
-# as noded's k8s.io/cri-api v0.36.x).
-CRI_TOOLS_VERSION=v1.36.0
+# Pinned versions. cri-tools follows the CRI API minor it tests (k8s 1.37,
+# as noded's k8s.io/cri-api v0.37.x).
+CRI_TOOLS_VERSION=v1.37.0
 STATICCHECK_VERSION=v0.8.2 # staticcheck 2026.2.2, supports Go 1.26
 GOLANGCI_LINT_VERSION=v2.15.0
 

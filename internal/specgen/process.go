@@ -117,12 +117,13 @@ func workingDir(cri string, img ocispec.ImageConfig) (string, error) {
 
 // stopSignal returns the request's stop signal, else the image's, else 0.
 func stopSignal(cri runtimeapi.Signal, img string) (syscall.Signal, error) {
-	if cri != runtimeapi.Signal_RUNTIME_DEFAULT {
+	if cri != runtimeapi.Signal_SIGNAL_RUNTIME_DEFAULT {
 		name, ok := runtimeapi.Signal_name[int32(cri)]
 		if !ok {
 			return 0, errdefs.InvalidArgument("unknown stop signal %d", cri)
 		}
-		return parseSignal(name)
+		// cri-api v0.37 prefixes the enum names: SIGNAL_SIGTERM.
+		return parseSignal(strings.TrimPrefix(name, "SIGNAL_"))
 	}
 	if img == "" {
 		return 0, nil

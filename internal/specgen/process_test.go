@@ -113,11 +113,11 @@ func TestStopSignal(t *testing.T) {
 		wantErr error
 	}{
 		{desc: "neither", want: 0},
-		{desc: "request", cri: runtimeapi.Signal_SIGINT, img: "SIGQUIT", want: syscall.SIGINT},
-		{desc: "request alias SIGCLD", cri: runtimeapi.Signal_SIGCLD, want: syscall.SIGCHLD},
-		{desc: "request real-time", cri: runtimeapi.Signal_SIGRTMINPLUS3, want: syscall.Signal(37)},
-		{desc: "request SIGRTMAX", cri: runtimeapi.Signal_SIGRTMAX, want: syscall.Signal(64)},
-		{desc: "request SIGRTMAX-1", cri: runtimeapi.Signal_SIGRTMAXMINUS1, want: syscall.Signal(63)},
+		{desc: "request", cri: runtimeapi.Signal_SIGNAL_SIGINT, img: "SIGQUIT", want: syscall.SIGINT},
+		{desc: "request alias SIGCLD", cri: runtimeapi.Signal_SIGNAL_SIGCLD, want: syscall.SIGCHLD},
+		{desc: "request real-time", cri: runtimeapi.Signal_SIGNAL_SIGRTMINPLUS3, want: syscall.Signal(37)},
+		{desc: "request SIGRTMAX", cri: runtimeapi.Signal_SIGNAL_SIGRTMAX, want: syscall.Signal(64)},
+		{desc: "request SIGRTMAX-1", cri: runtimeapi.Signal_SIGNAL_SIGRTMAXMINUS1, want: syscall.Signal(63)},
 		{desc: "image full name", img: "SIGQUIT", want: syscall.SIGQUIT},
 		{desc: "image short name", img: "term", want: syscall.SIGTERM},
 		{desc: "image number", img: "9", want: syscall.SIGKILL},

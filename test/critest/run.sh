@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs the CRI validation suite (critest, cri-tools v1.36.0) against a
+# Runs the CRI validation suite (critest, cri-tools v1.37.0) against a
 # private, throw-away noded and checks the result against
 # test/critest/expected-failures.txt. `make critest` calls this.
 #

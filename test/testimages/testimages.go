@@ -1,5 +1,5 @@
 // Package testimages builds, offline and deterministically, the container
-// images that critest (cri-tools v1.36.0) pulls, so that the CRI validation
+// images that critest (cri-tools v1.37.0) pulls, so that the CRI validation
 // suite can run against noded without network access.
 //
 // Every image is assembled in memory from a static busybox binary (see

@@ -25,7 +25,7 @@ import (
 	"go.podman.io/image/v5/types"
 )
 
-// criTestNames is every image reference cri-tools v1.36.0 critest pulls on
+// criTestNames is every image reference cri-tools v1.37.0 critest pulls on
 // Linux, transcribed from its source (pkg/validate/consts.go,
 // multi_container_linux.go, security_context_linux.go, pkg/framework/util.go,
 // pkg/benchmark/image.go) after PrepareImageName appends ":latest". It is
