@@ -1,6 +1,7 @@
 package specgen
 
 import (
+	"bytes"
 	"strconv"
 	"strings"
 	"syscall"
@@ -48,6 +49,15 @@ func processEnv(img []string, cri []*runtimeapi.KeyValue, hostname string, tty b
 		if kv.GetKey() == "" {
 			return nil, errdefs.InvalidArgument("environment variable with an empty name")
 		}
+		// A NUL cannot be in an environment string (execve ends it
+		// there); runc would fail the start instead of the create.
+		if strings.IndexByte(kv.GetKey(), 0) >= 0 || bytes.IndexByte(kv.GetValue(), 0) >= 0 {
+			return nil, errdefs.InvalidArgument("environment variable %q holds a NUL byte", strings.ToValidUTF8(kv.GetKey(), "?"))
+		}
+		// The value is bytes since cri-api v0.36.2 and need not be UTF-8.
+		// It is passed on as it is; the OCI spec and libcontainer carry
+		// it as a JSON string, which replaces each invalid byte with
+		// U+FFFD, as it does under runc, containerd and CRI-O.
 		kvs = append(kvs, kv.GetKey()+"="+string(kv.GetValue()))
 	}
 	env = mergeEnv(env, kvs)

@@ -73,6 +73,9 @@ func TestProcessEnv(t *testing.T) {
 			tty: true, img: []string{"TERM=vt100"},
 			want: []string{DefaultPathEnv, "HOSTNAME=h", "TERM=vt100"}},
 		{desc: "empty key", cri: []*runtimeapi.KeyValue{kv("", "x")}, wantErr: errdefs.ErrInvalidArgument},
+		{desc: "NUL in value", cri: []*runtimeapi.KeyValue{kv("A", "x\x00y")}, wantErr: errdefs.ErrInvalidArgument},
+		{desc: "NUL in key", cri: []*runtimeapi.KeyValue{kv("A\x00", "x")}, wantErr: errdefs.ErrInvalidArgument},
+		{desc: "bytes that are not UTF-8", cri: []*runtimeapi.KeyValue{kv("B", "caf\xe9")}, want: []string{DefaultPathEnv, "HOSTNAME=h", "B=caf\xe9"}},
 	} {
 		t.Run(tc.desc, func(t *testing.T) {
 			got, err := processEnv(tc.img, tc.cri, "h", tc.tty)

@@ -114,8 +114,8 @@ func TestUnimplementedIsNeverFakeSuccess(t *testing.T) {
 	ctx := context.Background()
 	rt := d.Runtime(t)
 	calls := map[string]func() error{
-		"UpdateContainerResources": func() error {
-			_, err := rt.UpdateContainerResources(ctx, &runtimeapi.UpdateContainerResourcesRequest{ContainerId: "x"})
+		"CheckpointContainer": func() error {
+			_, err := rt.CheckpointContainer(ctx, &runtimeapi.CheckpointContainerRequest{ContainerId: "x"})
 			return err
 		},
 		"ListPodSandboxStats": func() error {
