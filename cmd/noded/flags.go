@@ -23,6 +23,9 @@ type cliFlags struct {
 // notFlags are configuration keys that are too structured for a flag.
 var notFlags = map[string]bool{"storage-options": true, "conmon-path": true, "pause-path": true}
 
+// listFlags are list keys given as one comma-separated flag.
+var listFlags = map[string]bool{"cni-plugin-dirs": true, "cdi-spec-dirs": true, "pinned-images": true}
+
 func newFlags(name string, out io.Writer) *cliFlags {
 	f := &cliFlags{fs: flag.NewFlagSet(name, flag.ContinueOnError), values: map[string]*string{}}
 	f.fs.SetOutput(out)
@@ -59,7 +62,7 @@ func (f *cliFlags) load() (*config.Config, error) {
 			continue
 		}
 		v := *f.values[k.Name]
-		if k.Name == "cni-plugin-dirs" {
+		if listFlags[k.Name] {
 			fmt.Fprintf(&overrides, "%s = %s\n", k.Name, tomlList(strings.Split(v, ",")))
 			continue
 		}

@@ -38,6 +38,7 @@ func newImageService(cfg *config.Config, log *logrus.Entry, reg *metrics.Registr
 		RegistriesConf:       cfg.RegistriesConf,
 		SignaturePolicy:      cfg.SignaturePolicy,
 		PauseImage:           cfg.PauseImage,
+		PinnedImages:         cfg.PinnedImages,
 		ProgressTimeout:      cfg.PullProgressTimeout.Duration,
 		MaxParallelDownloads: int(cfg.MaxParallelDownloads),
 		UserAgent:            "noded/" + version,

@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/noded-dev/noded/internal/admit"
+	"github.com/noded-dev/noded/internal/cdi"
 	"github.com/noded-dev/noded/internal/config"
 	"github.com/noded-dev/noded/internal/netcni"
 	"github.com/noded-dev/noded/internal/oci"
@@ -62,6 +63,9 @@ func newRuntimeServices(ctx context.Context, cfg *config.Config, log *logrus.Ent
 	node.CgroupManager = cfg.CgroupManager
 	node.SeccompProfileRoot = cfg.SeccompProfileRoot
 	node.UnprivilegedPorts, node.UnprivilegedICMP = true, true
+	if cdiRegistry := newCDIRegistry(cfg, log); cdiRegistry != nil {
+		node.CDI = cdiRegistry
+	}
 
 	starts := int(cfg.MaxParallelStarts)
 	if starts == 0 {
@@ -86,6 +90,22 @@ func newRuntimeServices(ctx context.Context, cfg *config.Config, log *logrus.Ent
 		svcs.Close()
 		_ = monitors.Close()
 	}, nil
+}
+
+// newCDIRegistry is the registry of the CDI specs in cdi-spec-dirs, nil
+// when the setting is empty (CDI off). The specs are read here once, to
+// log what they offer and which of them are broken, and again at each
+// CreateContainer that asks for a CDI device (internal/cdi: no watcher).
+func newCDIRegistry(cfg *config.Config, log *logrus.Entry) *cdi.Registry {
+	if len(cfg.CDISpecDirs) == 0 {
+		return nil
+	}
+	reg, errs := cdi.New(cfg.CDISpecDirs)
+	for _, err := range errs {
+		log.WithError(err).Warn("skipping a CDI spec")
+	}
+	log.WithFields(logrus.Fields{"dirs": cfg.CDISpecDirs, "devices": reg.Devices()}).Info("CDI devices")
+	return reg
 }
 
 // helperPath is the configured path of a helper binary, or the binary of

@@ -22,6 +22,7 @@ import (
 	"github.com/BurntSushi/toml"
 	"github.com/sirupsen/logrus"
 
+	"github.com/noded-dev/noded/internal/imagesvc/pinned"
 	"github.com/noded-dev/noded/internal/netcni"
 )
 
@@ -41,6 +42,10 @@ const (
 	// with no registry access.
 	DefaultPauseImage = "localhost/noded/pause:builtin"
 )
+
+// DefaultCDISpecDirs are the CDI specification's directories: static
+// specs, then generated ones (which win).
+var DefaultCDISpecDirs = []Path{"/etc/cdi", "/var/run/cdi"}
 
 // Path is a filesystem path; validation requires it to be absolute when set.
 type Path = string
@@ -90,6 +95,11 @@ type Config struct {
 	MaxParallelDownloads Count `toml:"max-parallel-downloads"`
 
 	PauseImage string `toml:"pause-image"`
+	// PinnedImages are patterns of image names (exact, "prefix*" or
+	// "*keyword*", as CRI-O's pinned_images) that ImageStatus and
+	// ListImages report as pinned, so that the kubelet's image garbage
+	// collection keeps them; the pause image always is.
+	PinnedImages []string `toml:"pinned-images"`
 	// MaxParallelStarts bounds the pod sandboxes and containers created at
 	// once (internal/admit); 0 means the number of CPUs.
 	MaxParallelStarts Count `toml:"max-parallel-starts"`
@@ -107,6 +117,10 @@ type Config struct {
 	// directory (e.g. /var/lib/kubelet/seccomp); empty allows any absolute
 	// path, as containerd and CRI-O do.
 	SeccompProfileRoot Path `toml:"seccomp-profile-root"`
+	// CDISpecDirs are the directories of CDI device specs, later ones
+	// winning for a device two define; they are read again at each
+	// CreateContainer that asks for a CDI device. Empty turns CDI off.
+	CDISpecDirs []Path `toml:"cdi-spec-dirs"`
 
 	// ShutdownTimeout bounds how long a SIGTERM waits for in-flight RPCs.
 	ShutdownTimeout Duration `toml:"shutdown-timeout"`
@@ -172,7 +186,9 @@ func Default() *Config {
 		PullProgressTimeout:  Duration{5 * time.Minute},
 		MaxParallelDownloads: 3,
 		PauseImage:           DefaultPauseImage,
+		PinnedImages:         []string{},
 		CgroupManager:        defaultCgroupManager(),
+		CDISpecDirs:          slices.Clone(DefaultCDISpecDirs),
 		ShutdownTimeout:      Duration{30 * time.Second},
 		StreamAddress:        "127.0.0.1",
 		StreamIdleTimeout:    Duration{4 * time.Hour},
@@ -313,9 +329,19 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("invalid value for %q: %q is not an absolute path", key, p)
 		}
 	}
-	for _, p := range c.CNIPluginDirs {
-		if !filepath.IsAbs(p) {
-			return fmt.Errorf("invalid value for %q: %q is not an absolute path", "cni-plugin-dirs", p)
+	for _, l := range []struct {
+		key  string
+		dirs []Path
+	}{{"cni-plugin-dirs", c.CNIPluginDirs}, {"cdi-spec-dirs", c.CDISpecDirs}} {
+		for _, p := range l.dirs {
+			if !filepath.IsAbs(p) {
+				return fmt.Errorf("invalid value for %q: %q is not an absolute path", l.key, p)
+			}
+		}
+	}
+	for _, p := range c.PinnedImages {
+		if err := pinned.Check(p); err != nil {
+			return fmt.Errorf("invalid value for %q: %w", "pinned-images", err)
 		}
 	}
 	if _, err := logrus.ParseLevel(c.LogLevel); err != nil {
@@ -421,11 +447,13 @@ var Keys = []Key{
 	{"pull-progress-timeout", "Fail a pull that makes no progress for this long; 0 disables the check."},
 	{"max-parallel-downloads", "Blobs downloaded at once, across all pulls (1 to 64)."},
 	{"pause-image", "Image of the pod sandbox (pause) container; the default is built into noded."},
+	{"pinned-images", "Images reported as pinned (kept by the kubelet's image garbage collection) besides the pause image: exact names, \"prefix*\" or \"*keyword*\" (comma-separated on the command line)."},
 	{"max-parallel-starts", "Pod sandboxes and containers created at once; more wait in line, containers of running pods first (0: one per CPU)."},
 	{"cgroup-manager", "Cgroup driver, cgroupfs or systemd; must match the kubelet's cgroupDriver."},
 	{"conmon-path", "Path of the conmon-go monitor; empty: conmon-go next to the noded binary."},
 	{"pause-path", "Path of the static pause binary for the built-in pause image; empty: noded-pause next to the noded binary."},
 	{"seccomp-profile-root", "Directory that Localhost seccomp profiles must lie in (e.g. /var/lib/kubelet/seccomp); empty: any absolute path."},
+	{"cdi-spec-dirs", "CDI device spec directories, later ones winning; read again at each CreateContainer that asks for a CDI device; empty turns CDI off (comma-separated on the command line)."},
 	{"shutdown-timeout", "How long SIGTERM waits for in-flight requests before closing them."},
 	{"stream-address", "IP address of the streaming server that the URLs of Exec, Attach and PortForward point to."},
 	{"stream-port", "Port of the streaming server; 0 picks a free port at start."},

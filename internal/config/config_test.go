@@ -99,6 +99,27 @@ func TestLoad(t *testing.T) {
 		{desc: "stream TLS cert without key", file: "stream-tls-cert = \"/etc/noded/s.crt\"\n", wantErr: `"stream-tls-cert"`},
 		{desc: "stream TLS CA without a server certificate", file: "stream-tls-ca = \"/etc/noded/ca.crt\"\n", wantErr: `"stream-tls-ca"`},
 		{desc: "stream TLS paths are absolute", file: "stream-tls-cert = \"s.crt\"\nstream-tls-key = \"s.key\"\n", wantErr: `"stream-tls-cert"`},
+		{
+			desc: "CDI spec dirs and pinned images",
+			file: "cdi-spec-dirs = [\"/opt/cdi\"]\npinned-images = [\"quay.io/team/*\", \"*mirror*\", \"registry.k8s.io/pause:3.10\"]\n",
+			check: func(t *testing.T, c *Config) {
+				if len(c.CDISpecDirs) != 1 || c.CDISpecDirs[0] != "/opt/cdi" || len(c.PinnedImages) != 3 {
+					t.Errorf("cdi-spec-dirs %v pinned-images %v", c.CDISpecDirs, c.PinnedImages)
+				}
+			},
+		},
+		{
+			desc: "CDI off",
+			file: "cdi-spec-dirs = []\n",
+			check: func(t *testing.T, c *Config) {
+				if len(c.CDISpecDirs) != 0 {
+					t.Errorf("cdi-spec-dirs %v", c.CDISpecDirs)
+				}
+			},
+		},
+		{desc: "CDI spec dirs are absolute", file: "cdi-spec-dirs = [\"cdi\"]\n", wantErr: `"cdi-spec-dirs"`},
+		{desc: "a pinned image pattern with a star inside", file: "pinned-images = [\"quay.io/*/app\"]\n", wantErr: `"pinned-images"`},
+		{desc: "a pinned image suffix pattern", file: "pinned-images = [\"*:latest\"]\n", wantErr: `"pinned-images"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.desc, func(t *testing.T) {

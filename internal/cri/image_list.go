@@ -11,6 +11,9 @@ func (s *ImageServer) ListImages(ctx context.Context, req *runtimeapi.ListImages
 	if s.opts.Images == nil {
 		return nil, errNoImageService("ListImages")
 	}
+	if err := s.checkImageHandler(req.GetFilter().GetImage()); err != nil {
+		return nil, err
+	}
 	imgs, err := s.opts.Images.List(ctx, req.GetFilter().GetImage().GetImage())
 	if err != nil {
 		return nil, err

@@ -15,6 +15,9 @@ func (s *ImageServer) PullImage(ctx context.Context, req *runtimeapi.PullImageRe
 	if s.opts.Images == nil {
 		return nil, errNoImageService("PullImage")
 	}
+	if err := s.checkImageHandler(req.GetImage()); err != nil {
+		return nil, err
+	}
 	a := req.GetAuth()
 	id, err := s.opts.Images.Pull(ctx, req.GetImage().GetImage(), imagesvc.Auth{
 		Username:      a.GetUsername(),

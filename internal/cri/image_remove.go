@@ -12,6 +12,9 @@ func (s *ImageServer) RemoveImage(ctx context.Context, req *runtimeapi.RemoveIma
 	if s.opts.Images == nil {
 		return nil, errNoImageService("RemoveImage")
 	}
+	if err := s.checkImageHandler(req.GetImage()); err != nil {
+		return nil, err
+	}
 	if err := s.opts.Images.Remove(ctx, req.GetImage().GetImage()); err != nil {
 		return nil, err
 	}

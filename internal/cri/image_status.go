@@ -14,6 +14,9 @@ func (s *ImageServer) ImageStatus(ctx context.Context, req *runtimeapi.ImageStat
 	if s.opts.Images == nil {
 		return nil, errNoImageService("ImageStatus")
 	}
+	if err := s.checkImageHandler(req.GetImage()); err != nil {
+		return nil, err
+	}
 	img, err := s.opts.Images.Status(ctx, req.GetImage().GetImage(), req.GetVerbose())
 	if errdefs.IsNotFound(err) {
 		return &runtimeapi.ImageStatusResponse{}, nil

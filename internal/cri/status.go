@@ -27,7 +27,11 @@ func (s *RuntimeServer) Status(_ context.Context, req *runtimeapi.StatusRequest)
 			network,
 		}},
 		// The kubelet and critest gate features on these answers.
-		Features: &runtimeapi.RuntimeFeatures{SupplementalGroupsPolicy: s.opts.Containers != nil},
+		Features: &runtimeapi.RuntimeFeatures{
+			SupplementalGroupsPolicy: s.opts.Containers != nil,
+			// Mount.mount_options: noexec, nodev, nosuid (specgen).
+			MountOptions: s.opts.Containers != nil,
+		},
 	}
 	for _, h := range s.opts.Handlers {
 		resp.RuntimeHandlers = append(resp.RuntimeHandlers, &runtimeapi.RuntimeHandler{

@@ -11,6 +11,7 @@ import (
 	"go.podman.io/image/v5/docker/reference"
 
 	"github.com/noded-dev/noded/internal/errdefs"
+	"github.com/noded-dev/noded/internal/imagesvc/pinned"
 	"github.com/noded-dev/noded/internal/log"
 	"github.com/noded-dev/noded/internal/storage"
 )
@@ -27,7 +28,11 @@ type Image struct {
 	// when the image sets no user.
 	UID      *int64
 	Username string
-	// Pinned images (the pause image) are never garbage collected.
+	// Pinned images (the pause image, and those the pinned-images
+	// patterns name) are kept by the kubelet's image garbage collection.
+	// noded's own start-up collection removes layers no image uses, never
+	// an image; RemoveImage removes a pinned image as any other, as the
+	// CRI requires.
 	Pinned bool
 	// Annotations are the manifest's OCI annotations.
 	Annotations map[string]string
@@ -46,14 +51,15 @@ type catalog struct {
 	registries *registries // short names
 	pins       *layerPins
 	pause      string // normalized pause image name, reported as pinned
+	pinned     *pinned.Matcher
 	step       stepHook
 
 	cacheMu sync.Mutex
 	cache   map[storage.ImageID]*imageFacts
 }
 
-func newCatalog(images *storage.ImageStore, regs *registries, pins *layerPins, pause string) *catalog {
-	return &catalog{images: images, registries: regs, pins: pins, pause: pause, cache: map[storage.ImageID]*imageFacts{}}
+func newCatalog(images *storage.ImageStore, regs *registries, pins *layerPins, pause string, pinnedNames *pinned.Matcher) *catalog {
+	return &catalog{images: images, registries: regs, pins: pins, pause: pause, pinned: pinnedNames, cache: map[storage.ImageID]*imageFacts{}}
 }
 
 // imageFacts are an image's immutable properties, cached by ID.
@@ -219,7 +225,7 @@ func (s *catalog) describe(img *storage.Image, verbose bool) (*Image, error) {
 			out.RepoTags = append(out.RepoTags, named.String())
 			tagged = append(tagged, named)
 		}
-		if s.pause != "" && n == s.pause {
+		if (s.pause != "" && n == s.pause) || s.pinned.Match(named.String()) {
 			out.Pinned = true
 		}
 	}

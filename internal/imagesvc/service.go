@@ -49,6 +49,7 @@ import (
 	"go.podman.io/image/v5/docker/reference"
 	"go.podman.io/image/v5/signature"
 
+	"github.com/noded-dev/noded/internal/imagesvc/pinned"
 	"github.com/noded-dev/noded/internal/log"
 	"github.com/noded-dev/noded/internal/storage"
 )
@@ -76,6 +77,9 @@ type Options struct {
 	SignaturePolicy string
 	// PauseImage is reported as pinned (the kubelet never removes it).
 	PauseImage string
+	// PinnedImages are patterns (internal/imagesvc/pinned) of further
+	// names reported as pinned.
+	PinnedImages []string
 	// ProgressTimeout fails a pull that receives no bytes for this long;
 	// 0 disables the check.
 	ProgressTimeout time.Duration
@@ -165,6 +169,10 @@ func New(o Options) (*Service, error) {
 		}
 		pause = reference.TagNameOnly(named).String()
 	}
+	pinnedNames, err := pinned.New(o.PinnedImages)
+	if err != nil {
+		return nil, err
+	}
 	policy, err := policyLoader(o.SignaturePolicy, o.Log)
 	if err != nil {
 		return nil, err
@@ -187,7 +195,7 @@ func New(o Options) (*Service, error) {
 		registries: regs, policy: policy, commit: s.commit, store: o.Store.Images(),
 		progressTimeout: o.ProgressTimeout, retryDelays: o.retryDelays, metrics: s.metrics,
 	})
-	s.catalog = newCatalog(o.Store.Images(), regs, pins, pause)
+	s.catalog = newCatalog(o.Store.Images(), regs, pins, pause, pinnedNames)
 	s.catalog.step = o.FailAfter
 	return s, nil
 }

@@ -112,6 +112,9 @@ func (s *Containers) CreateContainer(ctx context.Context, podID ids.SandboxID, c
 	}
 
 	logPath := containerLogPath(pod.Config, cfg)
+	if err := makeLogDir(logPath, &undo); err != nil {
+		return "", err
+	}
 	req := oci.CreateRequest{
 		Pod: podID, ID: id, Bundle: bundle, LogPath: logPath,
 		Stdin: cfg.GetStdin(), StdinOnce: cfg.GetStdinOnce(), Tty: cfg.GetTty(),

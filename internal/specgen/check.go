@@ -5,14 +5,21 @@ import (
 )
 
 // CheckContainerConfig makes the checks of Container.Generate that need
-// neither the host nor the pod: mounts, the seccomp profile's name and the
-// resources. A caller refuses a bad request with it before it reserves a
-// name or makes a root file system; Generate checks them all again.
+// neither the host nor the pod: mounts, the CDI device names, the seccomp
+// profile's name and the resources. A caller refuses a bad request with
+// it before it reserves a name or makes a root file system; Generate
+// checks them all again.
 func CheckContainerConfig(cfg *runtimeapi.ContainerConfig) error {
 	for _, m := range cfg.GetMounts() {
 		if _, _, err := checkMount(m); err != nil {
 			return err
 		}
+		if _, err := mountOptions(m); err != nil {
+			return err
+		}
+	}
+	if _, err := requestedCDIDevices(cfg); err != nil {
+		return err
 	}
 	sc := cfg.GetLinux().GetSecurityContext()
 	if _, err := requestedSeccomp(sc.GetSeccomp(), sc.GetSeccompProfilePath(), sc.GetPrivileged()); err != nil { //nolint:staticcheck // deprecated field, old clients

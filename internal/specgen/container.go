@@ -33,6 +33,7 @@ func (in *Container) Generate() (*Result, error) {
 		(*Container).namespaces,
 		(*Container).mounts,
 		(*Container).devicesAndResources,
+		(*Container).cdiDevices,
 		// Last: the default seccomp profile depends on the capabilities.
 		(*Container).seccomp,
 	}

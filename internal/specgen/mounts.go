@@ -164,6 +164,10 @@ func bindMount(m *runtimeapi.Mount, fs HostFS) (specs.Mount, string, error) {
 	if err != nil {
 		return specs.Mount{}, "", err
 	}
+	extra, err := mountOptions(m)
+	if err != nil {
+		return specs.Mount{}, "", err
+	}
 	src, err := fs.BindSource(m.GetHostPath())
 	if err != nil {
 		return specs.Mount{}, "", errdefs.FailedPrecondition("mount source %q: %v", m.GetHostPath(), err)
@@ -175,7 +179,7 @@ func bindMount(m *runtimeapi.Mount, fs HostFS) (specs.Mount, string, error) {
 		Destination: path.Clean(m.GetContainerPath()),
 		Type:        "bind",
 		Source:      src,
-		Options:     []string{"rbind", prop, access},
+		Options:     withOptions([]string{"rbind", prop, access}, extra...),
 	}, prop, nil
 }
 

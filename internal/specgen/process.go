@@ -204,3 +204,39 @@ func realtimeSignal(name string) (syscall.Signal, bool) {
 	}
 	return syscall.Signal(base + sign*n), true
 }
+
+// ReportedStopSignal is the stop signal ContainerStatus reports (KEP-4960),
+// as containerd 2 does: the request's enum as it was sent, else the
+// signal the container got from its image (recorded, a signal number),
+// else SIGTERM, which StopContainer then sends.
+func ReportedStopSignal(requested runtimeapi.Signal, recorded int) runtimeapi.Signal {
+	if requested != runtimeapi.Signal_SIGNAL_RUNTIME_DEFAULT {
+		return requested
+	}
+	if recorded > 0 {
+		if s, ok := signalCRI(syscall.Signal(recorded)); ok {
+			return s
+		}
+	}
+	return runtimeapi.Signal_SIGNAL_SIGTERM
+}
+
+// signalCRI names a signal number in the CRI enum: SIGNAL_ and the
+// kernel's name, the real-time signals as SIGRTMIN, SIGRTMINPLUSn (up to
+// 15), SIGRTMAXMINUSn and SIGRTMAX, with the numbering parseSignal uses.
+func signalCRI(sig syscall.Signal) (runtimeapi.Signal, bool) {
+	n := int(sig)
+	name := unix.SignalName(sig)
+	switch {
+	case n == sigRTMin:
+		name = "SIGRTMIN"
+	case n > sigRTMin && n <= sigRTMin+15:
+		name = "SIGRTMINPLUS" + strconv.Itoa(n-sigRTMin)
+	case n > sigRTMin+15 && n < sigRTMax:
+		name = "SIGRTMAXMINUS" + strconv.Itoa(sigRTMax-n)
+	case n == sigRTMax:
+		name = "SIGRTMAX"
+	}
+	v, ok := runtimeapi.Signal_value["SIGNAL_"+name]
+	return runtimeapi.Signal(v), ok && name != ""
+}

@@ -138,3 +138,55 @@ func TestStopSignal(t *testing.T) {
 		})
 	}
 }
+
+func TestReportedStopSignal(t *testing.T) {
+	for _, tc := range []struct {
+		desc      string
+		requested runtimeapi.Signal
+		recorded  int
+		want      runtimeapi.Signal
+	}{
+		{desc: "neither: SIGTERM", want: runtimeapi.Signal_SIGNAL_SIGTERM},
+		{desc: "the request's, as sent", requested: runtimeapi.Signal_SIGNAL_SIGCLD, recorded: int(syscall.SIGCHLD), want: runtimeapi.Signal_SIGNAL_SIGCLD},
+		{desc: "the image's", recorded: int(syscall.SIGQUIT), want: runtimeapi.Signal_SIGNAL_SIGQUIT},
+		{desc: "the image's real-time", recorded: 35, want: runtimeapi.Signal_SIGNAL_SIGRTMINPLUS1},
+		{desc: "the image's SIGRTMAX-14", recorded: 50, want: runtimeapi.Signal_SIGNAL_SIGRTMAXMINUS14},
+		{desc: "the image's SIGRTMAX", recorded: 64, want: runtimeapi.Signal_SIGNAL_SIGRTMAX},
+		{desc: "a number the enum cannot name", recorded: 99, want: runtimeapi.Signal_SIGNAL_SIGTERM},
+	} {
+		t.Run(tc.desc, func(t *testing.T) {
+			assertEqual(t, "signal", ReportedStopSignal(tc.requested, tc.recorded), tc.want)
+		})
+	}
+}
+
+// Every enum value names the signal StopContainer sends for it: parsing
+// the enum and naming the number again gives the value back (its alias's
+// canonical name for SIGCLD, SIGIOT and SIGPOLL).
+func TestSignalCRIRoundTrip(t *testing.T) {
+	aliases := map[runtimeapi.Signal]runtimeapi.Signal{
+		runtimeapi.Signal_SIGNAL_SIGCLD:  runtimeapi.Signal_SIGNAL_SIGCHLD,
+		runtimeapi.Signal_SIGNAL_SIGIOT:  runtimeapi.Signal_SIGNAL_SIGABRT,
+		runtimeapi.Signal_SIGNAL_SIGPOLL: runtimeapi.Signal_SIGNAL_SIGIO,
+	}
+	for v, name := range runtimeapi.Signal_name {
+		enum := runtimeapi.Signal(v)
+		if enum == runtimeapi.Signal_SIGNAL_RUNTIME_DEFAULT {
+			continue
+		}
+		t.Run(name, func(t *testing.T) {
+			sig, err := stopSignal(enum, "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := enum
+			if a, ok := aliases[enum]; ok {
+				want = a
+			}
+			got, ok := signalCRI(sig)
+			if !ok || got != want {
+				t.Errorf("signal %d named %v (%v), want %v", sig, got, ok, want)
+			}
+		})
+	}
+}

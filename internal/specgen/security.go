@@ -56,20 +56,26 @@ func DefaultReadonlyPaths() []string {
 	}
 }
 
-// maskedPaths returns the request's lists, else the defaults; none for a
-// privileged container. The kubelet always sends both lists, so the
-// defaults only serve other clients. (An empty list cannot be told from an
-// absent one on the wire; the kubelet sends empty lists only for
-// procMount: Unmasked, which needs user namespaces noded does not support.)
+// maskedPaths returns the request's lists as sent; none for a privileged
+// container. An empty list cannot be told from an absent one on the wire,
+// so an empty list means none only where the kubelet sends one: it sends
+// both lists always, filled for procMount: Default and empty for
+// procMount: Unmasked, which Kubernetes allows only with hostUsers: false,
+// i.e. in a user namespace. Without one, an empty list is a client that
+// sent nothing (crictl, say), and it gets the defaults, as CRI-O gives.
 func maskedPaths(sc *runtimeapi.LinuxContainerSecurityContext) (masked, readonly []string) {
 	if sc.GetPrivileged() {
 		return nil, nil
 	}
 	masked, readonly = sc.GetMaskedPaths(), sc.GetReadonlyPaths()
-	if masked == nil {
+	// (POD is the enum's zero value: the options must be there.)
+	if u := sc.GetNamespaceOptions().GetUsernsOptions(); u != nil && u.GetMode() == runtimeapi.NamespaceMode_POD {
+		return slices.Clone(masked), slices.Clone(readonly)
+	}
+	if len(masked) == 0 {
 		masked = DefaultMaskedPaths()
 	}
-	if readonly == nil {
+	if len(readonly) == 0 {
 		readonly = DefaultReadonlyPaths()
 	}
 	return slices.Clone(masked), slices.Clone(readonly)

@@ -199,6 +199,17 @@ func TestMaskedPaths(t *testing.T) {
 		{desc: "request lists", sc: &runtimeapi.LinuxContainerSecurityContext{MaskedPaths: []string{"/proc/kcore"}, ReadonlyPaths: []string{"/proc/sys"}},
 			wantMasked: []string{"/proc/kcore"}, wantReadonly: []string{"/proc/sys"}},
 		{desc: "privileged has none", sc: &runtimeapi.LinuxContainerSecurityContext{Privileged: true, MaskedPaths: []string{"/proc/kcore"}}},
+		// The kubelet's procMount: Unmasked: empty lists, hostUsers: false.
+		{desc: "procMount Unmasked in a user namespace has none", sc: &runtimeapi.LinuxContainerSecurityContext{
+			NamespaceOptions: &runtimeapi.NamespaceOption{UsernsOptions: &runtimeapi.UserNamespace{Mode: runtimeapi.NamespaceMode_POD}}}},
+		{desc: "procMount Default in a user namespace is as sent", sc: &runtimeapi.LinuxContainerSecurityContext{
+			NamespaceOptions: &runtimeapi.NamespaceOption{UsernsOptions: &runtimeapi.UserNamespace{Mode: runtimeapi.NamespaceMode_POD}},
+			MaskedPaths:      DefaultMaskedPaths(), ReadonlyPaths: []string{"/proc/sys"}},
+			wantMasked: DefaultMaskedPaths(), wantReadonly: []string{"/proc/sys"}},
+		{desc: "empty lists in the host user namespace get the defaults", sc: &runtimeapi.LinuxContainerSecurityContext{
+			NamespaceOptions: &runtimeapi.NamespaceOption{UsernsOptions: &runtimeapi.UserNamespace{Mode: runtimeapi.NamespaceMode_NODE}},
+			MaskedPaths:      []string{}, ReadonlyPaths: []string{}},
+			wantMasked: DefaultMaskedPaths(), wantReadonly: DefaultReadonlyPaths()},
 	} {
 		t.Run(tc.desc, func(t *testing.T) {
 			masked, readonly := maskedPaths(tc.sc)

@@ -78,6 +78,10 @@ type Node struct {
 
 	// FS answers the host lookups. Nil means the real host (OSFS).
 	FS HostFS
+	// CDI resolves CDI devices (ContainerConfig.CDI_devices and the
+	// cdi.k8s.io/ annotations) and applies their edits; nil: a container
+	// asking for one is refused.
+	CDI CDIInjector
 }
 
 // HostFS is the part of the host filesystem generation looks at. Tests use a
