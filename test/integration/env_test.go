@@ -3,8 +3,8 @@
 package integration
 
 import (
-	"context"
 	"bytes"
+	"context"
 	"testing"
 	"unicode/utf8"
 
