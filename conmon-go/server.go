@@ -322,6 +322,8 @@ func (srv *server) dispatch(conn *os.File, req *wire.Request) (*wire.Response, e
 		err = srv.ctrs.reopenLog(req.Container)
 	case wire.OpDelete:
 		err = srv.ctrs.delete(req.Container, req.Force)
+	case wire.OpUpdate:
+		err = srv.ctrs.update(req.Container)
 	default:
 		err = errf(wire.CodeInvalidArgument, "unknown operation %q", req.Op)
 	}

@@ -129,6 +129,8 @@ func helperDo(req *helperapi.Request, resp *helperapi.Response, log *logrus.Entr
 		if err := lc.Destroy(); err != nil {
 			return fmt.Errorf("destroy %s: %w", req.ID, err)
 		}
+	case helperapi.OpUpdate:
+		return helperUpdate(lc, req, log)
 	case helperapi.OpInspect:
 		fillState(lc, resp)
 		st, err := lc.Status()

@@ -22,6 +22,7 @@ type podService interface {
 	RemovePodSandbox(ctx context.Context, id ids.SandboxID) error
 	PodSandboxStatus(id ids.SandboxID, verbose bool) (*runtimeapi.PodSandboxStatus, map[string]string, error)
 	ListPodSandbox(f *runtimeapi.PodSandboxFilter) []*runtimeapi.PodSandbox
+	UpdatePodSandboxResources(ctx context.Context, id ids.SandboxID, overhead, resources *runtimeapi.LinuxContainerResources) error
 }
 
 // containerService runs containers in pods (sandbox.Containers).
@@ -33,6 +34,7 @@ type containerService interface {
 	ContainerStatus(id ids.ContainerID, verbose bool) (*runtimeapi.ContainerStatus, map[string]string, error)
 	ListContainers(f *runtimeapi.ContainerFilter) []*runtimeapi.Container
 	ReopenContainerLog(ctx context.Context, id ids.ContainerID) error
+	UpdateContainerResources(ctx context.Context, id ids.ContainerID, r *runtimeapi.LinuxContainerResources) error
 }
 
 // execService runs processes in containers (sandbox.Exec).

@@ -504,6 +504,19 @@ func (r *Runtime) ReopenLog(ctx context.Context, pod PodID, id ContainerID) erro
 	return err
 }
 
+// Update applies the cgroup resources of the container's bundle, which
+// the caller rewrote, to the created or running container (its cgroups
+// and its runtime state), and returns once they are written.
+// FailedPrecondition when it is not running or a lowered memory limit is
+// below its usage; nothing is changed then.
+func (r *Runtime) Update(ctx context.Context, pod PodID, id ContainerID) error {
+	if err := checkIDs(pod, id); err != nil {
+		return err
+	}
+	_, err := r.callStarting(ctx, pod, &wire.Request{Op: wire.OpUpdate, Container: string(id)})
+	return err
+}
+
 // Delete removes the container: a container that has not exited is killed
 // with SIGKILL first (as CRI's RemoveContainer requires), then its cgroups,
 // runtime state and state file are removed. Its log file stays (the kubelet

@@ -16,6 +16,7 @@ import (
 	"github.com/noded-dev/noded/internal/ids"
 	"github.com/noded-dev/noded/internal/log"
 	"github.com/noded-dev/noded/internal/oci"
+	"github.com/noded-dev/noded/internal/resize"
 	"github.com/noded-dev/noded/internal/specgen"
 	"github.com/noded-dev/noded/internal/state"
 )
@@ -132,6 +133,7 @@ func (s *Containers) CreateContainer(ctx context.Context, podID ids.SandboxID, c
 		Config: cfg, ImageRef: img.Name, ImageID: img.ID.String(), StorageID: id, Bundle: bundle,
 		LogPath: logPath, StopSignal: int(res.StopSignal), User: state.User(res.User),
 		TerminationMessageFile: termFile, CgroupsPath: res.Spec.Linux.CgroupsPath,
+		Resources: resize.Recorded(res.Spec.Linux.Resources), OOMScoreAdj: res.Spec.Process.OOMScoreAdj,
 	}
 	if err := s.o.Store.AddContainer(rec); err != nil {
 		return "", err

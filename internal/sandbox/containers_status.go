@@ -52,6 +52,7 @@ func (s *Containers) ContainerStatus(id ids.ContainerID, verbose bool) (*runtime
 		Mounts:      c.Config.GetMounts(),
 		LogPath:     c.LogPath,
 		User:        specgen.User(c.User).CRI(),
+		Resources:   resourcesStatus(c),
 		StopSignal:  specgen.ReportedStopSignal(c.Config.GetStopSignal(), c.StopSignal),
 	}
 	if c.State == state.ContainerExited && st.Message == "" {

@@ -110,6 +110,8 @@ type monitor interface {
 	Attach(ctx context.Context, pod oci.PodID, id oci.ContainerID, stdio oci.Stdio) error
 	ReopenLog(ctx context.Context, pod oci.PodID, id oci.ContainerID) error
 	Delete(ctx context.Context, pod oci.PodID, id oci.ContainerID) error
+	// Update applies the resources of the container's bundle to it.
+	Update(ctx context.Context, pod oci.PodID, id oci.ContainerID) error
 }
 
 // gate bounds how many pod sandboxes and containers are created at once

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
@@ -39,6 +40,13 @@ type Sandbox struct {
 	CgroupParent string `json:"cgroupParent,omitempty"`
 	// Dir holds the pod's files (hosts, resolv.conf, hostname, shm).
 	Dir string `json:"dir"`
+	// Overhead and Resources are the pod-level resources of the last
+	// UpdatePodSandboxResources (the pod's overhead, and the sum of its
+	// containers' resources), as given. Recorded only: the pod cgroup
+	// (CgroupParent) is the kubelet's, which sets its limits itself.
+	// Replaced, never changed in place.
+	Overhead  *specs.LinuxResources `json:"overhead,omitempty"`
+	Resources *specs.LinuxResources `json:"resources,omitempty"`
 	// Released: the pod is stopped and holds nothing on the host until
 	// it is removed: its monitor is gone (and with it every process and
 	// cgroup of its containers), its root filesystems and /dev/shm are
@@ -82,6 +90,15 @@ type Container struct {
 	TerminationMessageFile string `json:"terminationMessageFile,omitempty"`
 	// CgroupsPath is the container's cgroup (the spec's linux.cgroupsPath).
 	CgroupsPath string `json:"cgroupsPath,omitempty"`
+	// Resources are the container's cgroup limits as applied: its
+	// bundle's linux.resources without the device rules, from create and
+	// each UpdateContainerResources (ContainerStatus reports them). Nil in
+	// records written before noded recorded them. Replaced, never changed
+	// in place: copies of the record share it.
+	Resources *specs.LinuxResources `json:"resources,omitempty"`
+	// OOMScoreAdj is the process's oom_score_adj as created (fitted to
+	// the host), reported with the resources.
+	OOMScoreAdj *int `json:"oomScoreAdj,omitempty"`
 }
 
 // User is a container process's numeric identity.

@@ -37,6 +37,7 @@ const (
 	OpExec    = "exec"    // Bundle, Args, Env, StdinFd, StdoutFd, StderrFd (-1: /dev/null), or Tty and ConsoleFd -> Pid
 	OpDestroy = "destroy" // remove cgroups and runtime state (Bundle: the cgroups, should the state be gone)
 	OpInspect = "inspect" // -> Status, Pid, PidStartTime, Created, MemCg, CgV2
+	OpUpdate  = "update"  // Bundle: apply its linux.resources to the cgroups and libcontainer's state (runc update)
 )
 
 // Request is the monitor's request. File descriptors are 3 + the index of

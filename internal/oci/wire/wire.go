@@ -43,6 +43,11 @@ const (
 	OpDelete    = "delete"     // Container, Force
 	OpShutdown  = "shutdown"   // kills and deletes what is left, then exits
 	OpStats     = "stats"      // -> Stats: the monitor's own memory and helper count (diagnostics)
+	// OpUpdate applies the cgroup resources of the container's bundle
+	// (its config.json, which noded rewrote) to the created or running
+	// container, as runc update does: Container. failed_precondition when
+	// it is not running or a memory limit is below its usage.
+	OpUpdate = "update"
 	// OpExecStream runs a process whose stdio are the client's (stream.go):
 	// Container, Args, Env, Tty, Stdin, Stdout, Stderr + fds -> Pid (+ the
 	// pty master with Tty), then Exec (ExitCode) when it exited.
