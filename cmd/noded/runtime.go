@@ -16,6 +16,7 @@ import (
 	"github.com/noded-dev/noded/internal/config"
 	"github.com/noded-dev/noded/internal/netcni"
 	"github.com/noded-dev/noded/internal/oci"
+	"github.com/noded-dev/noded/internal/podmetrics"
 	"github.com/noded-dev/noded/internal/sandbox"
 	"github.com/noded-dev/noded/internal/specgen"
 	"github.com/noded-dev/noded/internal/state"
@@ -33,7 +34,7 @@ const startLease = 2 * time.Second
 // previous noded. The returned function stops the services' goroutines
 // (exit watchers, then the monitor reaper); the monitors and containers
 // keep running.
-func newRuntimeServices(ctx context.Context, cfg *config.Config, log *logrus.Entry, store *storage.Store, images sandboxImages, network *netcni.Manager) (*sandbox.Services, func(), error) {
+func newRuntimeServices(ctx context.Context, cfg *config.Config, log *logrus.Entry, store *storage.Store, images sandboxImages, network *netcni.Manager) (*runtimeServices, func(), error) {
 	records, warnings, err := state.Open(filepath.Join(cfg.StateDir, "records"))
 	if err != nil {
 		return nil, nil, fmt.Errorf("opening the state directory: %w", err)
@@ -86,7 +87,12 @@ func newRuntimeServices(ctx context.Context, cfg *config.Config, log *logrus.Ent
 		FailAfter: failpoint(log),
 	})
 	svcs.Recover(ctx)
-	return svcs, func() {
+	// The CRI metrics read the same records, the pods' cgroups and
+	// network namespaces, and the writable layers in storage.
+	metrics := podmetrics.NewMetrics(podmetrics.NewCollector(podmetrics.Options{
+		Records: records, Layers: store, Systemd: cfg.CgroupManager == specgen.SystemdManager,
+	}))
+	return &runtimeServices{Services: svcs, Metrics: metrics}, func() {
 		svcs.Close()
 		_ = monitors.Close()
 	}, nil
@@ -106,6 +112,12 @@ func newCDIRegistry(cfg *config.Config, log *logrus.Entry) *cdi.Registry {
 	}
 	log.WithFields(logrus.Fields{"dirs": cfg.CDISpecDirs, "devices": reg.Devices()}).Info("CDI devices")
 	return reg
+}
+
+// runtimeServices are the pod runtime's services and the pod metrics.
+type runtimeServices struct {
+	*sandbox.Services
+	Metrics *podmetrics.Metrics
 }
 
 // helperPath is the configured path of a helper binary, or the binary of

@@ -91,6 +91,7 @@ func serve(cfg *config.Config, log *logrus.Entry) error {
 		Exec:       rt.Exec,
 		Stats:      rt.Stats,
 		IDs:        rt.IDs,
+		Metrics:    rt.Metrics,
 		Streams:    streams,
 		Handlers:   sandbox.Handlers,
 		// mount_setattr(2) with AT_RECURSIVE, which runc uses for rro.

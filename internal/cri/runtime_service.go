@@ -48,6 +48,13 @@ type statsService interface {
 	ListContainerStats(ctx context.Context, f *runtimeapi.ContainerStatsFilter) []*runtimeapi.ContainerStats
 }
 
+// metricsService serves the CRI metrics RPCs, cadvisor-style metrics of
+// pods and their containers (podmetrics.Metrics).
+type metricsService interface {
+	ListMetricDescriptors() []*runtimeapi.MetricDescriptor
+	ListPodSandboxMetrics(ctx context.Context) []*runtimeapi.PodSandboxMetrics
+}
+
 // resolver turns a client's full ID or unique prefix into an ID
 // (sandbox.IDs); NotFound when nothing matches.
 type resolver interface {

@@ -40,6 +40,9 @@ type Options struct {
 	Exec       execService
 	Stats      statsService
 	IDs        resolver
+	// Metrics serves ListMetricDescriptors and ListPodSandboxMetrics;
+	// nil leaves them Unimplemented.
+	Metrics metricsService
 	// Streams serves Exec, Attach and PortForward; nil leaves them
 	// Unimplemented.
 	Streams streamService

@@ -41,6 +41,8 @@ set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 tools="$repo/_build/tools"
 out="${CRITEST_OUT:-$repo/_build/critest}"
+# critest runs in the temp dir: a relative CRITEST_OUT is the caller's.
+[[ "$out" == /* ]] || out="$PWD/$out"
 expected_file="$repo/test/critest/expected-failures.txt"
 
 # Overridable to try the harness against another build.
