@@ -35,8 +35,12 @@ func (s *RuntimeServer) Status(_ context.Context, req *runtimeapi.StatusRequest)
 	}
 	for _, h := range s.opts.Handlers {
 		resp.RuntimeHandlers = append(resp.RuntimeHandlers, &runtimeapi.RuntimeHandler{
-			Name:     h,
-			Features: &runtimeapi.RuntimeHandlerFeatures{RecursiveReadOnlyMounts: s.opts.RecursiveReadOnlyMounts},
+			Name: h,
+			Features: &runtimeapi.RuntimeHandlerFeatures{
+				RecursiveReadOnlyMounts: s.opts.RecursiveReadOnlyMounts,
+				// Pods with hostUsers: false (internal/specgen/userns.go).
+				UserNamespaces: true,
+			},
 		})
 	}
 	if req.GetVerbose() {

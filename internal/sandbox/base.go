@@ -19,6 +19,7 @@ import (
 	"github.com/noded-dev/noded/internal/kmutex"
 	"github.com/noded-dev/noded/internal/log"
 	"github.com/noded-dev/noded/internal/oci"
+	"github.com/noded-dev/noded/internal/specgen"
 	"github.com/noded-dev/noded/internal/storage"
 )
 
@@ -81,15 +82,25 @@ func (b *base) bundleDir(pod ids.SandboxID, ctr ids.ContainerID) string {
 	return filepath.Join(b.podDir(pod), "containers", string(ctr))
 }
 
-// createRootfs makes and mounts a storage container on the image.
-func (b *base) createRootfs(id storage.ContainerID, image storage.ImageID, name string, undo *cleanup.Stack) (string, error) {
-	if _, err := b.o.Rootfs.CreateContainer(id, image, storage.CreateContainerOptions{Names: []string{name}}); err != nil {
+// createRootfs makes and mounts a storage container on the image, ID-mapped
+// to the pod's user namespace when it has one (userns non-nil).
+func (b *base) createRootfs(id storage.ContainerID, image storage.ImageID, name string, userns *specgen.IDMappings, undo *cleanup.Stack) (string, error) {
+	o := storage.CreateContainerOptions{Names: []string{name}}
+	if userns != nil {
+		o.UIDMap, o.GIDMap = storageIDMaps(userns.UIDs), storageIDMaps(userns.GIDs)
+	}
+	if _, err := b.o.Rootfs.CreateContainer(id, image, o); err != nil {
 		return "", fmt.Errorf("creating root filesystem: %w", err)
 	}
 	undo.Push("delete root filesystem", func(context.Context) error { return b.removeRootfs(id) })
 	path, err := b.o.Rootfs.Mount(id, "")
 	if err != nil {
 		return "", fmt.Errorf("mounting root filesystem: %w", err)
+	}
+	if userns != nil {
+		if err := traversable(path); err != nil {
+			return "", fmt.Errorf("root filesystem of a user namespace: %w", err)
+		}
 	}
 	return path, nil
 }

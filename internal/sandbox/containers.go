@@ -53,6 +53,11 @@ func (s *Containers) CreateContainer(ctx context.Context, podID ids.SandboxID, c
 	if pod.State != state.SandboxReady {
 		return "", errdefs.FailedPrecondition("pod sandbox %s is not ready", podID.Short())
 	}
+	// The pod's user namespace, from its record: the same after a restart.
+	userns, err := specgen.ContainerUserNamespace(cfg, pod.Config)
+	if err != nil {
+		return "", err
+	}
 
 	id := ids.NewContainerID()
 	name := containerName(cfg.GetMetadata(), pod.Config.GetMetadata())
@@ -88,7 +93,7 @@ func (s *Containers) CreateContainer(ctx context.Context, podID ids.SandboxID, c
 		return "", err
 	}
 	defer leave()
-	rootPath, err := s.createRootfs(id, img.ID, name, &undo)
+	rootPath, err := s.createRootfs(id, img.ID, name, userns, &undo)
 	if err != nil {
 		return "", err
 	}

@@ -42,6 +42,10 @@ func (s *Pods) RunPodSandbox(ctx context.Context, cfg *runtimeapi.PodSandboxConf
 	if err := validateSandboxConfig(cfg, handler); err != nil {
 		return "", err
 	}
+	userns, err := specgen.PodUserNamespace(cfg)
+	if err != nil {
+		return "", err
+	}
 	id := ids.NewSandboxID()
 	name := sandboxName(cfg.GetMetadata())
 	lg := log.FromContext(ctx).WithFields(map[string]any{"pod": id.Short(), "name": name})
@@ -108,15 +112,22 @@ func (s *Pods) RunPodSandbox(ctx context.Context, cfg *runtimeapi.PodSandboxConf
 	// CNI ADD (plugin processes, IPAM) runs while the pause container is
 	// made: the pause process only needs the pinned namespace, not the
 	// addresses. The attach is waited for on every path, before any
-	// rollback step can run (defers run last-in first-out).
-	attached, err := s.setupNetwork(ctx, rec, &undo)
-	if err != nil {
-		return "", err
+	// rollback step can run (defers run last-in first-out). A pod with a
+	// user namespace is attached after its pause process made the
+	// namespace (userns.go).
+	var attached <-chan attachResult
+	if userns == nil {
+		if attached, err = s.setupNetwork(ctx, rec, 0, &undo); err != nil {
+			return "", err
+		}
 	}
 	var ips []string
 	waited := false
 	waitNetwork := func() error {
 		waited = true
+		if attached == nil {
+			return nil
+		}
 		res := <-attached
 		ips = res.ips
 		return res.err
@@ -127,9 +138,14 @@ func (s *Pods) RunPodSandbox(ctx context.Context, cfg *runtimeapi.PodSandboxConf
 		}
 	}()
 
-	pid, err := s.startPause(ctx, rec, pauseImage, files, &undo)
+	pid, err := s.startPause(ctx, rec, pauseImage, files, userns, &undo)
 	if err != nil {
 		return "", err
+	}
+	if userns != nil {
+		if attached, err = s.setupNetwork(ctx, rec, pid, &undo); err != nil {
+			return "", err
+		}
 	}
 	if err := waitNetwork(); err != nil {
 		return "", err
@@ -164,14 +180,21 @@ type attachResult struct {
 
 // setupNetwork pins a network namespace and starts attaching it through
 // CNI in the background, unless the pod uses the host's network. The
+// namespace is a new one, or with pausePID the pause process's. The
 // returned channel yields the attach's outcome exactly once.
-func (s *Pods) setupNetwork(ctx context.Context, rec *state.Sandbox, undo *cleanup.Stack) (<-chan attachResult, error) {
+func (s *Pods) setupNetwork(ctx context.Context, rec *state.Sandbox, pausePID int, undo *cleanup.Stack) (<-chan attachResult, error) {
 	done := make(chan attachResult, 1)
 	if hostNetwork(rec.Config) {
 		done <- attachResult{}
 		return done, nil
 	}
-	path, err := s.o.Host.NewNetNS(filepath.Dir(s.netnsPath(rec.ID)), string(rec.ID))
+	var path string
+	var err error
+	if dir := filepath.Dir(s.netnsPath(rec.ID)); pausePID != 0 {
+		path, err = s.o.Host.PinNetNS(dir, string(rec.ID), pausePID)
+	} else {
+		path, err = s.o.Host.NewNetNS(dir, string(rec.ID))
+	}
 	if err != nil {
 		return nil, fmt.Errorf("network namespace: %w", err)
 	}
@@ -201,7 +224,7 @@ func (s *Pods) setupNetwork(ctx context.Context, rec *state.Sandbox, undo *clean
 
 // startPause creates the pause container's rootfs and bundle and runs it
 // under the pod's new monitor. It returns the pause process ID.
-func (s *Pods) startPause(ctx context.Context, rec *state.Sandbox, img Image, files specgen.SandboxFiles, undo *cleanup.Stack) (int, error) {
+func (s *Pods) startPause(ctx context.Context, rec *state.Sandbox, img Image, files specgen.SandboxFiles, userns *specgen.IDMappings, undo *cleanup.Stack) (int, error) {
 	pod, ctr := rec.ID, oci.ContainerID(rec.ID)
 	// The monitor starts (a fork, exec and socket) while the root
 	// filesystem and bundle are made. Its undo step is pushed first so it
@@ -216,7 +239,7 @@ func (s *Pods) startPause(ctx context.Context, rec *state.Sandbox, img Image, fi
 		return s.step(ctx, "monitor")
 	}
 
-	bundle, err := s.pauseBundle(ctx, rec, img, files, undo)
+	bundle, err := s.pauseBundle(ctx, rec, img, files, userns, undo)
 	if err := errors.Join(err, monitorErr()); err != nil {
 		return 0, err
 	}
@@ -236,8 +259,8 @@ func (s *Pods) startPause(ctx context.Context, rec *state.Sandbox, img Image, fi
 
 // pauseBundle makes the pause container's root filesystem and writes its
 // OCI bundle, returning the bundle directory.
-func (s *Pods) pauseBundle(ctx context.Context, rec *state.Sandbox, img Image, files specgen.SandboxFiles, undo *cleanup.Stack) (string, error) {
-	rootPath, err := s.createRootfs(ids.ContainerID(rec.ID), img.ID, rec.Name, undo)
+func (s *Pods) pauseBundle(ctx context.Context, rec *state.Sandbox, img Image, files specgen.SandboxFiles, userns *specgen.IDMappings, undo *cleanup.Stack) (string, error) {
+	rootPath, err := s.createRootfs(ids.ContainerID(rec.ID), img.ID, rec.Name, userns, undo)
 	if err != nil {
 		return "", err
 	}

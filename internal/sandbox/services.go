@@ -130,6 +130,9 @@ type host interface {
 	UnmountShm(path string) error
 	// NewNetNS pins a new network namespace at <dir>/<name>.
 	NewNetNS(dir, name string) (string, error)
+	// PinNetNS pins the network namespace of process pid there instead
+	// (a pod with a user namespace, whose pause process made it).
+	PinNetNS(dir, name string, pid int) (string, error)
 	// RemoveNetNS is idempotent.
 	RemoveNetNS(path string) error
 }

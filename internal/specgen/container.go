@@ -107,6 +107,13 @@ func (in *Container) user(res *Result) error {
 	if res.User, err = resolveUser(in.RootfsPath, req); err != nil {
 		return err
 	}
+	userns, err := in.usernsMappings()
+	if err != nil {
+		return err
+	}
+	if err := userMapped(res.User, userns); err != nil {
+		return err
+	}
 	res.Spec.Process.User = specs.User{UID: res.User.UID, GID: res.User.GID, AdditionalGids: res.User.AdditionalGIDs}
 	return nil
 }
@@ -138,7 +145,11 @@ func (in *Container) seccomp(res *Result) error {
 func (in *Container) namespaces(res *Result) error {
 	sc := in.Config.GetLinux().GetSecurityContext()
 	ownCgroupNS := in.Node.CgroupV2 && !sc.GetPrivileged()
-	ns, err := containerNamespaces(sc.GetNamespaceOptions(), in.Namespaces, in.TargetPIDNamespace, ownCgroupNS)
+	userns, err := in.userns()
+	if err != nil {
+		return err
+	}
+	ns, err := containerNamespaces(sc.GetNamespaceOptions(), userns, in.Namespaces, in.TargetPIDNamespace, ownCgroupNS)
 	res.Spec.Linux.Namespaces = ns
 	return err
 }
@@ -156,12 +167,21 @@ func (in *Container) mounts(res *Result) error {
 		return err
 	}
 	hardenPodShm(all, binds, podShm(in.Files, hostIPC))
+	if userns, err := in.userns(); err != nil {
+		return err
+	} else if userns {
+		idmapPodFiles(all, binds, extra)
+	}
 	var cgroupOpts []string
 	if !in.Node.CgroupV2 || sc.GetPrivileged() {
 		// No cgroup namespace: the mount shares the host's super block.
 		cgroupOpts = in.Node.CgroupMountOptions
 	}
-	res.Spec.Mounts = append(withoutShadowed(defaultMounts(sc.GetPrivileged(), cgroupOpts), all), binds...)
+	defaults := defaultMounts(sc.GetPrivileged(), cgroupOpts)
+	if userns, _ := in.userns(); userns && sc.GetNamespaceOptions().GetNetwork() == runtimeapi.NamespaceMode_NODE {
+		defaults = hostSysfs(defaults)
+	}
+	res.Spec.Mounts = append(withoutShadowed(defaults, all), binds...)
 	res.Spec.Linux.RootfsPropagation = rootProp
 	return nil
 }

@@ -175,7 +175,13 @@ func bindMount(m *runtimeapi.Mount, fs HostFS) (specs.Mount, string, error) {
 	if err := checkSourcePropagation(src, prop, fs); err != nil {
 		return specs.Mount{}, "", err
 	}
+	uids, gids, err := mountIDMappings(m)
+	if err != nil {
+		return specs.Mount{}, "", err
+	}
 	return specs.Mount{
+		UIDMappings: uids,
+		GIDMappings: gids,
 		Destination: path.Clean(m.GetContainerPath()),
 		Type:        "bind",
 		Source:      src,
@@ -186,7 +192,8 @@ func bindMount(m *runtimeapi.Mount, fs HostFS) (specs.Mount, string, error) {
 // checkMount refuses what noded cannot mount: relative paths, paths with
 // ".." (Kubernetes refuses them in a hostPath; in a container path runc
 // would keep it inside the root file system, but the request cannot mean
-// what it says), ID-mapped mounts (user namespaces), image volumes the
+// what it says), ID-mapped mounts without both uid and gid mappings or
+// with an empty range (mountIDMappings), image volumes the
 // caller has not resolved to a host path, unknown propagation and access
 // modes. It needs no host and returns the mount's propagation and access.
 func checkMount(m *runtimeapi.Mount) (prop, access string, err error) {
@@ -201,8 +208,8 @@ func checkMount(m *runtimeapi.Mount) (prop, access string, err error) {
 		err = errdefs.InvalidArgument("mount source %q is not an absolute path", m.GetHostPath())
 	case hasDotDot(m.GetHostPath()):
 		err = errdefs.InvalidArgument("mount source %q has a \"..\" component", m.GetHostPath())
-	case len(m.GetUidMappings()) > 0 || len(m.GetGidMappings()) > 0:
-		err = errdefs.InvalidArgument("ID-mapped mount at %q is not supported by noded yet", m.GetContainerPath())
+	default:
+		_, _, err = mountIDMappings(m)
 	}
 	if err != nil {
 		return "", "", err

@@ -14,11 +14,18 @@ import (
 // host-network pod uses the host's name. The container always gets its own
 // mount namespace, and a cgroup namespace on cgroup v2 unless privileged
 // (containerd's rule, so that /sys/fs/cgroup shows only its own tree).
-func containerNamespaces(ns *runtimeapi.NamespaceOption, pod Namespaces, targetPID string, ownCgroupNS bool) ([]specs.LinuxNamespace, error) {
-	if err := checkUserns(ns.GetUsernsOptions()); err != nil {
-		return nil, err
-	}
+// With userns it joins the pod's user namespace (containerUserns decides),
+// which runc enters first, so that the namespaces the container makes
+// belong to it.
+func containerNamespaces(ns *runtimeapi.NamespaceOption, userns bool, pod Namespaces, targetPID string, ownCgroupNS bool) ([]specs.LinuxNamespace, error) {
 	out := []specs.LinuxNamespace{{Type: specs.MountNamespace}}
+	if userns {
+		if pod.User == "" {
+			return nil, errdefs.InvalidArgument("the pod has no user namespace to join")
+		}
+		// No mappings with the path: runc reads them from the namespace.
+		out = append(out, specs.LinuxNamespace{Type: specs.UserNamespace, Path: pod.User})
+	}
 	net, err := joinPod(specs.NetworkNamespace, ns.GetNetwork(), pod.Network)
 	if err != nil {
 		return nil, err
@@ -76,12 +83,14 @@ func containerPID(ns *runtimeapi.NamespaceOption, podPID, targetPID string) ([]s
 
 // sandboxNamespaces returns the pause process's namespaces: new ones for
 // every POD (or, for pid, CONTAINER) mode, none for NODE. The network one
-// is the namespace prepared for the pod when there is one.
-func sandboxNamespaces(ns *runtimeapi.NamespaceOption, netNS string) ([]specs.LinuxNamespace, error) {
-	if err := checkUserns(ns.GetUsernsOptions()); err != nil {
-		return nil, err
-	}
+// is the namespace prepared for the pod when there is one. With userns the
+// pause process makes the pod's user namespace (the caller sets its
+// mappings), and runc makes the others inside it.
+func sandboxNamespaces(ns *runtimeapi.NamespaceOption, userns bool, netNS string) ([]specs.LinuxNamespace, error) {
 	out := []specs.LinuxNamespace{{Type: specs.MountNamespace}}
+	if userns {
+		out = append(out, specs.LinuxNamespace{Type: specs.UserNamespace})
+	}
 	switch ns.GetNetwork() {
 	case runtimeapi.NamespaceMode_NODE:
 	case runtimeapi.NamespaceMode_POD:
@@ -108,14 +117,4 @@ func sandboxNamespaces(ns *runtimeapi.NamespaceOption, netNS string) ([]specs.Li
 		return nil, errdefs.InvalidArgument("namespace mode %s is not valid for a pod's pid", ns.GetPid())
 	}
 	return out, nil
-}
-
-// checkUserns accepts only the host's user namespace: nil (older kubelets)
-// or mode NODE. Pods with user namespaces (hostUsers: false) are not
-// supported yet: they need ID-mapped mounts and a pinned user namespace.
-func checkUserns(u *runtimeapi.UserNamespace) error {
-	if u == nil || u.GetMode() == runtimeapi.NamespaceMode_NODE {
-		return nil
-	}
-	return errdefs.InvalidArgument("user namespaces (mode %s) are not supported by noded yet", u.GetMode())
 }

@@ -27,6 +27,7 @@ func TestContainerNamespaces(t *testing.T) {
 		ns       *runtimeapi.NamespaceOption
 		pod      *Namespaces
 		target   string
+		userns   bool
 		cgroupNS bool
 		want     []specs.LinuxNamespace
 		wantErr  error
@@ -42,9 +43,9 @@ func TestContainerNamespaces(t *testing.T) {
 			want: []specs.LinuxNamespace{mnt, net, uts, ipc, {Type: specs.PIDNamespace, Path: "/proc/77/ns/pid"}}},
 		{desc: "cgroup namespace on request", ns: &runtimeapi.NamespaceOption{Pid: CONTAINER}, cgroupNS: true,
 			want: []specs.LinuxNamespace{mnt, net, uts, ipc, {Type: specs.PIDNamespace}, {Type: specs.CgroupNamespace}}},
-		{desc: "userns NODE is the host's", ns: &runtimeapi.NamespaceOption{UsernsOptions: &runtimeapi.UserNamespace{Mode: NODE}},
-			want: []specs.LinuxNamespace{mnt, net, uts, ipc, pid}},
-		{desc: "userns POD unsupported", ns: &runtimeapi.NamespaceOption{UsernsOptions: &runtimeapi.UserNamespace{Mode: POD}},
+		{desc: "userns joins the pod's first", userns: true,
+			want: []specs.LinuxNamespace{mnt, {Type: specs.UserNamespace, Path: "/proc/42/ns/user"}, net, uts, ipc, pid}},
+		{desc: "userns without the pod's", userns: true, pod: &Namespaces{Network: "/n", IPC: "/x", UTS: "/y", PID: "/z"},
 			wantErr: errdefs.ErrInvalidArgument},
 		{desc: "TARGET without target", ns: &runtimeapi.NamespaceOption{Pid: TARGET, TargetId: "c0"}, wantErr: errdefs.ErrInvalidArgument},
 		{desc: "TARGET without target id", ns: &runtimeapi.NamespaceOption{Pid: TARGET}, target: "/proc/77/ns/pid", wantErr: errdefs.ErrInvalidArgument},
@@ -57,7 +58,7 @@ func TestContainerNamespaces(t *testing.T) {
 			if tc.pod != nil {
 				p = *tc.pod
 			}
-			got, err := containerNamespaces(tc.ns, p, tc.target, tc.cgroupNS)
+			got, err := containerNamespaces(tc.ns, tc.userns, p, tc.target, tc.cgroupNS)
 			if checkErr(t, err, tc.wantErr) {
 				assertEqual(t, "namespaces", got, tc.want)
 			}
@@ -80,6 +81,7 @@ func TestSandboxNamespaces(t *testing.T) {
 		desc    string
 		ns      *runtimeapi.NamespaceOption
 		netNS   string
+		userns  bool
 		want    []specs.LinuxNamespace
 		wantErr error
 	}{
@@ -94,12 +96,11 @@ func TestSandboxNamespaces(t *testing.T) {
 		{desc: "pid TARGET is invalid for a pod", ns: &runtimeapi.NamespaceOption{Pid: TARGET}, wantErr: errdefs.ErrInvalidArgument},
 		{desc: "network CONTAINER is invalid", ns: &runtimeapi.NamespaceOption{Network: CONTAINER}, wantErr: errdefs.ErrInvalidArgument},
 		{desc: "ipc CONTAINER is invalid", ns: &runtimeapi.NamespaceOption{Ipc: CONTAINER}, wantErr: errdefs.ErrInvalidArgument},
-		{desc: "user namespace unsupported",
-			ns:      &runtimeapi.NamespaceOption{UsernsOptions: &runtimeapi.UserNamespace{Mode: POD}},
-			wantErr: errdefs.ErrInvalidArgument},
+		{desc: "user namespace first, the rest made in it", userns: true,
+			want: []specs.LinuxNamespace{mnt, {Type: specs.UserNamespace}, {Type: specs.NetworkNamespace}, uts, ipc, pid}},
 	} {
 		t.Run(tc.desc, func(t *testing.T) {
-			got, err := sandboxNamespaces(tc.ns, tc.netNS)
+			got, err := sandboxNamespaces(tc.ns, tc.userns, tc.netNS)
 			if checkErr(t, err, tc.wantErr) {
 				assertEqual(t, "namespaces", got, tc.want)
 			}

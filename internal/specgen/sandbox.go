@@ -113,6 +113,13 @@ func (in *Sandbox) user(res *Result) error {
 	if res.User, err = resolveUser(in.RootfsPath, req); err != nil {
 		return err
 	}
+	userns, err := PodUserNamespace(in.Config)
+	if err != nil {
+		return err
+	}
+	if err := userMapped(res.User, userns); err != nil {
+		return err
+	}
 	res.Spec.Process.User = specs.User{UID: res.User.UID, GID: res.User.GID, AdditionalGids: res.User.AdditionalGIDs}
 	return nil
 }
@@ -152,16 +159,26 @@ func (in *Sandbox) seccomp(res *Result) error {
 
 func (in *Sandbox) linux(res *Result) error {
 	sc := in.securityContext()
-	ns, err := sandboxNamespaces(sc.GetNamespaceOptions(), in.NetNS)
+	userns, err := PodUserNamespace(in.Config)
+	if err != nil {
+		return err
+	}
+	ns, err := sandboxNamespaces(sc.GetNamespaceOptions(), userns != nil, in.NetNS)
 	if err != nil {
 		return err
 	}
 	res.Spec.Linux.Namespaces = ns
+	if userns != nil {
+		res.Spec.Linux.UIDMappings, res.Spec.Linux.GIDMappings = userns.UIDs, userns.GIDs
+	}
 	res.Spec.Mounts = in.mountList()
+	if userns != nil && in.hostNetwork() {
+		res.Spec.Mounts = hostSysfs(res.Spec.Mounts)
+	}
 	if err := checkSysctls(in.Config.GetLinux().GetSysctls(), sc.GetNamespaceOptions()); err != nil {
 		return err
 	}
-	res.Spec.Linux.Sysctl = in.sysctls()
+	res.Spec.Linux.Sysctl = in.sysctls(userns)
 	shares := uint64(sandboxCPUShares)
 	res.Spec.Linux.Resources = &specs.LinuxResources{
 		Devices: []specs.LinuxDeviceCgroup{{Allow: false, Access: "rwm"}},
@@ -235,8 +252,8 @@ func checkSysctls(sysctls map[string]string, ns *runtimeapi.NamespaceOption) err
 
 // sysctls are the pod's, passed through (checkSysctls checked them against
 // the pod's namespaces), plus containerd's optional defaults for a pod
-// with its own network.
-func (in *Sandbox) sysctls() map[string]string {
+// with its own network (the ICMP range within a user namespace's gids).
+func (in *Sandbox) sysctls(userns *IDMappings) map[string]string {
 	out := maps.Clone(in.Config.GetLinux().GetSysctls())
 	if out == nil {
 		out = map[string]string{}
@@ -246,7 +263,7 @@ func (in *Sandbox) sysctls() map[string]string {
 			out[sysctlUnprivilegedPortStart] = "0"
 		}
 		if _, set := out[sysctlPingGroupRange]; in.Node.UnprivilegedICMP && !set {
-			out[sysctlPingGroupRange] = "0 2147483647"
+			out[sysctlPingGroupRange] = pingGroupRange(userns)
 		}
 	}
 	if len(out) == 0 {

@@ -108,12 +108,15 @@ type Namespaces struct {
 	IPC     string
 	UTS     string
 	PID     string
+	// User is joined only by the containers of a pod with a user
+	// namespace of its own (see userns.go).
+	User string
 }
 
 // NamespacesOfPID returns the namespace paths of a running process.
 func NamespacesOfPID(pid int) Namespaces {
 	p := "/proc/" + strconv.Itoa(pid) + "/ns/"
-	return Namespaces{Network: p + "net", IPC: p + "ipc", UTS: p + "uts", PID: p + "pid"}
+	return Namespaces{Network: p + "net", IPC: p + "ipc", UTS: p + "uts", PID: p + "pid", User: p + "user"}
 }
 
 // SandboxFiles are the files a pod sandbox owns and shares with its

@@ -5,6 +5,7 @@ import (
 	"slices"
 
 	cstorage "go.podman.io/storage"
+	"go.podman.io/storage/pkg/idtools"
 )
 
 // Container is a storage container: a writable layer on top of an image's
@@ -47,6 +48,34 @@ type CreateContainerOptions struct {
 	Metadata string
 	// MountOptions override the driver's default mount options.
 	MountOptions []string
+	// UIDMap and GIDMap, when set, are the user namespace the container
+	// runs in (a pod with hostUsers: false): its root file system shows
+	// the image's files as owned by the IDs they map to, so that the
+	// image's root is the namespace's root. The overlay driver does it
+	// with ID-mapped mounts of the image's layers when the kernel can
+	// mount overlay on them (5.19 and later), sharing the layers with
+	// every other container; otherwise containers/storage makes a copy of
+	// the image's top layer chowned to the mappings, kept with the image
+	// for the next container with the same mappings (its MappedTopLayers).
+	// The mappings are kept in the store's container record, so a mount
+	// after a restart of noded maps the same way.
+	UIDMap, GIDMap []IDMap
+}
+
+// IDMap is one range of a user namespace's ID mapping.
+type IDMap struct {
+	ContainerID, HostID, Size uint32
+}
+
+func toIDMaps(ms []IDMap) []idtools.IDMap {
+	if len(ms) == 0 {
+		return nil
+	}
+	out := make([]idtools.IDMap, len(ms))
+	for i, m := range ms {
+		out[i] = idtools.IDMap{ContainerID: int(m.ContainerID), HostID: int(m.HostID), Size: int(m.Size)}
+	}
+	return out
 }
 
 // CreateContainer creates a container with a writable layer on top of the
@@ -54,6 +83,9 @@ type CreateContainerOptions struct {
 // image cannot be removed while the container exists.
 func (s *ContainerStore) CreateContainer(id ContainerID, image ImageID, o CreateContainerOptions) (*Container, error) {
 	opts := &cstorage.ContainerOptions{Metadata: o.Metadata, MountOpts: o.MountOptions}
+	if len(o.UIDMap) > 0 || len(o.GIDMap) > 0 {
+		opts.IDMappingOptions = cstorage.IDMappingOptions{UIDMap: toIDMaps(o.UIDMap), GIDMap: toIDMaps(o.GIDMap)}
+	}
 	c, err := s.s.CreateContainer(string(id), o.Names, string(image), "", o.Metadata, opts)
 	if err != nil {
 		return nil, mapErr(err, fmt.Sprintf("creating container on image %s", image))
