@@ -100,6 +100,13 @@ func (s *Containers) CreateContainer(ctx context.Context, podID ids.SandboxID, c
 	if err := s.step(ctx, "container-rootfs"); err != nil {
 		return "", err
 	}
+	volumes, volumeRecs, err := s.mountImageVolumes(ctx, id, cfg, &undo)
+	if err != nil {
+		return "", err
+	}
+	if err := s.step(ctx, "container-image-volumes"); err != nil {
+		return "", err
+	}
 
 	undo.Push("remove bundle", func(context.Context) error { return os.RemoveAll(bundle) })
 	if err := os.MkdirAll(bundle, 0o700); err != nil {
@@ -109,7 +116,7 @@ func (s *Containers) CreateContainer(ctx context.Context, podID ids.SandboxID, c
 	if err := os.WriteFile(termFile, nil, 0o666); err != nil {
 		return "", err
 	}
-	res, err := s.generateContainerSpec(ctx, pod, id, cfg, img, rootPath, termFile)
+	res, err := s.generateContainerSpec(ctx, pod, id, cfg, img, rootPath, termFile, volumes)
 	if err != nil {
 		return "", err
 	}
@@ -139,6 +146,7 @@ func (s *Containers) CreateContainer(ctx context.Context, podID ids.SandboxID, c
 		LogPath: logPath, StopSignal: int(res.StopSignal), User: state.User(res.User),
 		TerminationMessageFile: termFile, CgroupsPath: res.Spec.Linux.CgroupsPath,
 		Resources: resize.Recorded(res.Spec.Linux.Resources), OOMScoreAdj: res.Spec.Process.OOMScoreAdj,
+		ImageVolumes: volumeRecs,
 	}
 	if err := s.o.Store.AddContainer(rec); err != nil {
 		return "", err
@@ -152,13 +160,14 @@ func (s *Containers) CreateContainer(ctx context.Context, podID ids.SandboxID, c
 	return id, nil
 }
 
-func (s *Containers) generateContainerSpec(ctx context.Context, pod *state.Sandbox, id ids.ContainerID, cfg *runtimeapi.ContainerConfig, img Image, rootPath, termFile string) (*specgen.Result, error) {
+func (s *Containers) generateContainerSpec(ctx context.Context, pod *state.Sandbox, id ids.ContainerID, cfg *runtimeapi.ContainerConfig, img Image, rootPath, termFile string, imageVolumes map[int]string) (*specgen.Result, error) {
 	gen := &specgen.Container{
 		ID: string(id), SandboxID: string(pod.ID), Config: cfg, Sandbox: pod.Config,
 		Image: img.Config, ImageName: img.Name, RootfsPath: rootPath,
 		Namespaces:             specgen.NamespacesOfPID(pod.PausePID),
 		Files:                  sandboxFiles(pod.Dir, pod.Config),
 		TerminationMessageFile: termFile,
+		ImageVolumes:           imageVolumes,
 		CgroupParent:           pod.CgroupParent,
 		Node:                   s.o.Node,
 	}
@@ -335,6 +344,12 @@ func (s *Containers) RemoveContainer(ctx context.Context, id ids.ContainerID) er
 		return err
 	}
 	if err := s.step(ctx, "remove-container-rootfs"); err != nil {
+		return err
+	}
+	if err := s.removeImageVolumes(c.ID, c.Config); err != nil {
+		return err
+	}
+	if err := s.step(ctx, "remove-container-image-volumes"); err != nil {
 		return err
 	}
 	if err := os.RemoveAll(c.Bundle); err != nil {

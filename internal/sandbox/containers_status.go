@@ -49,7 +49,7 @@ func (s *Containers) ContainerStatus(id ids.ContainerID, verbose bool) (*runtime
 		Message:     c.Message,
 		Labels:      c.Config.GetLabels(),
 		Annotations: c.Config.GetAnnotations(),
-		Mounts:      c.Config.GetMounts(),
+		Mounts:      statusMounts(c),
 		LogPath:     c.LogPath,
 		User:        specgen.User(c.User).CRI(),
 		Resources:   resourcesStatus(c),

@@ -87,7 +87,8 @@ func (s *Pods) stopLocked(ctx context.Context, id ids.SandboxID) error {
 // release frees what a stopped pod would otherwise hold until the kubelet
 // removes it (minutes to hours later, at its garbage collection): the
 // monitor, whose shutdown deletes the pause and every container (their
-// cgroups with them), the root filesystem mounts and /dev/shm. The
+// cgroups with them), the root filesystem and image volume mounts and
+// /dev/shm. The
 // containers' records already hold their final states (StopContainer),
 // and their logs are files of the kubelet's; the storage containers, the
 // bundles and the pod's files stay until RemovePodSandbox.
@@ -100,6 +101,9 @@ func (s *Pods) release(ctx context.Context, rec *state.Sandbox) error {
 	for _, c := range s.o.Store.SandboxContainers(rec.ID) {
 		if err := s.o.Rootfs.Unmount(c.StorageID, true); err != nil && !errdefs.IsNotFound(err) {
 			return fmt.Errorf("unmounting the root filesystem of container %s: %w", c.ID.Short(), err)
+		}
+		if err := s.unmountImageVolumes(c); err != nil {
+			return err
 		}
 	}
 	if err := s.o.Rootfs.Unmount(ids.ContainerID(rec.ID), true); err != nil && !errdefs.IsNotFound(err) {

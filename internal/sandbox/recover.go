@@ -104,7 +104,9 @@ func (s *Pods) recoverPending(ctx context.Context) {
 
 // recoverPending removes what the container creates that were killed
 // half-way made: the container in its pod's monitor (with its cgroups),
-// its root filesystem and its bundle, all found from its ID.
+// its root filesystem, its image volumes and its bundle, all found from
+// its ID and request. Then any image volume whose container has no record
+// is removed too (sweepImageVolumes).
 func (s *Containers) recoverPending(ctx context.Context) {
 	lg := log.FromContext(ctx)
 	for _, p := range s.o.Store.PendingContainers() {
@@ -117,6 +119,10 @@ func (s *Containers) recoverPending(ctx context.Context) {
 				clog.WithError(err).Warn("removing the root filesystem of a container left half-made")
 				continue
 			}
+			if err := s.removeImageVolumes(p.ID, p.Config); err != nil {
+				clog.WithError(err).Warn("removing the image volumes of a container left half-made")
+				continue
+			}
 			if err := os.RemoveAll(p.Bundle); err != nil {
 				clog.WithError(err).Warn("removing the bundle of a container left half-made")
 				continue
@@ -127,4 +133,5 @@ func (s *Containers) recoverPending(ctx context.Context) {
 			clog.WithError(err).Warn("dropping the pending record")
 		}
 	}
+	s.sweepImageVolumes(ctx)
 }

@@ -172,6 +172,9 @@ func (in *Container) mounts(res *Result) error {
 	} else if userns {
 		idmapPodFiles(all, binds, extra)
 	}
+	if err := in.imageVolumeSources(all, binds); err != nil {
+		return err
+	}
 	var cgroupOpts []string
 	if !in.Node.CgroupV2 || sc.GetPrivileged() {
 		// No cgroup namespace: the mount shares the host's super block.

@@ -168,13 +168,14 @@ func bindMount(m *runtimeapi.Mount, fs HostFS) (specs.Mount, string, error) {
 	if err != nil {
 		return specs.Mount{}, "", err
 	}
-	src, err := fs.BindSource(m.GetHostPath())
-	if err != nil {
-		return specs.Mount{}, "", errdefs.FailedPrecondition("mount source %q: %v", m.GetHostPath(), err)
-	}
-	if err := checkSourcePropagation(src, prop, fs); err != nil {
+	opts := []string{"rbind", prop, access}
+	src := "" // an image mount's: the runtime's mount of the image (Container.imageVolumeSources)
+	if m.GetImage() != nil {
+		opts = append(opts, imageMountFlags...)
+	} else if src, err = hostBindSource(m, prop, fs); err != nil {
 		return specs.Mount{}, "", err
 	}
+	opts = withOptions(opts, extra...)
 	uids, gids, err := mountIDMappings(m)
 	if err != nil {
 		return specs.Mount{}, "", err
@@ -185,25 +186,39 @@ func bindMount(m *runtimeapi.Mount, fs HostFS) (specs.Mount, string, error) {
 		Destination: path.Clean(m.GetContainerPath()),
 		Type:        "bind",
 		Source:      src,
-		Options:     withOptions([]string{"rbind", prop, access}, extra...),
+		Options:     opts,
 	}, prop, nil
+}
+
+// hostBindSource prepares a host path mount's source (see HostFS) and
+// checks that its propagation can work.
+func hostBindSource(m *runtimeapi.Mount, prop string, fs HostFS) (string, error) {
+	src, err := fs.BindSource(m.GetHostPath())
+	if err != nil {
+		return "", errdefs.FailedPrecondition("mount source %q: %v", m.GetHostPath(), err)
+	}
+	if err := checkSourcePropagation(src, prop, fs); err != nil {
+		return "", err
+	}
+	return src, nil
 }
 
 // checkMount refuses what noded cannot mount: relative paths, paths with
 // ".." (Kubernetes refuses them in a hostPath; in a container path runc
 // would keep it inside the root file system, but the request cannot mean
 // what it says), ID-mapped mounts without both uid and gid mappings or
-// with an empty range (mountIDMappings), image volumes the
-// caller has not resolved to a host path, unknown propagation and access
-// modes. It needs no host and returns the mount's propagation and access.
+// with an empty range (mountIDMappings), image mounts that
+// are not read-only or whose sub path leaves the image (checkImageMount),
+// unknown propagation and access modes. It needs no host and returns the
+// mount's propagation and access.
 func checkMount(m *runtimeapi.Mount) (prop, access string, err error) {
 	switch {
-	case m.GetImage() != nil && m.GetHostPath() == "":
-		err = errdefs.InvalidArgument("image volume at %q is not supported by noded yet", m.GetContainerPath())
 	case !path.IsAbs(m.GetContainerPath()):
 		err = errdefs.InvalidArgument("mount destination %q is not an absolute path", m.GetContainerPath())
 	case hasDotDot(m.GetContainerPath()):
 		err = errdefs.InvalidArgument("mount destination %q has a \"..\" component", m.GetContainerPath())
+	case m.GetImage() != nil:
+		err = checkImageMount(m)
 	case !path.IsAbs(m.GetHostPath()):
 		err = errdefs.InvalidArgument("mount source %q is not an absolute path", m.GetHostPath())
 	case hasDotDot(m.GetHostPath()):
@@ -216,6 +231,9 @@ func checkMount(m *runtimeapi.Mount) (prop, access string, err error) {
 	}
 	if prop, err = propagation(m.GetPropagation()); err != nil {
 		return "", "", err
+	}
+	if m.GetImage() != nil {
+		prop = imageMountPropagation
 	}
 	access, err = mountAccess(m)
 	return prop, access, err

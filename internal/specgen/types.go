@@ -155,6 +155,11 @@ type Container struct {
 	// (default /dev/termination-log), unless a CRI mount is already there
 	// (the kubelet mounts its own).
 	TerminationMessageFile string
+	// ImageVolumes are the host paths of the image mounts of Config.Mounts
+	// (Mount.image), by their index there: the image's read-only file
+	// system as the caller mounted it, with the mount's image_sub_path
+	// resolved in it (see imagemounts.go).
+	ImageVolumes map[int]string
 	// CgroupParent overrides the sandbox config's cgroup_parent.
 	CgroupParent string
 	Node         Node

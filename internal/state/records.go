@@ -99,6 +99,22 @@ type Container struct {
 	// OOMScoreAdj is the process's oom_score_adj as created (fitted to
 	// the host), reported with the resources.
 	OOMScoreAdj *int `json:"oomScoreAdj,omitempty"`
+	// ImageVolumes are the container's image mounts, each a read-only
+	// storage container on its image (internal/sandbox/imagevolumes.go).
+	ImageVolumes []ImageVolume `json:"imageVolumes,omitempty"`
+}
+
+// ImageVolume is one image mount of a container (CRI Mount.image).
+type ImageVolume struct {
+	// Index is the mount's position in the request's mounts.
+	Index int `json:"index"`
+	// ContainerPath is where the container sees it.
+	ContainerPath string `json:"containerPath"`
+	// ImageID is the image's ID ("sha256:<hex>", PullImageResponse.image_ref),
+	// reported as the mount's ImageSpec.image_ref.
+	ImageID string `json:"imageId"`
+	// StorageID is the storage container that holds the mount.
+	StorageID ids.ContainerID `json:"storageId"`
 }
 
 // User is a container process's numeric identity.

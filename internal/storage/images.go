@@ -195,7 +195,7 @@ func (s *ImageStore) RemoveNames(id ImageID, names []string) error {
 func (s *ImageStore) Delete(id ImageID, dryRun bool) ([]LayerID, error) {
 	layers, err := s.s.DeleteImage(string(id), !dryRun)
 	if err != nil {
-		return nil, mapErr(err, fmt.Sprintf("deleting image %s", id))
+		return nil, mapErr(err, fmt.Sprintf("deleting image %s%s", id, s.usersOf(id, err)))
 	}
 	out := make([]LayerID, len(layers))
 	for i, l := range layers {
