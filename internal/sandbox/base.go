@@ -85,21 +85,28 @@ func (b *base) bundleDir(pod ids.SandboxID, ctr ids.ContainerID) string {
 // createRootfs makes and mounts a storage container on the image, ID-mapped
 // to the pod's user namespace when it has one (userns non-nil).
 func (b *base) createRootfs(id storage.ContainerID, image storage.ImageID, name string, userns *specgen.IDMappings, undo *cleanup.Stack) (string, error) {
-	o := storage.CreateContainerOptions{Names: []string{name}}
+	return b.mountStorageContainer("root filesystem", id, image, storage.CreateContainerOptions{Names: []string{name}}, userns, undo)
+}
+
+// mountStorageContainer makes a storage container (what names it in
+// errors and undo steps), pushes its removal on undo and mounts it. In a
+// pod with a user namespace its layers are ID-mapped to it, and the
+// directories above the mount are made searchable by the pod's root.
+func (b *base) mountStorageContainer(what string, id storage.ContainerID, image storage.ImageID, o storage.CreateContainerOptions, userns *specgen.IDMappings, undo *cleanup.Stack) (string, error) {
 	if userns != nil {
 		o.UIDMap, o.GIDMap = storageIDMaps(userns.UIDs), storageIDMaps(userns.GIDs)
 	}
 	if _, err := b.o.Rootfs.CreateContainer(id, image, o); err != nil {
-		return "", fmt.Errorf("creating root filesystem: %w", err)
+		return "", fmt.Errorf("creating %s: %w", what, err)
 	}
-	undo.Push("delete root filesystem", func(context.Context) error { return b.removeRootfs(id) })
+	undo.Push("delete "+what, func(context.Context) error { return b.removeRootfs(id) })
 	path, err := b.o.Rootfs.Mount(id, "")
 	if err != nil {
-		return "", fmt.Errorf("mounting root filesystem: %w", err)
+		return "", fmt.Errorf("mounting %s: %w", what, err)
 	}
 	if userns != nil {
 		if err := traversable(path); err != nil {
-			return "", fmt.Errorf("root filesystem of a user namespace: %w", err)
+			return "", fmt.Errorf("%s of a user namespace: %w", what, err)
 		}
 	}
 	return path, nil

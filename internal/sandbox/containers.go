@@ -100,7 +100,7 @@ func (s *Containers) CreateContainer(ctx context.Context, podID ids.SandboxID, c
 	if err := s.step(ctx, "container-rootfs"); err != nil {
 		return "", err
 	}
-	volumes, volumeRecs, err := s.mountImageVolumes(ctx, id, cfg, &undo)
+	volumes, volumeRecs, err := s.mountImageVolumes(ctx, id, cfg, userns, &undo)
 	if err != nil {
 		return "", err
 	}

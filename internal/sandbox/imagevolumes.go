@@ -21,6 +21,7 @@ import (
 	"github.com/noded-dev/noded/internal/errdefs"
 	"github.com/noded-dev/noded/internal/ids"
 	"github.com/noded-dev/noded/internal/log"
+	"github.com/noded-dev/noded/internal/specgen"
 	"github.com/noded-dev/noded/internal/state"
 	"github.com/noded-dev/noded/internal/storage"
 )
@@ -108,13 +109,13 @@ func imageMounts(cfg *runtimeapi.ContainerConfig) []int {
 // paths by index in the request's mounts (specgen.Container.ImageVolumes)
 // and their records. The request was checked (specgen.CheckContainerConfig):
 // each image mount is read-only and its sub path relative, without "..".
-func (s *Containers) mountImageVolumes(ctx context.Context, ctr ids.ContainerID, cfg *runtimeapi.ContainerConfig, undo *cleanup.Stack) (map[int]string, []state.ImageVolume, error) {
+func (s *Containers) mountImageVolumes(ctx context.Context, ctr ids.ContainerID, cfg *runtimeapi.ContainerConfig, userns *specgen.IDMappings, undo *cleanup.Stack) (map[int]string, []state.ImageVolume, error) {
 	var (
 		sources map[int]string
 		recs    []state.ImageVolume
 	)
 	for _, i := range imageMounts(cfg) {
-		src, rec, err := s.mountImageVolume(ctx, ctr, i, cfg.GetMounts()[i], undo)
+		src, rec, err := s.mountImageVolume(ctx, ctr, i, cfg.GetMounts()[i], userns, undo)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -127,7 +128,7 @@ func (s *Containers) mountImageVolumes(ctx context.Context, ctr ids.ContainerID,
 	return sources, recs, nil
 }
 
-func (s *Containers) mountImageVolume(ctx context.Context, ctr ids.ContainerID, i int, m *runtimeapi.Mount, undo *cleanup.Stack) (string, state.ImageVolume, error) {
+func (s *Containers) mountImageVolume(ctx context.Context, ctr ids.ContainerID, i int, m *runtimeapi.Mount, userns *specgen.IDMappings, undo *cleanup.Stack) (string, state.ImageVolume, error) {
 	dst := m.GetContainerPath()
 	// The kubelet pulls first and names the image by the ID PullImage
 	// returned: a missing image is NotFound.
@@ -136,15 +137,14 @@ func (s *Containers) mountImageVolume(ctx context.Context, ctr ids.ContainerID, 
 		return "", state.ImageVolume{}, fmt.Errorf("image volume at %q: %w", dst, err)
 	}
 	id := imageVolumeID(ctr, i)
-	if _, err := s.o.Rootfs.CreateContainer(id, img.ID, storage.CreateContainerOptions{
+	// In a pod with a user namespace the volume's layers are ID-mapped
+	// like its root filesystem's, so the image's files belong to the
+	// pod's users and not to the overflow IDs.
+	root, err := s.mountStorageContainer(fmt.Sprintf("image volume at %q (image %s)", dst, img.Name), id, img.ID, storage.CreateContainerOptions{
 		Names: []string{imageVolumeName(ctr, i)}, MountOptions: imageVolumeMountOptions,
-	}); err != nil {
-		return "", state.ImageVolume{}, fmt.Errorf("image volume at %q: %w", dst, err)
-	}
-	undo.Push("remove image volume "+dst, func(context.Context) error { return s.removeRootfs(id) })
-	root, err := s.o.Rootfs.Mount(id, "")
+	}, userns, undo)
 	if err != nil {
-		return "", state.ImageVolume{}, fmt.Errorf("image volume at %q: mounting image %s: %w", dst, img.Name, err)
+		return "", state.ImageVolume{}, err
 	}
 	src, err := imageSubPath(root, m.GetImageSubPath())
 	if err != nil {

@@ -26,12 +26,13 @@ var imageMountFlags = []string{"nosuid", "nodev"}
 // checkImageMount makes the host-free checks of an image mount: it names
 // an image and no host path (the CRI makes them mutually exclusive), it is
 // read-only (image mounts are read-only by definition; the kubelet always
-// sets readonly, and critest expects a mount without it refused), it is
-// not ID-mapped (the kernel refuses MOUNT_ATTR_IDMAP on an overlay mount:
-// mount_setattr fails with EINVAL on 6.18; ID-mapped storage layers would
-// be the way), and its sub path stays inside the image. In a pod with its
-// own user namespace the image's files show as the overflow IDs, as those
-// of a host path mount do.
+// sets readonly, and critest expects a mount without it refused), it asks
+// for no ID mapping of its own, and its sub path stays inside the image.
+// An image mount needs no mapping from the request: in a pod with its own
+// user namespace its storage layers are ID-mapped to the pod, as the root
+// filesystem's are (the kernel refuses MOUNT_ATTR_IDMAP on the overlay
+// mount itself: mount_setattr fails with EINVAL on 6.18), so the image's
+// files belong to the pod's users.
 func checkImageMount(m *runtimeapi.Mount) error {
 	dst := m.GetContainerPath()
 	switch {
@@ -42,7 +43,7 @@ func checkImageMount(m *runtimeapi.Mount) error {
 	case !m.GetReadonly():
 		return errdefs.InvalidArgument("image volume at %q must be read-only (readonly: true): image volumes are read-only by definition", dst)
 	case len(m.GetUidMappings()) > 0 || len(m.GetGidMappings()) > 0:
-		return errdefs.InvalidArgument("ID-mapped image volume at %q is not supported by noded yet", dst)
+		return errdefs.InvalidArgument("image volume at %q has uid/gid mappings: an image volume takes its pod's user namespace mapping, and no other", dst)
 	}
 	return checkImageSubPath(dst, m.GetImageSubPath())
 }

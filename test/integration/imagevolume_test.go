@@ -400,6 +400,11 @@ func TestImageVolumeInUserNamespacePod(t *testing.T) {
 	if r, err := e.exec(t, ctr, 10, "touch", volumeMountAt+"/written"); err != nil || r.GetExitCode() == 0 {
 		t.Fatalf("a write to the image volume: %v, exit %d", err, r.GetExitCode())
 	}
+	// The volume's layers are ID-mapped like the root filesystem's: the
+	// image's root-owned files belong to the pod's root, not to nobody.
+	if got := strings.TrimSpace(e.execOut(t, ctr, "stat", "-c", "%u:%g", volumeMountAt+"/group")); got != "0:0" {
+		t.Errorf("owner of the image's /etc/group in a user namespace pod: %s, want 0:0", got)
+	}
 	mapped := usernsContainer([]string{"sleep", "3600"}, &runtimeapi.Mount{ContainerPath: volumeMountAt, Readonly: true,
 		Image: vol.GetImage(), UidMappings: usernsMapping(usernsHost), GidMappings: usernsMapping(usernsHost)})
 	mapped.Metadata = &runtimeapi.ContainerMetadata{Name: "mapped"}
