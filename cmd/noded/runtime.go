@@ -63,6 +63,7 @@ func newRuntimeServices(ctx context.Context, cfg *config.Config, log *logrus.Ent
 	}
 	node.CgroupManager = cfg.CgroupManager
 	node.SeccompProfileRoot = cfg.SeccompProfileRoot
+	node.SeccompUnconfinedWhenEmpty = cfg.SeccompWhenEmpty == config.SeccompUnconfined
 	node.UnprivilegedPorts, node.UnprivilegedICMP = true, true
 	if cdiRegistry := newCDIRegistry(cfg, log); cdiRegistry != nil {
 		node.CDI = cdiRegistry

@@ -117,6 +117,10 @@ type Config struct {
 	// directory (e.g. /var/lib/kubelet/seccomp); empty allows any absolute
 	// path, as containerd and CRI-O do.
 	SeccompProfileRoot Path `toml:"seccomp-profile-root"`
+	// SeccompWhenEmpty is what a container whose request names no seccomp
+	// profile runs with: "runtime-default" (CRI-O's choice, the default)
+	// or "unconfined" (containerd's). The kubelet always names one.
+	SeccompWhenEmpty string `toml:"seccomp-when-empty"`
 	// CDISpecDirs are the directories of CDI device specs, later ones
 	// winning for a device two define; they are read again at each
 	// CreateContainer that asks for a CDI device. Empty turns CDI off.
@@ -169,6 +173,12 @@ func (c *Count) UnmarshalText(b []byte) error {
 	return nil
 }
 
+// The values of seccomp-when-empty.
+const (
+	SeccompRuntimeDefault = "runtime-default"
+	SeccompUnconfined     = "unconfined"
+)
+
 // Default returns the built-in configuration.
 func Default() *Config {
 	return &Config{
@@ -188,6 +198,7 @@ func Default() *Config {
 		PauseImage:           DefaultPauseImage,
 		PinnedImages:         []string{},
 		CgroupManager:        defaultCgroupManager(),
+		SeccompWhenEmpty:     SeccompRuntimeDefault,
 		CDISpecDirs:          slices.Clone(DefaultCDISpecDirs),
 		ShutdownTimeout:      Duration{30 * time.Second},
 		StreamAddress:        "127.0.0.1",
@@ -350,6 +361,9 @@ func (c *Config) Validate() error {
 	if c.LogFormat != "text" && c.LogFormat != "json" {
 		return fmt.Errorf("invalid value for %q: %q (want text or json)", "log-format", c.LogFormat)
 	}
+	if c.SeccompWhenEmpty != SeccompRuntimeDefault && c.SeccompWhenEmpty != SeccompUnconfined {
+		return fmt.Errorf("invalid value for %q: %q (want %s or %s)", "seccomp-when-empty", c.SeccompWhenEmpty, SeccompRuntimeDefault, SeccompUnconfined)
+	}
 	if c.CgroupManager != "cgroupfs" && c.CgroupManager != "systemd" {
 		return fmt.Errorf("invalid value for %q: %q (want cgroupfs or systemd)", "cgroup-manager", c.CgroupManager)
 	}
@@ -453,6 +467,7 @@ var Keys = []Key{
 	{"conmon-path", "Path of the conmon-go monitor; empty: conmon-go next to the noded binary."},
 	{"pause-path", "Path of the static pause binary for the built-in pause image; empty: noded-pause next to the noded binary."},
 	{"seccomp-profile-root", "Directory that Localhost seccomp profiles must lie in (e.g. /var/lib/kubelet/seccomp); empty: any absolute path."},
+	{"seccomp-when-empty", "Seccomp of a container whose request names no profile (the kubelet always names one): runtime-default or unconfined."},
 	{"cdi-spec-dirs", "CDI device spec directories, later ones winning; read again at each CreateContainer that asks for a CDI device; empty turns CDI off (comma-separated on the command line)."},
 	{"shutdown-timeout", "How long SIGTERM waits for in-flight requests before closing them."},
 	{"stream-address", "IP address of the streaming server that the URLs of Exec, Attach and PortForward point to."},

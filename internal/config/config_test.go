@@ -91,6 +91,7 @@ func TestLoad(t *testing.T) {
 		{desc: "negative parallel starts", file: "max-parallel-starts = -1\n", wantErr: `"max-parallel-starts"`},
 		{desc: "too many parallel starts", file: "max-parallel-starts = 1000\n", wantErr: `"max-parallel-starts"`},
 		{desc: "bad cgroup manager", file: "cgroup-manager = \"cgroupv3\"\n", wantErr: `"cgroup-manager"`},
+		{desc: "bad seccomp-when-empty", file: "seccomp-when-empty = \"none\"\n", wantErr: `"seccomp-when-empty"`},
 		{desc: "wrong type", file: "log-level = 3\n", wantErr: "log-level"},
 		{desc: "TOML syntax error", file: "log-level = \n", wantErr: "config file"},
 		{desc: "stream address must be an IP", file: "stream-address = \"example.com\"\n", wantErr: `"stream-address"`},

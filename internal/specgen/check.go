@@ -22,7 +22,7 @@ func CheckContainerConfig(cfg *runtimeapi.ContainerConfig) error {
 		return err
 	}
 	sc := cfg.GetLinux().GetSecurityContext()
-	if _, err := requestedSeccomp(sc.GetSeccomp(), sc.GetSeccompProfilePath(), sc.GetPrivileged()); err != nil { //nolint:staticcheck // deprecated field, old clients
+	if _, err := requestedSeccomp(sc.GetSeccomp(), sc.GetSeccompProfilePath(), sc.GetPrivileged(), false); err != nil { //nolint:staticcheck // deprecated field, old clients
 		return err
 	}
 	return checkResources(cfg.GetLinux().GetResources())

@@ -137,7 +137,7 @@ func (in *Container) security(res *Result) error {
 
 func (in *Container) seccomp(res *Result) error {
 	sc := in.Config.GetLinux().GetSecurityContext()
-	p, err := seccompProfile(sc.GetSeccomp(), sc.GetSeccompProfilePath(), sc.GetPrivileged(), res.Spec, in.Node.SeccompProfileRoot) //nolint:staticcheck // deprecated field, old clients
+	p, err := seccompProfile(sc.GetSeccomp(), sc.GetSeccompProfilePath(), sc.GetPrivileged(), res.Spec, &in.Node) //nolint:staticcheck // deprecated field, old clients
 	res.Spec.Linux.Seccomp = p
 	return err
 }

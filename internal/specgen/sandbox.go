@@ -139,9 +139,9 @@ func (in *Sandbox) security(res *Result) error {
 }
 
 // seccomp applies the pod's profile. Nothing requested means the runtime
-// default here, since the pause process makes only a handful of calls,
-// unless the pause program confines itself with a tighter filter of its
-// own.
+// default here, whatever seccomp-when-empty says, since the pause process
+// makes only a handful of calls, unless the pause program confines itself
+// with a tighter filter of its own.
 func (in *Sandbox) seccomp(res *Result) error {
 	sc := in.securityContext()
 	sp, deprecated := sc.GetSeccomp(), sc.GetSeccompProfilePath() //nolint:staticcheck // deprecated field, old clients
@@ -152,7 +152,7 @@ func (in *Sandbox) seccomp(res *Result) error {
 		}
 		sp = &runtimeapi.SecurityProfile{ProfileType: runtimeapi.SecurityProfile_RuntimeDefault}
 	}
-	p, err := seccompProfile(sp, deprecated, sc.GetPrivileged(), res.Spec, in.Node.SeccompProfileRoot)
+	p, err := seccompProfile(sp, deprecated, sc.GetPrivileged(), res.Spec, &in.Node)
 	res.Spec.Linux.Seccomp = p
 	return err
 }

@@ -105,13 +105,15 @@ func profileFromPath(p string) (*runtimeapi.SecurityProfile, error) {
 // system calls only to holders of a capability). The newer SecurityProfile
 // wins over the deprecated path. Nothing requested means the runtime
 // default, as in CRI-O (seccomp_use_default_when_empty, its default since
-// 1.23), not unconfined as in containerd: the kubelet always says what it
-// wants (Unconfined unless the pod or SeccompDefault asks for more), so
-// only other clients send nothing, and they get the stricter answer.
-// Privileged containers are never filtered. root, when set, is the only
-// directory Localhost profiles may come from.
-func seccompProfile(sp *runtimeapi.SecurityProfile, deprecated string, privileged bool, spec *specs.Spec, root string) (*specs.LinuxSeccomp, error) {
-	sp, err := requestedSeccomp(sp, deprecated, privileged)
+// 1.23), not unconfined as in containerd, unless the node says
+// otherwise (seccomp-when-empty): the kubelet always says what it wants
+// (Unconfined unless the pod or SeccompDefault asks for more), so only
+// other clients send nothing, and by default they get the stricter
+// answer. Privileged containers are never filtered. node's
+// SeccompProfileRoot, when set, is the only directory Localhost profiles
+// may come from.
+func seccompProfile(sp *runtimeapi.SecurityProfile, deprecated string, privileged bool, spec *specs.Spec, node *Node) (*specs.LinuxSeccomp, error) {
+	sp, err := requestedSeccomp(sp, deprecated, privileged, node.SeccompUnconfinedWhenEmpty)
 	if err != nil || sp == nil {
 		return nil, err
 	}
@@ -125,14 +127,16 @@ func seccompProfile(sp *runtimeapi.SecurityProfile, deprecated string, privilege
 		}
 		return p, nil
 	case runtimeapi.SecurityProfile_Localhost:
-		return localhostSeccomp(sp.GetLocalhostRef(), root, spec)
+		return localhostSeccomp(sp.GetLocalhostRef(), node.SeccompProfileRoot, spec)
 	}
 	return nil, errdefs.InvalidArgument("unknown seccomp profile type %d", sp.GetProfileType())
 }
 
 // requestedSeccomp is the profile a container asks for, checked as far as
-// it can be without the host; nil for a privileged container.
-func requestedSeccomp(sp *runtimeapi.SecurityProfile, deprecated string, privileged bool) (*runtimeapi.SecurityProfile, error) {
+// it can be without the host; nil for a privileged container. A request
+// that names none gets the runtime default, or Unconfined when
+// unconfinedWhenEmpty.
+func requestedSeccomp(sp *runtimeapi.SecurityProfile, deprecated string, privileged, unconfinedWhenEmpty bool) (*runtimeapi.SecurityProfile, error) {
 	if sp == nil {
 		var err error
 		if sp, err = profileFromPath(deprecated); err != nil {
@@ -144,6 +148,9 @@ func requestedSeccomp(sp *runtimeapi.SecurityProfile, deprecated string, privile
 	}
 	if sp == nil {
 		sp = &runtimeapi.SecurityProfile{ProfileType: runtimeapi.SecurityProfile_RuntimeDefault}
+		if unconfinedWhenEmpty {
+			sp.ProfileType = runtimeapi.SecurityProfile_Unconfined
+		}
 	}
 	return sp, checkSeccompRef(sp)
 }

@@ -79,11 +79,15 @@ func TestSeccompProfile(t *testing.T) {
 		privileged bool
 		caps       []string
 		root       string
+		// unconfinedWhenEmpty is the node's seccomp-when-empty=unconfined.
+		unconfinedWhenEmpty bool
 		// check inspects a non-nil profile; nil want means no profile.
 		check   func(*testing.T, *specs.LinuxSeccomp)
 		wantErr error
 	}{
 		{desc: "nothing requested is the runtime default", check: isDefault},
+		{desc: "nothing requested on an unconfined-when-empty node", unconfinedWhenEmpty: true},
+		{desc: "deprecated runtime/default on an unconfined-when-empty node", deprecated: "runtime/default", unconfinedWhenEmpty: true, check: isDefault},
 		{desc: "unconfined", sp: &runtimeapi.SecurityProfile{ProfileType: runtimeapi.SecurityProfile_Unconfined}},
 		{desc: "runtime default", sp: runtimeDefault, caps: DefaultCapabilities(),
 			check: func(t *testing.T, p *specs.LinuxSeccomp) {
@@ -146,7 +150,7 @@ func TestSeccompProfile(t *testing.T) {
 		{desc: "unknown profile type", sp: &runtimeapi.SecurityProfile{ProfileType: 9}, wantErr: errdefs.ErrInvalidArgument},
 	} {
 		t.Run(tc.desc, func(t *testing.T) {
-			got, err := seccompProfile(tc.sp, tc.deprecated, tc.privileged, specWithCaps(tc.caps...), tc.root)
+			got, err := seccompProfile(tc.sp, tc.deprecated, tc.privileged, specWithCaps(tc.caps...), &Node{SeccompProfileRoot: tc.root, SeccompUnconfinedWhenEmpty: tc.unconfinedWhenEmpty})
 			if !checkErr(t, err, tc.wantErr) {
 				return
 			}

@@ -75,6 +75,11 @@ type Node struct {
 	// Empty allows any absolute path, as containerd and CRI-O do (neither
 	// has such a setting; the kubelet dropped --seccomp-profile-root).
 	SeccompProfileRoot string
+	// SeccompUnconfinedWhenEmpty runs a container whose request names no
+	// seccomp profile unconfined, as containerd does, instead of with the
+	// runtime default (CRI-O's default, and noded's). The kubelet always
+	// names one; this is for other clients (config seccomp-when-empty).
+	SeccompUnconfinedWhenEmpty bool
 
 	// FS answers the host lookups. Nil means the real host (OSFS).
 	FS HostFS

@@ -334,6 +334,10 @@ EOF
 
 # ------------------------------------------------------- 4. noded
 say "starting noded"
+# seccomp-when-empty=unconfined: critest's "nil profile, which is
+# unconfined" spec follows containerd's choice for a request that names no
+# profile; noded's default is CRI-O's (runtime default), which
+# TestStrictDefaults checks. The kubelet always names a profile.
 "$noded_bin" \
 	--config "$tmp/noded.toml" \
 	--config-dir "$tmp/noded.toml.d" \
@@ -344,6 +348,7 @@ say "starting noded"
 	--registries-conf "$tmp/registries.conf" \
 	--signature-policy "$tmp/policy.json" \
 	--cni-config-dir "$tmp/cni" \
+	--seccomp-when-empty unconfined \
 	--log-level debug \
 	--log-format text \
 	>"$tmp/noded.log" 2>&1 </dev/null &
