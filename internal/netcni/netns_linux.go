@@ -34,6 +34,14 @@ const nsfsMagic = 0x6e736673
 // must not exist yet (errdefs.ErrAlreadyExists otherwise). It returns the
 // pinned path. The calling goroutine's thread and namespace are unchanged.
 func NewNetNS(dir, name string) (string, error) {
+	return pinAt(dir, name, pinNewNetNS)
+}
+
+// pinAt makes the pin file dir/name (refusing a name that is not one path
+// element, or one that exists) in the shared-propagation directory dir,
+// and has pin bind-mount a namespace onto it; the file is removed if pin
+// fails.
+func pinAt(dir, name string, pin func(path string) error) (string, error) {
 	if name == "" || name == "." || name == ".." || strings.ContainsRune(name, '/') {
 		return "", errdefs.InvalidArgument("invalid network namespace name %q", name)
 	}
@@ -55,8 +63,7 @@ func NewNetNS(dir, name string) (string, error) {
 		return "", fmt.Errorf("create netns pin file: %w", err)
 	}
 	_ = f.Close()
-
-	if err := pinNewNetNS(path); err != nil {
+	if err := pin(path); err != nil {
 		_ = os.Remove(path)
 		return "", err
 	}

@@ -1,12 +1,8 @@
 package netcni
 
 import (
-	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strconv"
-	"strings"
 
 	"golang.org/x/sys/unix"
 
@@ -21,34 +17,14 @@ import (
 // owned would keep the pod's root from mounting sysfs or setting its
 // net.* sysctls.
 func PinNetNSOf(dir, name string, pid int) (string, error) {
-	if name == "" || name == "." || name == ".." || strings.ContainsRune(name, '/') {
-		return "", errdefs.InvalidArgument("invalid network namespace name %q", name)
-	}
-	if !filepath.IsAbs(dir) {
-		return "", errdefs.InvalidArgument("network namespace directory %q is not absolute", dir)
-	}
 	if pid <= 0 {
 		return "", errdefs.InvalidArgument("no process to pin the network namespace of (pid %d)", pid)
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return "", fmt.Errorf("create netns directory: %w", err)
-	}
-	if err := makeSharedMount(dir); err != nil {
-		return "", err
-	}
-	path := filepath.Join(dir, name)
-	f, err := os.OpenFile(path, os.O_RDONLY|os.O_CREATE|os.O_EXCL, 0o444)
-	if err != nil {
-		if errors.Is(err, os.ErrExist) {
-			return "", errdefs.AlreadyExists("network namespace %s already exists", path)
+	return pinAt(dir, name, func(path string) error {
+		src := "/proc/" + strconv.Itoa(pid) + "/ns/net"
+		if err := unix.Mount(src, path, "none", unix.MS_BIND, ""); err != nil {
+			return fmt.Errorf("pin network namespace of pid %d at %s: %w", pid, path, err)
 		}
-		return "", fmt.Errorf("create netns pin file: %w", err)
-	}
-	_ = f.Close()
-	src := "/proc/" + strconv.Itoa(pid) + "/ns/net"
-	if err := unix.Mount(src, path, "none", unix.MS_BIND, ""); err != nil {
-		_ = os.Remove(path)
-		return "", fmt.Errorf("pin network namespace of pid %d at %s: %w", pid, path, err)
-	}
-	return path, nil
+		return nil
+	})
 }

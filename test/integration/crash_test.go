@@ -34,22 +34,47 @@ import (
 func TestKilledCreatesLeaveNothing(t *testing.T) {
 	bin := failpointsBin(t)
 	e := newPodEnv(t)
-	baseline := e.baseline(t)
-	pt := t // daemons started in a subtest must outlive it
-	steps := []struct {
-		step      string
-		container bool
-	}{
+	e.killEachCreateStep(t, bin, e.baseline(t), []createStep{
 		{"pending", false}, {"pod-files", false}, {"netns", false}, {"monitor", false},
 		{"pause-bundle", false}, {"pause", false}, {"cni", false}, {"record", false},
 		{"container-pending", true}, {"container-rootfs", true}, {"container-create", true},
-	}
+	}, createKills{name: "crash", container: sleeperRequest})
+}
+
+// createStep is a step of RunPodSandbox (container false) or of a
+// CreateContainer in a running pod (container true) to kill noded after.
+type createStep struct {
+	step      string
+	container bool
+}
+
+// createKills is what a killEachCreateStep run varies.
+type createKills struct {
+	name string // prefix of the pods' names
+	// pod edits each pod's config (nil: podConfig's as it is).
+	pod func(pcfg *runtimeapi.PodSandboxConfig)
+	// container is the CreateContainer request made in the pod.
+	container func(pod string, pcfg *runtimeapi.PodSandboxConfig) *runtimeapi.CreateContainerRequest
+	// check inspects the retried pod or started container (nil: nothing).
+	check func(t *testing.T, id string, container bool)
+}
+
+// killEachCreateStep kills noded (bin, its failpoints build) after each
+// step, restarts it on the same directories, replays the kubelet's retry
+// (same name, uid and attempt), starts a retried container, and removes
+// everything: the retry succeeds and the host holds what it held at
+// baseline. A kill after the pod's record was written ("record") leaves a
+// whole pod that is adopted, so its retry is AlreadyExists naming it.
+func (e *podEnv) killEachCreateStep(t *testing.T, bin string, baseline heldState, steps []createStep, k createKills) {
+	pt := t // daemons started in a subtest must outlive it
 	for i, tc := range steps {
 		t.Run(tc.step, func(t *testing.T) {
 			ctx := context.Background()
 			e.removed = false // there are pods to remove at cleanup again
-			name := "crash" + string(rune('a'+i))
-			pcfg := e.podConfig(name)
+			pcfg := e.podConfig(k.name + string(rune('a'+i)))
+			if k.pod != nil {
+				k.pod(pcfg)
+			}
 			if err := os.MkdirAll(pcfg.GetLogDirectory(), 0o755); err != nil {
 				t.Fatal(err)
 			}
@@ -66,7 +91,7 @@ func TestKilledCreatesLeaveNothing(t *testing.T) {
 					resp, err := rt.RunPodSandbox(ctx, &runtimeapi.RunPodSandboxRequest{Config: pcfg})
 					return resp.GetPodSandboxId(), err
 				}
-				resp, err := rt.CreateContainer(ctx, sleeperRequest(pod, pcfg))
+				resp, err := rt.CreateContainer(ctx, k.container(pod, pcfg))
 				return resp.GetContainerId(), err
 			}
 
@@ -77,8 +102,6 @@ func TestKilledCreatesLeaveNothing(t *testing.T) {
 			id, err := create(e.rt)
 			switch {
 			case tc.step == "record":
-				// Killed once the record was written: the pod is whole
-				// and adopted; the retry names it, and it is there.
 				if status.Code(err) != codes.AlreadyExists {
 					t.Fatalf("retry after a kill past the record: %v", err)
 				}
@@ -90,9 +113,14 @@ func TestKilledCreatesLeaveNothing(t *testing.T) {
 				}
 			case err != nil:
 				t.Fatalf("retry after a kill at %s: %v\n%s", tc.step, err, e.d.Log)
-			case tc.container:
-				if _, err := e.rt.StartContainer(ctx, &runtimeapi.StartContainerRequest{ContainerId: id}); err != nil {
-					t.Fatalf("starting the retried container: %v", err)
+			default:
+				if tc.container {
+					if _, err := e.rt.StartContainer(ctx, &runtimeapi.StartContainerRequest{ContainerId: id}); err != nil {
+						t.Fatalf("starting the retried container: %v", err)
+					}
+				}
+				if k.check != nil {
+					k.check(t, id, tc.container)
 				}
 			}
 			e.removeAllLeaving(t, baseline)

@@ -402,62 +402,28 @@ func TestKilledUsernsCreatesLeaveNothing(t *testing.T) {
 	bin := failpointsBin(t)
 	e := newPodEnv(t)
 	requireIDMapMounts(t, e.d.Dir)
-	baseline := e.baseline(t)
-	pt := t
-	for i, tc := range []struct {
-		step      string
-		container bool
-	}{
+	e.killEachCreateStep(t, bin, e.baseline(t), []createStep{
 		{"pending", false}, {"monitor", false}, {"pause-bundle", false}, {"pause", false},
 		{"netns", false}, {"cni", false}, {"container-rootfs", true}, {"container-create", true},
-	} {
-		t.Run(tc.step, func(t *testing.T) {
-			ctx := context.Background()
-			e.removed = false
-			name := "userns-crash" + string(rune('a'+i))
-			pcfg := e.podConfig(name)
+	}, createKills{
+		name: "userns-crash",
+		pod: func(pcfg *runtimeapi.PodSandboxConfig) {
 			pcfg.Linux.SecurityContext = &runtimeapi.LinuxSandboxSecurityContext{NamespaceOptions: podUserns(usernsHost)}
-			if err := os.MkdirAll(pcfg.GetLogDirectory(), 0o755); err != nil {
-				t.Fatal(err)
-			}
-			var pod string
-			if tc.container {
-				resp, err := e.rt.RunPodSandbox(ctx, &runtimeapi.RunPodSandboxRequest{Config: pcfg})
-				if err != nil {
-					t.Fatal(err)
-				}
-				pod = resp.GetPodSandboxId()
-			}
-			create := func(rt runtimeapi.RuntimeServiceClient) (string, error) {
-				if !tc.container {
-					resp, err := rt.RunPodSandbox(ctx, &runtimeapi.RunPodSandboxRequest{Config: pcfg})
-					return resp.GetPodSandboxId(), err
-				}
-				cfg := usernsContainer([]string{"sleep", "3600"})
-				cfg.Metadata = &runtimeapi.ContainerMetadata{Name: "sleeper"}
-				cfg.Image = &runtimeapi.ImageSpec{Image: busyboxImage}
-				resp, err := rt.CreateContainer(ctx, &runtimeapi.CreateContainerRequest{PodSandboxId: pod, SandboxConfig: pcfg, Config: cfg})
-				return resp.GetContainerId(), err
-			}
-			e.killedAt(t, pt, bin, tc.step, func(rt runtimeapi.RuntimeServiceClient) error {
-				_, err := create(rt)
-				return err
-			})
-			id, err := create(e.rt)
-			if err != nil {
-				t.Fatalf("retry after a kill at %s: %v\n%s", tc.step, err, e.d.Log)
-			}
-			if tc.container {
-				if _, err := e.rt.StartContainer(ctx, &runtimeapi.StartContainerRequest{ContainerId: id}); err != nil {
-					t.Fatalf("starting the retried container: %v", err)
-				}
+		},
+		container: func(pod string, pcfg *runtimeapi.PodSandboxConfig) *runtimeapi.CreateContainerRequest {
+			cfg := usernsContainer([]string{"sleep", "3600"})
+			cfg.Metadata = &runtimeapi.ContainerMetadata{Name: "sleeper"}
+			cfg.Image = &runtimeapi.ImageSpec{Image: busyboxImage}
+			return &runtimeapi.CreateContainerRequest{PodSandboxId: pod, SandboxConfig: pcfg, Config: cfg}
+		},
+		check: func(t *testing.T, id string, container bool) {
+			if container {
 				checkMappedProcess(t, "retried container", e.containerPid(t, id), fmt.Sprint(usernsHost))
 			} else {
 				checkMappedProcess(t, "retried pod's pause", e.pausePID(t, id), "165535")
 			}
-			e.removeAllLeaving(t, baseline)
-		})
-	}
+		},
+	})
 }
 
 // TestUserNamespaceRefused: requests noded cannot honour are
