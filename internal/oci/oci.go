@@ -514,6 +514,12 @@ func (r *Runtime) Update(ctx context.Context, pod PodID, id ContainerID) error {
 		return err
 	}
 	_, err := r.callStarting(ctx, pod, &wire.Request{Op: wire.OpUpdate, Container: string(id)})
+	// A monitor started by a noded that had no resizes does not know the
+	// operation, and its answer is fixed (invalid_argument, "unknown
+	// operation"): the request is not at fault, the pod's monitor is.
+	if errdefs.IsInvalidArgument(err) && strings.Contains(err.Error(), "unknown operation") {
+		return errdefs.FailedPrecondition("the monitor of pod %s predates in-place resize (an older noded started it): recreate the pod to resize its containers", pod.Short())
+	}
 	return err
 }
 

@@ -1,8 +1,11 @@
 package oci
 
 import (
+	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -224,5 +227,64 @@ func waitUntil(t *testing.T, cond func() bool) {
 			t.Fatal("condition not met in 10s")
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestUpdateOnAnOldMonitor: a monitor from before resizes answers an
+// update as it answers any operation it does not know; noded must not
+// pass that on as the request's fault (InvalidArgument), but as the pod's
+// (FailedPrecondition), naming what to do.
+func TestUpdateOnAnOldMonitor(t *testing.T) {
+	run, err := os.MkdirTemp("/tmp", "oci")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(run)
+	dir := t.TempDir()
+	for _, exe := range []string{"conmon-go", "conmon-go-runtime"} {
+		if err := os.WriteFile(filepath.Join(dir, exe), []byte("#!/bin/sh\nexit 1\n"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r, err := New(Options{ConmonPath: filepath.Join(dir, "conmon-go"), RunDir: run, StateDir: filepath.Join(dir, "state")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sock := wire.SocketPath(run, "pod")
+	if err := os.MkdirAll(filepath.Dir(sock), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	for _, tc := range []struct {
+		desc   string
+		answer wire.Response
+		want   error
+	}{
+		{"old monitor", wire.Response{Code: wire.CodeInvalidArgument, Error: `unknown operation "update"`}, errdefs.ErrFailedPrecondition},
+		{"refused values", wire.Response{Code: wire.CodeInvalidArgument, Error: "cpu quota too small"}, errdefs.ErrInvalidArgument},
+		{"below usage", wire.Response{Code: wire.CodeFailedPrecondition, Error: "memory limit below usage"}, errdefs.ErrFailedPrecondition},
+	} {
+		t.Run(tc.desc, func(t *testing.T) {
+			go func() {
+				c, err := l.Accept()
+				if err != nil {
+					return
+				}
+				defer c.Close()
+				if _, err := bufio.NewReader(c).ReadBytes('\n'); err != nil {
+					return
+				}
+				b, _ := json.Marshal(tc.answer)
+				_, _ = c.Write(append(b, '\n'))
+			}()
+			err := r.Update(context.Background(), "pod", "ctr")
+			if !errors.Is(err, tc.want) {
+				t.Fatalf("Update: %v, want %v", err, tc.want)
+			}
+		})
 	}
 }
