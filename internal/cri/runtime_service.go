@@ -48,6 +48,14 @@ type statsService interface {
 	ListContainerStats(ctx context.Context, f *runtimeapi.ContainerStatsFilter) []*runtimeapi.ContainerStats
 }
 
+// podStatsService samples pods, with the containers inside, for the
+// kubelet's pod stats RPCs (sandbox.Stats). An unknown pod is NotFound; a
+// stopped one has stats without usage, not an error.
+type podStatsService interface {
+	PodSandboxStats(ctx context.Context, id ids.SandboxID) (*runtimeapi.PodSandboxStats, error)
+	ListPodSandboxStats(ctx context.Context, f *runtimeapi.PodSandboxStatsFilter) []*runtimeapi.PodSandboxStats
+}
+
 // metricsService serves the CRI metrics RPCs, cadvisor-style metrics of
 // pods and their containers (podmetrics.Metrics).
 type metricsService interface {

@@ -40,6 +40,9 @@ type Options struct {
 	Exec       execService
 	Stats      statsService
 	IDs        resolver
+	// PodStats serves PodSandboxStats and ListPodSandboxStats; nil
+	// leaves them Unimplemented.
+	PodStats podStatsService
 	// Metrics serves ListMetricDescriptors and ListPodSandboxMetrics;
 	// nil leaves them Unimplemented.
 	Metrics metricsService
