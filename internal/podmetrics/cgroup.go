@@ -14,8 +14,6 @@ import (
 	"github.com/opencontainers/cgroups/fs"
 	"github.com/opencontainers/cgroups/fs2"
 	"github.com/opencontainers/cgroups/fscommon"
-
-	"github.com/noded-dev/noded/internal/cgroupstats"
 )
 
 // errCgroupGone: the cgroup does not exist (any more). A container that
@@ -37,8 +35,33 @@ type cgroupReader struct {
 }
 
 func newCgroupReader() cgroupReader {
-	r := cgroupstats.NewReader()
-	return cgroupReader{root: r.Root, v2: r.V2, devices: blockDevice}
+	return cgroupReader{root: "/sys/fs/cgroup", v2: cgroups.IsCgroup2UnifiedMode(), devices: blockDevice}
+}
+
+// CgroupDir turns a container's OCI cgroupsPath into a path relative to a
+// hierarchy: a cgroupfs path is used as is; a systemd "slice:prefix:name"
+// is expanded the way runc's systemd driver lays it out.
+func CgroupDir(cgroupsPath string) string {
+	parts := strings.Split(cgroupsPath, ":")
+	if len(parts) != 3 || strings.HasPrefix(cgroupsPath, "/") {
+		return cgroupsPath
+	}
+	slice, prefix, name := parts[0], parts[1], parts[2]
+	if slice == "" {
+		slice = "system.slice"
+	}
+	dir := "/"
+	if slice != "-.slice" {
+		dir = expandSlice(slice)
+	}
+	unit := name
+	if prefix != "" {
+		unit = prefix + "-" + name
+	}
+	if !strings.HasSuffix(unit, ".scope") && !strings.HasSuffix(unit, ".slice") {
+		unit += ".scope"
+	}
+	return filepath.Join(dir, unit)
 }
 
 // procsDir is the directory whose cgroup.procs files (recursively) list
@@ -164,6 +187,7 @@ func (r cgroupReader) readV2(dir string) (*CgroupSample, error) {
 		p.CPUSome, p.CPUFull = psi(cpu)
 		p.MemorySome, p.MemoryFull = psi(mem)
 		p.IOSome, p.IOFull = psi(io)
+		p.CPUAvg, p.MemoryAvg, p.IOAvg = psiAvg(cpu), psiAvg(mem), psiAvg(io)
 		s.Pressure = p
 	}
 
@@ -298,6 +322,16 @@ func psi(p *cgroups.PSIStats) (some, full uint64) {
 		return 0, 0
 	}
 	return p.Some.Total, p.Full.Total
+}
+
+func psiAvg(p *cgroups.PSIStats) PressureAverages {
+	if p == nil {
+		return PressureAverages{}
+	}
+	return PressureAverages{
+		Some: [3]float64{p.Some.Avg10, p.Some.Avg60, p.Some.Avg300},
+		Full: [3]float64{p.Full.Avg10, p.Full.Avg60, p.Full.Avg300},
+	}
 }
 
 func sub(a, b uint64) uint64 {

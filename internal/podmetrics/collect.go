@@ -10,7 +10,6 @@ import (
 
 	"github.com/sirupsen/logrus"
 
-	"github.com/noded-dev/noded/internal/cgroupstats"
 	"github.com/noded-dev/noded/internal/log"
 	"github.com/noded-dev/noded/internal/state"
 	"github.com/noded-dev/noded/internal/storage"
@@ -79,26 +78,21 @@ func (c *Collector) Sample(ctx context.Context) []PodSample {
 			pods = append(pods, sb)
 		}
 	}
+	return c.SamplePods(ctx, pods, c.o.Records.Containers())
+}
+
+// SamplePods reads pods (which the caller picked, ready ones: a stopped
+// pod has nothing to read) with those of ctrs that are theirs, several
+// at once. A pod not read because ctx ended is left out.
+func (c *Collector) SamplePods(ctx context.Context, pods []*state.Sandbox, ctrs []*state.Container) []PodSample {
 	byPod := map[string][]*state.Container{}
-	for _, ctr := range c.o.Records.Containers() {
+	for _, ctr := range ctrs {
 		byPod[string(ctr.SandboxID)] = append(byPod[string(ctr.SandboxID)], ctr)
 	}
 	out := make([]PodSample, len(pods))
-	done := make([]bool, len(pods))
-	sem := make(chan struct{}, max(1, c.parallel))
-	var wg sync.WaitGroup
-	for i, sb := range pods {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			if ctx.Err() != nil {
-				return
-			}
-			out[i], done[i] = c.Pod(ctx, sb, byPod[string(sb.ID)]), true
-		}()
-	}
-	wg.Wait()
+	done := c.each(ctx, len(pods), func(i int) {
+		out[i] = c.Pod(ctx, pods[i], byPod[string(pods[i].ID)])
+	})
 	n := 0
 	for i := range out {
 		if done[i] {
@@ -107,6 +101,43 @@ func (c *Collector) Sample(ctx context.Context) []PodSample {
 		}
 	}
 	return out[:n]
+}
+
+// Container reads one running container; false when its cgroup is gone
+// or unreadable (logged).
+func (c *Collector) Container(ctx context.Context, ctr *state.Container) (ContainerSample, bool) {
+	lg := log.FromContext(ctx).WithFields(logrus.Fields{"pod": ctr.SandboxID.Short(), "container": ctr.ID.Short()})
+	return c.container(ctx, lg, ctr)
+}
+
+// Containers reads running containers several at once; ok[i] says
+// whether ctrs[i] was read.
+func (c *Collector) Containers(ctx context.Context, ctrs []*state.Container) (out []ContainerSample, ok []bool) {
+	out, ok = make([]ContainerSample, len(ctrs)), make([]bool, len(ctrs))
+	c.each(ctx, len(ctrs), func(i int) { out[i], ok[i] = c.Container(ctx, ctrs[i]) })
+	return out, ok
+}
+
+// each runs fn(0..n-1), at most c.parallel at once, and says which ran
+// (none once ctx ends).
+func (c *Collector) each(ctx context.Context, n int, fn func(i int)) []bool {
+	done := make([]bool, n)
+	sem := make(chan struct{}, max(1, c.parallel))
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			if ctx.Err() != nil {
+				return
+			}
+			fn(i)
+			done[i] = true
+		}()
+	}
+	wg.Wait()
+	return done
 }
 
 // Pod reads one pod and those of ctrs that run.
@@ -155,7 +186,7 @@ func (c *Collector) container(ctx context.Context, lg *logrus.Entry, ctr *state.
 		lg.Warn("container has no cgroup recorded: left out of the pod's metrics")
 		return s, false
 	}
-	s.CgroupDir = cgroupstats.Dir(ctr.CgroupsPath)
+	s.CgroupDir = CgroupDir(ctr.CgroupsPath)
 	cg, err := c.cgroups.read(s.CgroupDir)
 	if err != nil {
 		logRead(lg, err, "reading the container's cgroup: left out of the pod's metrics")

@@ -26,7 +26,8 @@ func (f *filesystems) sample(u storage.FsUsage) (*FsSample, error) {
 	}
 	bsize := uint64(st.Bsize) //nolint:gosec // a block size is never negative
 	s := &FsSample{
-		UsedBytes: u.UsedBytes, InodesUsed: u.InodesUsed,
+		Mountpoint: u.Mountpoint,
+		UsedBytes:  u.UsedBytes, InodesUsed: u.InodesUsed,
 		CapacityBytes: st.Blocks * bsize, AvailableBytes: st.Bavail * bsize,
 		InodesTotal: st.Files, InodesFree: st.Ffree,
 	}

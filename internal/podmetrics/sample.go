@@ -8,8 +8,8 @@ import (
 
 // PodSample is one reading of a ready pod: its cgroup, its network
 // namespace and its running containers. The CRI metrics RPCs turn it into
-// cadvisor-style metrics (metrics.go); PodSandboxStats will turn the same
-// reading into CRI stats. A part that could not be read is nil (or, for a
+// cadvisor-style metrics (metrics.go), the stats RPCs into CRI stats
+// (stats.go). A part that could not be read is nil (or, for a
 // container, the container is left out); the reason has been logged.
 type PodSample struct {
 	Pod       *state.Sandbox
@@ -110,6 +110,14 @@ type PressureSample struct {
 	CPUSome, CPUFull       uint64
 	MemorySome, MemoryFull uint64
 	IOSome, IOFull         uint64
+	// The averages (percent of time stalled over 10, 60 and 300 s), for
+	// the CRI stats; the metrics report totals only.
+	CPUAvg, MemoryAvg, IOAvg PressureAverages
+}
+
+// PressureAverages is one resource's PSI averages over 10, 60 and 300 s.
+type PressureAverages struct {
+	Some, Full [3]float64
 }
 
 // LimitsSample is the cgroup's configured limits in cadvisor's units: CPU
@@ -140,6 +148,8 @@ type InterfaceSample struct {
 
 // FsSample is a writable layer's usage and the filesystem it is on.
 type FsSample struct {
+	// Mountpoint is the layer's directory (the CRI's filesystem ID).
+	Mountpoint string
 	// Device is the filesystem's source (e.g. /dev/vda1), as cadvisor's
 	// device label names it.
 	Device                string

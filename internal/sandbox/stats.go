@@ -2,113 +2,161 @@ package sandbox
 
 import (
 	"context"
-	"sync"
+	"strings"
 	"time"
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
-	"github.com/noded-dev/noded/internal/cgroupstats"
 	"github.com/noded-dev/noded/internal/ids"
-	"github.com/noded-dev/noded/internal/log"
+	"github.com/noded-dev/noded/internal/podmetrics"
+	"github.com/noded-dev/noded/internal/specgen"
 	"github.com/noded-dev/noded/internal/state"
 )
 
-// cpuSamples keeps each container's previous CPU sample, so that a stats
-// call can report usage_nano_cores (the rate) besides the cumulative time.
-type cpuSamples struct {
-	mu   sync.Mutex
-	last map[string]cpuSample
+// sampler reads pods and containers (podmetrics.Collector): the one
+// reader of cgroups, network namespaces and writable layers, shared with
+// the CRI metrics.
+type sampler interface {
+	SamplePods(ctx context.Context, pods []*state.Sandbox, ctrs []*state.Container) []podmetrics.PodSample
+	Containers(ctx context.Context, ctrs []*state.Container) ([]podmetrics.ContainerSample, []bool)
 }
 
-type cpuSample struct {
-	at    time.Time
-	nanos uint64
-}
-
-// rate records a sample and returns the CPU rate since the previous one,
-// in nanoseconds per second (nano-cores); 0 for a first sample.
-func (c *cpuSamples) rate(id string, at time.Time, nanos uint64) uint64 {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.last == nil {
-		c.last = map[string]cpuSample{}
-	}
-	prev, ok := c.last[id]
-	c.last[id] = cpuSample{at: at, nanos: nanos}
-	if !ok || !at.After(prev.at) || nanos < prev.nanos {
-		return 0
-	}
-	return uint64(float64(nanos-prev.nanos) / at.Sub(prev.at).Seconds())
-}
-
-func (c *cpuSamples) forget(id string) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	delete(c.last, id)
-}
-
-// Stats samples containers' cgroups for the kubelet's stats RPCs. It
-// owns the previous CPU sample of each container (for the usage rate).
+// Stats serves the kubelet's stats RPCs, of containers and of pods with
+// their containers, from podmetrics samples. It owns the previous CPU
+// sample of each pod and container (for the usage rate).
 type Stats struct {
 	*base
-	cgroups cgroupstats.Reader
-	cpu     cpuSamples
+	samples sampler
+	cpu     podmetrics.CPURates
 }
 
-func newStats(b *base) *Stats { return &Stats{base: b, cgroups: cgroupstats.NewReader()} }
+// newStats reads through a collector of its own that leaves writable
+// layers out; UseCollector shares the daemon's, which measures them.
+func newStats(b *base) *Stats {
+	return &Stats{base: b, samples: podmetrics.NewCollector(podmetrics.Options{
+		Records: b.o.Store, Systemd: b.o.Node.CgroupManager == specgen.SystemdManager,
+	})}
+}
+
+// UseCollector makes the stats read through c (wired by cmd/noded, before
+// serving, so that the stats and the metrics share one reader).
+func (s *Stats) UseCollector(c *podmetrics.Collector) { s.samples = c }
 
 // forget drops a removed container's sample.
-func (s *Stats) forget(id ids.ContainerID) { s.cpu.forget(string(id)) }
+func (s *Stats) forget(id ids.ContainerID) { s.cpu.Forget(string(id)) }
 
-// ContainerStats samples one container's cgroup.
+// ContainerStats samples one container.
 func (s *Stats) ContainerStats(ctx context.Context, id ids.ContainerID) (*runtimeapi.ContainerStats, error) {
 	c, err := s.o.Store.Container(id)
 	if err != nil {
 		return nil, err
 	}
-	return s.statsOf(ctx, c), nil
+	return s.containerStats(ctx, []*state.Container{c})[0], nil
 }
 
 // ListContainerStats samples the containers matching filter.
 func (s *Stats) ListContainerStats(ctx context.Context, f *runtimeapi.ContainerStatsFilter) []*runtimeapi.ContainerStats {
-	var out []*runtimeapi.ContainerStats
+	var ctrs []*state.Container
 	for _, c := range s.o.Store.Containers() {
 		if matchContainer(c, f) {
-			out = append(out, s.statsOf(ctx, c))
+			ctrs = append(ctrs, c)
 		}
+	}
+	return s.containerStats(ctx, ctrs)
+}
+
+// containerStats reads the running ones of ctrs; any other (created,
+// exited, or whose cgroup just went away) reports zero usage with valid
+// timestamps, as containerd does.
+func (s *Stats) containerStats(ctx context.Context, ctrs []*state.Container) []*runtimeapi.ContainerStats {
+	var run []*state.Container
+	for _, c := range ctrs {
+		if c.State == state.ContainerRunning {
+			run = append(run, c)
+		}
+	}
+	samples, ok := s.samples.Containers(ctx, run)
+	read := map[ids.ContainerID]*podmetrics.ContainerSample{}
+	for i := range run {
+		if ok[i] {
+			read[run[i].ID] = &samples[i]
+		}
+	}
+	now := time.Now()
+	out := make([]*runtimeapi.ContainerStats, 0, len(ctrs))
+	for _, c := range ctrs {
+		out = append(out, podmetrics.ContainerStats(c, read[c.ID], now, &s.cpu))
 	}
 	return out
 }
 
-// statsOf reports what the container's cgroup says. A container without a
-// cgroup (created, or exited and cleaned up) reports zero usage with valid
-// timestamps, as containerd does.
-func (s *Stats) statsOf(ctx context.Context, c *state.Container) *runtimeapi.ContainerStats {
-	now := time.Now()
-	st := &runtimeapi.ContainerStats{
-		Attributes: &runtimeapi.ContainerAttributes{
-			Id: string(c.ID), Metadata: c.Config.GetMetadata(),
-			Labels: c.Config.GetLabels(), Annotations: c.Config.GetAnnotations(),
-		},
-		Cpu:    &runtimeapi.CpuUsage{Timestamp: now.UnixNano()},
-		Memory: &runtimeapi.MemoryUsage{Timestamp: now.UnixNano()},
-	}
-	if c.State != state.ContainerRunning {
-		return st
-	}
-	sample, err := s.cgroups.Read(c.CgroupsPath)
+// PodSandboxStats samples one pod and its containers. A pod that is not
+// ready has nothing to read: its attributes come back without usage.
+func (s *Stats) PodSandboxStats(ctx context.Context, id ids.SandboxID) (*runtimeapi.PodSandboxStats, error) {
+	sb, err := s.o.Store.Sandbox(id)
 	if err != nil {
-		if !cgroupstats.IsGone(err) {
-			log.FromContext(ctx).WithError(err).WithField("container", c.ID.Short()).Debug("reading cgroup stats")
-		}
-		return st
+		return nil, err
 	}
-	st.Cpu.UsageCoreNanoSeconds = &runtimeapi.UInt64Value{Value: sample.CPUNanos}
-	st.Cpu.UsageNanoCores = &runtimeapi.UInt64Value{Value: s.cpu.rate(string(c.ID), now, sample.CPUNanos)}
-	st.Memory.WorkingSetBytes = &runtimeapi.UInt64Value{Value: sample.WorkingSet}
-	st.Memory.UsageBytes = &runtimeapi.UInt64Value{Value: sample.MemoryUsage}
-	st.Memory.RssBytes = &runtimeapi.UInt64Value{Value: sample.RSS}
-	st.Memory.PageFaults = &runtimeapi.UInt64Value{Value: sample.PageFaults}
-	st.Memory.MajorPageFaults = &runtimeapi.UInt64Value{Value: sample.MajorFaults}
-	return st
+	return s.podStats(ctx, []*state.Sandbox{sb})[0], nil
+}
+
+// ListPodSandboxStats samples the pods matching filter (ID prefix and
+// labels, as ListPodSandbox matches them), ready or not. It also drops
+// the CPU samples of pods and containers removed since the last call.
+func (s *Stats) ListPodSandboxStats(ctx context.Context, f *runtimeapi.PodSandboxStatsFilter) []*runtimeapi.PodSandboxStats {
+	var pods []*state.Sandbox
+	all := s.o.Store.Sandboxes()
+	for _, sb := range all {
+		if strings.HasPrefix(string(sb.ID), f.GetId()) && matchLabels(f.GetLabelSelector(), sb.Config.GetLabels()) {
+			pods = append(pods, sb)
+		}
+	}
+	out := s.podStats(ctx, pods)
+	s.keepLive(all)
+	return out
+}
+
+// podStats reads the ready ones of pods, each with its containers.
+func (s *Stats) podStats(ctx context.Context, pods []*state.Sandbox) []*runtimeapi.PodSandboxStats {
+	ctrs := map[ids.SandboxID][]*state.Container{}
+	var all []*state.Container
+	for _, c := range s.o.Store.Containers() {
+		ctrs[c.SandboxID] = append(ctrs[c.SandboxID], c)
+		all = append(all, c)
+	}
+	var ready []*state.Sandbox
+	for _, sb := range pods {
+		if sb.State == state.SandboxReady {
+			ready = append(ready, sb)
+		}
+	}
+	read := map[ids.SandboxID]*podmetrics.PodSample{}
+	samples := s.samples.SamplePods(ctx, ready, all)
+	for i := range samples {
+		read[samples[i].Pod.ID] = &samples[i]
+	}
+	now := time.Now()
+	out := make([]*runtimeapi.PodSandboxStats, 0, len(pods))
+	for _, sb := range pods {
+		p := read[sb.ID]
+		if p == nil {
+			p = &podmetrics.PodSample{Pod: sb, Timestamp: now}
+		}
+		out = append(out, podmetrics.PodSandboxStats(p, ctrs[sb.ID], &s.cpu))
+	}
+	return out
+}
+
+// keepLive drops the CPU samples of pods and containers no longer
+// recorded (a container's is dropped at its removal too, by forget; a
+// pod's only here, and after a restart none are left to drop).
+func (s *Stats) keepLive(pods []*state.Sandbox) {
+	live := make(map[string]bool, len(pods))
+	for _, sb := range pods {
+		live[podmetrics.PodKey(string(sb.ID))] = true
+	}
+	for _, c := range s.o.Store.Containers() {
+		live[string(c.ID)] = true
+	}
+	s.cpu.Keep(func(key string) bool { return live[key] })
 }
