@@ -259,6 +259,23 @@ func TestContainerStats(t *testing.T) {
 			if got != tt.want {
 				t.Fatalf("containers %q, want %q", got, tt.want)
 			}
+			var streamed string
+			for c := range s.StreamContainerStats(ctx, tt.filter) {
+				streamed += c.GetAttributes().GetId()[:1]
+			}
+			if streamed != tt.want {
+				t.Fatalf("streamed %q, want %q", streamed, tt.want)
+			}
 		})
 	}
+	t.Run("stream stops when the consumer does", func(t *testing.T) {
+		n := 0
+		for range s.StreamContainerStats(ctx, nil) {
+			n++
+			break
+		}
+		if n != 1 {
+			t.Fatalf("%d yielded", n)
+		}
+	})
 }
