@@ -1,8 +1,11 @@
 package sandbox
 
 import (
+	"cmp"
 	"encoding/json"
+	"iter"
 	"os"
+	"slices"
 	"strings"
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
@@ -84,24 +87,34 @@ func readTermination(path string) string {
 	return string(buf[:n])
 }
 
-// ListContainers lists containers matching filter (nil matches all).
+// ListContainers lists containers matching filter (nil matches all),
+// oldest first: the StreamContainers items, collected.
 func (s *Containers) ListContainers(f *runtimeapi.ContainerFilter) []*runtimeapi.Container {
-	var out []*runtimeapi.Container
-	for _, c := range s.o.Store.Containers() {
-		if !matchContainer(c, f) {
-			continue
-		}
-		if f.GetState() != nil && f.GetState().GetState() != containerStateCRI(c.State) {
-			continue
-		}
-		out = append(out, &runtimeapi.Container{
-			Id: string(c.ID), PodSandboxId: string(c.SandboxID), Metadata: c.Config.GetMetadata(),
-			Image:    &runtimeapi.ImageSpec{Image: c.ImageRef, Annotations: c.Config.GetImage().GetAnnotations()},
-			ImageRef: c.ImageID, ImageId: c.ImageID, State: containerStateCRI(c.State), CreatedAt: c.CreatedAt,
-			Labels: c.Config.GetLabels(), Annotations: c.Config.GetAnnotations(),
-		})
-	}
+	out := slices.Collect(s.StreamContainers(f))
+	slices.SortFunc(out, func(a, b *runtimeapi.Container) int {
+		return cmp.Or(cmp.Compare(a.CreatedAt, b.CreatedAt), strings.Compare(a.Id, b.Id))
+	})
 	return out
+}
+
+// StreamContainers yields the containers matching filter (nil matches
+// all) one at a time, as StreamPodSandboxes yields pods (see there).
+func (s *Containers) StreamContainers(f *runtimeapi.ContainerFilter) iter.Seq[*runtimeapi.Container] {
+	return func(yield func(*runtimeapi.Container) bool) {
+		for c := range eachContainer(s.o.Store, f) {
+			if f.GetState() != nil && f.GetState().GetState() != containerStateCRI(c.State) {
+				continue
+			}
+			if !yield(&runtimeapi.Container{
+				Id: string(c.ID), PodSandboxId: string(c.SandboxID), Metadata: c.Config.GetMetadata(),
+				Image:    &runtimeapi.ImageSpec{Image: c.ImageRef, Annotations: c.Config.GetImage().GetAnnotations()},
+				ImageRef: c.ImageID, ImageId: c.ImageID, State: containerStateCRI(c.State), CreatedAt: c.CreatedAt,
+				Labels: c.Config.GetLabels(), Annotations: c.Config.GetAnnotations(),
+			}) {
+				return
+			}
+		}
+	}
 }
 
 // containerFilter is what the container list and stats filters share.

@@ -1,7 +1,10 @@
 package sandbox
 
 import (
+	"cmp"
 	"encoding/json"
+	"iter"
+	"slices"
 	"strings"
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
@@ -61,28 +64,54 @@ func sandboxStateCRI(s state.SandboxState) runtimeapi.PodSandboxState {
 	return runtimeapi.PodSandboxState_SANDBOX_NOTREADY
 }
 
-// ListPodSandbox lists pods matching filter (nil matches all).
+// ListPodSandbox lists pods matching filter (nil matches all), oldest
+// first: the StreamPodSandboxes items, collected.
 func (s *Pods) ListPodSandbox(f *runtimeapi.PodSandboxFilter) []*runtimeapi.PodSandbox {
-	var out []*runtimeapi.PodSandbox
-	for _, rec := range s.o.Store.Sandboxes() {
-		if f != nil {
-			if f.GetId() != "" && !strings.HasPrefix(string(rec.ID), f.GetId()) {
-				continue
+	out := slices.Collect(s.StreamPodSandboxes(f))
+	slices.SortFunc(out, func(a, b *runtimeapi.PodSandbox) int {
+		return cmp.Or(cmp.Compare(a.CreatedAt, b.CreatedAt), strings.Compare(a.Id, b.Id))
+	})
+	return out
+}
+
+// StreamPodSandboxes yields the pods matching filter (nil matches all)
+// one at a time, each record copied from the store only when it is
+// reached, so that listing thousands of pods never holds all their copies
+// at once. A pod removed meanwhile is left out, one added meanwhile may
+// be; none is yielded twice. They come in ID order.
+func (s *Pods) StreamPodSandboxes(f *runtimeapi.PodSandboxFilter) iter.Seq[*runtimeapi.PodSandbox] {
+	return func(yield func(*runtimeapi.PodSandbox) bool) {
+		all := s.o.Store.SandboxIDs()
+		slices.Sort(all)
+		for _, id := range all {
+			rec, err := s.o.Store.Sandbox(id)
+			if err != nil || !matchSandbox(rec, f) {
+				continue // removed since the IDs were read, or filtered out
 			}
-			if f.GetState() != nil && f.GetState().GetState() != sandboxStateCRI(rec.State) {
-				continue
-			}
-			if !matchLabels(f.GetLabelSelector(), rec.Config.GetLabels()) {
-				continue
+			if !yield(&runtimeapi.PodSandbox{
+				Id: string(rec.ID), Metadata: rec.Config.GetMetadata(), State: sandboxStateCRI(rec.State),
+				CreatedAt: rec.CreatedAt, Labels: rec.Config.GetLabels(), Annotations: rec.Config.GetAnnotations(),
+				RuntimeHandler: rec.RuntimeHandler,
+			}) {
+				return
 			}
 		}
-		out = append(out, &runtimeapi.PodSandbox{
-			Id: string(rec.ID), Metadata: rec.Config.GetMetadata(), State: sandboxStateCRI(rec.State),
-			CreatedAt: rec.CreatedAt, Labels: rec.Config.GetLabels(), Annotations: rec.Config.GetAnnotations(),
-			RuntimeHandler: rec.RuntimeHandler,
-		})
 	}
-	return out
+}
+
+// matchSandbox applies the ID prefix, the state and the label selector;
+// a nil filter matches everything.
+func matchSandbox(rec *state.Sandbox, f *runtimeapi.PodSandboxFilter) bool {
+	if f == nil {
+		return true
+	}
+	if f.GetId() != "" && !strings.HasPrefix(string(rec.ID), f.GetId()) {
+		return false
+	}
+	if f.GetState() != nil && f.GetState().GetState() != sandboxStateCRI(rec.State) {
+		return false
+	}
+	return matchLabels(f.GetLabelSelector(), rec.Config.GetLabels())
 }
 
 func matchLabels(selector, labels map[string]string) bool {
