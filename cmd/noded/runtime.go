@@ -90,9 +90,12 @@ func newRuntimeServices(ctx context.Context, cfg *config.Config, log *logrus.Ent
 	svcs.Recover(ctx)
 	// The CRI metrics read the same records, the pods' cgroups and
 	// network namespaces, and the writable layers in storage.
-	metrics := podmetrics.NewMetrics(podmetrics.NewCollector(podmetrics.Options{
+	// The stats RPCs read through the same collector.
+	collector := podmetrics.NewCollector(podmetrics.Options{
 		Records: records, Layers: store, Systemd: cfg.CgroupManager == specgen.SystemdManager,
-	}))
+	})
+	svcs.Stats.UseCollector(collector)
+	metrics := podmetrics.NewMetrics(collector)
 	return &runtimeServices{Services: svcs, Metrics: metrics}, func() {
 		svcs.Close()
 		_ = monitors.Close()

@@ -90,6 +90,7 @@ func serve(cfg *config.Config, log *logrus.Entry) error {
 		Containers: rt.Containers,
 		Exec:       rt.Exec,
 		Stats:      rt.Stats,
+		PodStats:   rt.Stats,
 		IDs:        rt.IDs,
 		Metrics:    rt.Metrics,
 		Streams:    streams,

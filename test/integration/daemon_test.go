@@ -118,10 +118,6 @@ func TestUnimplementedIsNeverFakeSuccess(t *testing.T) {
 			_, err := rt.CheckpointContainer(ctx, &runtimeapi.CheckpointContainerRequest{ContainerId: "x"})
 			return err
 		},
-		"ListPodSandboxStats": func() error {
-			_, err := rt.ListPodSandboxStats(ctx, &runtimeapi.ListPodSandboxStatsRequest{})
-			return err
-		},
 	}
 	for name, call := range calls {
 		t.Run(name, func(t *testing.T) {
