@@ -1,8 +1,10 @@
 package sandbox
 
 import (
+	"cmp"
 	"context"
 	"iter"
+	"slices"
 	"strings"
 	"time"
 
@@ -55,28 +57,27 @@ func (s *Stats) ContainerStats(ctx context.Context, id ids.ContainerID) (*runtim
 	return s.containerStats(ctx, []*state.Container{c})[0], nil
 }
 
-// ListContainerStats samples the containers matching filter.
+// ListContainerStats samples the containers matching filter, oldest
+// first.
 func (s *Stats) ListContainerStats(ctx context.Context, f *runtimeapi.ContainerStatsFilter) []*runtimeapi.ContainerStats {
-	var ctrs []*state.Container
-	for _, c := range s.o.Store.Containers() {
-		if matchContainer(c, f) {
-			ctrs = append(ctrs, c)
-		}
-	}
+	ctrs := slices.SortedFunc(eachContainer(s.o.Store, f), func(a, b *state.Container) int {
+		return cmp.Or(cmp.Compare(a.CreatedAt, b.CreatedAt), strings.Compare(string(a.ID), string(b.ID)))
+	})
 	return s.containerStats(ctx, ctrs)
 }
 
-// StreamContainerStats samples ListContainerStats' containers one at a
-// time, each when its turn comes (StreamContainerStats RPC), until ctx
-// ends or the consumer stops.
+// StreamContainerStats is ListContainerStats a chunk of containers at a
+// time (each chunk read in parallel, in ID order), stopping once ctx ends.
 func (s *Stats) StreamContainerStats(ctx context.Context, f *runtimeapi.ContainerStatsFilter) iter.Seq[*runtimeapi.ContainerStats] {
 	return func(yield func(*runtimeapi.ContainerStats) bool) {
-		for _, c := range s.o.Store.Containers() {
+		for chunk := range chunks(eachContainer(s.o.Store, f), streamChunk) {
 			if ctx.Err() != nil {
 				return
 			}
-			if matchContainer(c, f) && !yield(s.containerStats(ctx, []*state.Container{c})[0]) {
-				return
+			for _, st := range s.containerStats(ctx, chunk) {
+				if !yield(st) {
+					return
+				}
 			}
 		}
 	}
@@ -114,32 +115,51 @@ func (s *Stats) PodSandboxStats(ctx context.Context, id ids.SandboxID) (*runtime
 	if err != nil {
 		return nil, err
 	}
-	return s.podStats(ctx, []*state.Sandbox{sb})[0], nil
+	return s.podStats(ctx, []*state.Sandbox{sb}, s.o.Store.Containers())[0], nil
 }
 
 // ListPodSandboxStats samples the pods matching filter (ID prefix and
 // labels, as ListPodSandbox matches them), ready or not. It also drops
 // the CPU samples of pods and containers removed since the last call.
 func (s *Stats) ListPodSandboxStats(ctx context.Context, f *runtimeapi.PodSandboxStatsFilter) []*runtimeapi.PodSandboxStats {
-	var pods []*state.Sandbox
-	all := s.o.Store.Sandboxes()
-	for _, sb := range all {
-		if strings.HasPrefix(string(sb.ID), f.GetId()) && matchLabels(f.GetLabelSelector(), sb.Config.GetLabels()) {
-			pods = append(pods, sb)
-		}
-	}
-	out := s.podStats(ctx, pods)
-	s.keepLive(all)
-	return out
+	return slices.AppendSeq([]*runtimeapi.PodSandboxStats{}, s.StreamPodSandboxStats(ctx, f))
 }
 
-// podStats reads the ready ones of pods, each with its containers.
-func (s *Stats) podStats(ctx context.Context, pods []*state.Sandbox) []*runtimeapi.PodSandboxStats {
+// StreamPodSandboxStats is ListPodSandboxStats a chunk of pods at a time
+// (each chunk read in parallel, oldest pods first), stopping once ctx
+// ends. The records are copied once, up front: each pod's stats need its
+// containers', and the store has no per-pod index; the stats themselves,
+// the bulk, are built a chunk at a time.
+func (s *Stats) StreamPodSandboxStats(ctx context.Context, f *runtimeapi.PodSandboxStatsFilter) iter.Seq[*runtimeapi.PodSandboxStats] {
+	return func(yield func(*runtimeapi.PodSandboxStats) bool) {
+		all := s.o.Store.Sandboxes()
+		defer s.keepLive(all)
+		ctrs := s.o.Store.Containers()
+		var pods []*state.Sandbox
+		for _, sb := range all {
+			if strings.HasPrefix(string(sb.ID), f.GetId()) && matchLabels(f.GetLabelSelector(), sb.Config.GetLabels()) {
+				pods = append(pods, sb)
+			}
+		}
+		for chunk := range slices.Chunk(pods, streamChunk) {
+			if ctx.Err() != nil {
+				return
+			}
+			for _, st := range s.podStats(ctx, chunk, ctrs) {
+				if !yield(st) {
+					return
+				}
+			}
+		}
+	}
+}
+
+// podStats reads the ready ones of pods, each with its containers (those
+// of all that are theirs).
+func (s *Stats) podStats(ctx context.Context, pods []*state.Sandbox, all []*state.Container) []*runtimeapi.PodSandboxStats {
 	ctrs := map[ids.SandboxID][]*state.Container{}
-	var all []*state.Container
-	for _, c := range s.o.Store.Containers() {
+	for _, c := range all {
 		ctrs[c.SandboxID] = append(ctrs[c.SandboxID], c)
-		all = append(all, c)
 	}
 	var ready []*state.Sandbox
 	for _, sb := range pods {
