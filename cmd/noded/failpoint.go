@@ -5,6 +5,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -37,4 +38,16 @@ func failpoint(log *logrus.Entry) func(step string) error {
 		_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
 		select {} // the signal is on its way
 	}
+}
+
+// eventQueue is NODED_EVENT_QUEUE in test builds: a short event queue per
+// GetContainerEvents subscriber, so that a test overflows it with a few
+// events (0, the default, when unset or invalid).
+func eventQueue(log *logrus.Entry) int {
+	n, err := strconv.Atoi(os.Getenv("NODED_EVENT_QUEUE"))
+	if err != nil || n <= 0 {
+		return 0
+	}
+	log.WithField("queue", n).Warn("event queue shortened")
+	return n
 }

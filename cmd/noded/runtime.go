@@ -86,6 +86,8 @@ func newRuntimeServices(ctx context.Context, cfg *config.Config, log *logrus.Ent
 		Logger:   log,
 		// Only test builds (-tags failpoints) have one.
 		FailAfter: failpoint(log),
+		// Only test builds can shorten it.
+		EventQueue: eventQueue(log),
 	})
 	svcs.Recover(ctx)
 	// The CRI metrics read the same records, the pods' cgroups and

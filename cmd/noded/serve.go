@@ -94,6 +94,7 @@ func serve(cfg *config.Config, log *logrus.Entry) error {
 		IDs:        rt.IDs,
 		Metrics:    rt.Metrics,
 		Streams:    streams,
+		Events:     rt.Events,
 		Handlers:   sandbox.Handlers,
 		// mount_setattr(2) with AT_RECURSIVE, which runc uses for rro.
 		RecursiveReadOnlyMounts: kernelAtLeast(5, 12),
@@ -142,6 +143,9 @@ func serve(cfg *config.Config, log *logrus.Entry) error {
 		log.WithField("signal", sig.String()).Info("shutting down")
 	}
 	_, _ = daemon.SdNotify(false, daemon.SdNotifyStopping)
+	// Event streams never end by themselves: end them, or the graceful
+	// stop would wait its whole timeout for them.
+	rt.Events.EndStreams()
 	stopGracefully(grpcServer, cfg.ShutdownTimeout.Duration, log)
 	if metricsSrv != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

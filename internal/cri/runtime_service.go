@@ -63,6 +63,14 @@ type metricsService interface {
 	ListPodSandboxMetrics(ctx context.Context) []*runtimeapi.PodSandboxMetrics
 }
 
+// eventService streams container and pod sandbox events (sandbox.Events):
+// ContainerEvents calls subscribed once no later event can be missed,
+// then send with each event, until ctx ends, either fails or the
+// subscriber is cut off (an errdefs error saying why).
+type eventService interface {
+	ContainerEvents(ctx context.Context, subscribed func() error, send func(*runtimeapi.ContainerEventResponse) error) error
+}
+
 // resolver turns a client's full ID or unique prefix into an ID
 // (sandbox.IDs); NotFound when nothing matches.
 type resolver interface {

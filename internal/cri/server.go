@@ -49,6 +49,8 @@ type Options struct {
 	// Streams serves Exec, Attach and PortForward; nil leaves them
 	// Unimplemented.
 	Streams streamService
+	// Events serves GetContainerEvents; nil leaves it Unimplemented.
+	Events eventService
 	// CgroupDriver is "cgroupfs" or "systemd", reported by RuntimeConfig.
 	CgroupDriver string
 	// Handlers are the RuntimeClass handlers served ("" is the default).

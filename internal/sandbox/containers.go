@@ -157,6 +157,7 @@ func (s *Containers) CreateContainer(ctx context.Context, podID ids.SandboxID, c
 		lg.WithError(err).Warn("dropping the pending record")
 	}
 	lg.Info("container created")
+	s.events.emit(runtimeapi.ContainerEventType_CONTAINER_CREATED_EVENT, podID, string(id))
 	return id, nil
 }
 
@@ -273,6 +274,13 @@ func (s *Containers) StartContainer(ctx context.Context, id ids.ContainerID) err
 	}); err != nil {
 		return err
 	}
+	// Before the watcher starts, so that STARTED comes before STOPPED. A
+	// container that exited already has its exit recorded here, not by
+	// the watcher: its STOPPED event goes from here too.
+	s.events.emit(runtimeapi.ContainerEventType_CONTAINER_STARTED_EVENT, c.SandboxID, string(c.ID))
+	if st.Status == oci.StatusExited {
+		s.events.emit(runtimeapi.ContainerEventType_CONTAINER_STOPPED_EVENT, c.SandboxID, string(c.ID))
+	}
 	s.events.watch(c.SandboxID, c.ID)
 	return s.step(ctx, "start-record")
 }
@@ -314,11 +322,18 @@ func (s *Containers) StopContainer(ctx context.Context, id ids.ContainerID, time
 			return fmt.Errorf("container %s still runs after SIGKILL", c.ID.Short())
 		}
 	}
+	// The exit watcher may have recorded the exit meanwhile: whichever
+	// records it publishes the one STOPPED event.
+	stopped := false
 	if _, err = s.o.Store.UpdateContainer(id, func(r *state.Container) error {
+		stopped = r.State != state.ContainerExited
 		applyState(r, st)
 		return nil
 	}); err != nil {
 		return err
+	}
+	if stopped {
+		s.events.emit(runtimeapi.ContainerEventType_CONTAINER_STOPPED_EVENT, pod, string(ctr))
 	}
 	return s.step(ctx, "stop-record")
 }
@@ -361,6 +376,7 @@ func (s *Containers) RemoveContainer(ctx context.Context, id ids.ContainerID) er
 	if err := s.o.Store.DeleteContainer(c.ID); err != nil {
 		return err
 	}
+	s.events.emit(runtimeapi.ContainerEventType_CONTAINER_DELETED_EVENT, c.SandboxID, string(c.ID))
 	s.stats.forget(c.ID)
 	s.names.Release(string(c.ID))
 	return s.step(ctx, "remove-container-record")

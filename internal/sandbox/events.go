@@ -8,20 +8,46 @@ import (
 	"time"
 
 	"github.com/sirupsen/logrus"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/noded-dev/noded/internal/errdefs"
+	"github.com/noded-dev/noded/internal/eventbus"
 	"github.com/noded-dev/noded/internal/ids"
 	"github.com/noded-dev/noded/internal/oci"
 	"github.com/noded-dev/noded/internal/state"
 )
 
+// DefaultEventQueue is how many events a GetContainerEvents subscriber may
+// have waiting before it is cut off: the capacity of the kubelet's own
+// channel behind its stream (pkg/kubelet/pleg/evented.go).
+const DefaultEventQueue = 1000
+
+// recoveryEventsKeep is how long the events of a restart's recovery (exits
+// that happened while noded was away) are replayed to new subscribers:
+// long enough for the kubelet, whose stream broke with the old noded, to
+// reconnect.
+const recoveryEventsKeep = 2 * time.Minute
+
 // Events follows running containers and records their exits, so that
-// status and list calls never have to ask a monitor. It owns the exit
-// watchers (one goroutine per running container, ended by Close); the
-// kubelet's GetContainerEvents will be served from here.
+// status and list calls never have to ask a monitor, and serves the
+// kubelet's GetContainerEvents: CONTAINER_CREATED, STARTED, STOPPED and
+// DELETED for containers and for pod sandboxes (whose events carry the
+// pod's ID as container_id, as containerd's and CRI-O's do), each with
+// the pod's status and its containers' statuses at the time of the event.
+//
+// It owns the exit watchers (one goroutine per running container, ended by
+// Close) and the event bus (internal/eventbus: one bounded queue per
+// subscriber; a publisher never waits for a subscriber, one that falls
+// behind is cut off with ResourceExhausted and its kubelet relists).
+// Events are published after the record they announce is written.
 type Events struct {
 	*base
 	log *logrus.Entry
+	bus *eventbus.Bus[*runtimeapi.ContainerEventResponse]
+	// pods and containers build the statuses an event carries, with the
+	// code of PodSandboxStatus and ContainerStatus.
+	pods       *Pods
+	containers *Containers
 
 	// ctx ends the watchers when the service is closed.
 	ctx      context.Context
@@ -29,15 +55,96 @@ type Events struct {
 	watchers sync.WaitGroup
 }
 
-func newEvents(b *base, lg *logrus.Entry) *Events {
+func newEvents(b *base, lg *logrus.Entry, queue int) *Events {
+	if queue <= 0 {
+		queue = DefaultEventQueue
+	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Events{base: b, log: lg, ctx: ctx, cancel: cancel}
+	return &Events{base: b, log: lg, bus: eventbus.New[*runtimeapi.ContainerEventResponse](queue), ctx: ctx, cancel: cancel}
 }
 
-// Close stops the watchers and waits for them.
+// Close ends the event streams, stops the watchers and waits for them.
 func (s *Events) Close() {
+	s.EndStreams()
 	s.cancel()
 	s.watchers.Wait()
+}
+
+// EndStreams ends every GetContainerEvents stream (with Unavailable) and
+// refuses new ones: a graceful shutdown does not wait for streams that
+// never end by themselves.
+func (s *Events) EndStreams() { s.bus.Close() }
+
+// ContainerEvents subscribes, calls subscribed (which tells the client
+// that no later event will be missed), and passes every event to send,
+// until ctx ends, either function fails, or the subscription is cut off:
+// ResourceExhausted when the subscriber fell behind
+// (eventbus.ErrOverflow), Unavailable when noded shuts down.
+func (s *Events) ContainerEvents(ctx context.Context, subscribed func() error, send func(*runtimeapi.ContainerEventResponse) error) error {
+	sub := s.bus.Subscribe()
+	defer sub.Close()
+	if err := subscribed(); err != nil {
+		return err
+	}
+	for {
+		select {
+		case ev, ok := <-sub.C():
+			if !ok {
+				return sub.Err()
+			}
+			if err := send(ev); err != nil {
+				return err
+			}
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// event builds the event of type t about id (a container, or the pod
+// itself) in pod, with the statuses as recorded now; nil when nobody
+// would receive it. Build before a record is deleted what must still show
+// it (a pod's DELETED event), publish after.
+func (s *Events) event(t runtimeapi.ContainerEventType, pod ids.SandboxID, id string) *runtimeapi.ContainerEventResponse {
+	if !s.bus.Active() {
+		return nil
+	}
+	ev := &runtimeapi.ContainerEventResponse{ContainerId: id, ContainerEventType: t, CreatedAt: time.Now().UnixNano()}
+	// A pod or container removed meanwhile is left out, as containerd
+	// does (the kubelet then ignores the event, or relists).
+	if st, _, err := s.pods.PodSandboxStatus(pod, false); err == nil {
+		ev.PodSandboxStatus = st
+	}
+	for _, c := range s.o.Store.SandboxContainers(pod) {
+		if st, _, err := s.containers.ContainerStatus(c.ID, false); err == nil {
+			ev.ContainersStatuses = append(ev.ContainersStatuses, st)
+		}
+	}
+	return ev
+}
+
+// publish sends a built event (nil: nobody listened) to the subscribers.
+func (s *Events) publish(ev *runtimeapi.ContainerEventResponse) {
+	if ev != nil {
+		s.bus.Publish(ev)
+	}
+}
+
+// emit builds and publishes at once.
+func (s *Events) emit(t runtimeapi.ContainerEventType, pod ids.SandboxID, id string) {
+	s.publish(s.event(t, pod, id))
+}
+
+// holdRecovery keeps the events of a restart's recovery for the
+// subscribers to come; releaseRecovery lets them go to those arriving
+// within recoveryEventsKeep.
+func (s *Events) holdRecovery() { s.bus.Hold() }
+
+func (s *Events) releaseRecovery() {
+	held, dropped := s.bus.Release(recoveryEventsKeep)
+	if dropped > 0 {
+		s.log.WithFields(logrus.Fields{"kept": held, "dropped": dropped}).Warn("more recovery events than a subscriber's queue; the kubelet's relist finds the rest")
+	}
 }
 
 // watch follows a running container until it exits and records the exit,
@@ -53,11 +160,14 @@ func (s *Events) watch(pod ids.SandboxID, id ids.ContainerID) {
 			}
 			return
 		}
-		s.recordExit(id, st)
+		s.recordExit(pod, id, st)
 	}()
 }
 
-func (s *Events) recordExit(id ids.ContainerID, st oci.State) {
+// recordExit records the exit unless a stop recorded it first, and then
+// publishes the container's STOPPED event: exactly one per exit, from
+// whichever records it.
+func (s *Events) recordExit(pod ids.SandboxID, id ids.ContainerID, st oci.State) {
 	_, err := s.o.Store.UpdateContainer(id, func(r *state.Container) error {
 		if r.State == state.ContainerExited {
 			return errAlreadyRecorded
@@ -65,7 +175,11 @@ func (s *Events) recordExit(id ids.ContainerID, st oci.State) {
 		applyState(r, st)
 		return nil
 	})
-	if err != nil && !errors.Is(err, errAlreadyRecorded) && !errdefs.IsNotFound(err) {
+	if err == nil {
+		s.emit(runtimeapi.ContainerEventType_CONTAINER_STOPPED_EVENT, pod, string(id))
+		return
+	}
+	if !errors.Is(err, errAlreadyRecorded) && !errdefs.IsNotFound(err) {
 		s.log.WithError(err).WithField("container", id.Short()).Warn("recording container exit")
 	}
 }

@@ -30,6 +30,7 @@ import (
 type Pods struct {
 	*base
 	containers *Containers
+	events     *Events
 }
 
 // sandboxName is the unique CRI name of a pod, as the kubelet builds it.
@@ -169,6 +170,10 @@ func (s *Pods) RunPodSandbox(ctx context.Context, cfg *runtimeapi.PodSandboxConf
 		lg.WithError(err).Warn("dropping the pending record")
 	}
 	lg.WithField("ips", rec.IPs).Info("pod sandbox running")
+	// The pause container is created and started in one step; the
+	// kubelet's EventedPLEG expects both, as containerd sends them.
+	s.events.emit(runtimeapi.ContainerEventType_CONTAINER_CREATED_EVENT, id, string(id))
+	s.events.emit(runtimeapi.ContainerEventType_CONTAINER_STARTED_EVENT, id, string(id))
 	return id, nil
 }
 

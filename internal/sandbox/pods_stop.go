@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"path/filepath"
 
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
 	"github.com/noded-dev/noded/internal/errdefs"
 	"github.com/noded-dev/noded/internal/ids"
 	"github.com/noded-dev/noded/internal/log"
@@ -80,6 +82,8 @@ func (s *Pods) stopLocked(ctx context.Context, id ids.SandboxID) error {
 	}
 	if rec.State == state.SandboxReady {
 		log.FromContext(ctx).WithField("pod", id.Short()).Info("pod sandbox stopped")
+		// A pod found not ready at recovery had its STOPPED event then.
+		s.events.emit(runtimeapi.ContainerEventType_CONTAINER_STOPPED_EVENT, id, string(id))
 	}
 	return s.step(ctx, "stop-pod-record")
 }
@@ -158,9 +162,13 @@ func (s *Pods) RemovePodSandbox(ctx context.Context, id ids.SandboxID) error {
 	if err := s.step(ctx, "remove-files"); err != nil {
 		return err
 	}
+	// Built before the record goes, so that it carries the pod's last
+	// status (the kubelet ignores events without one).
+	deleted := s.events.event(runtimeapi.ContainerEventType_CONTAINER_DELETED_EVENT, id, string(id))
 	if err := s.o.Store.DeleteSandbox(id); err != nil {
 		return err
 	}
+	s.events.publish(deleted)
 	s.names.Release(string(id))
 	log.FromContext(ctx).WithField("pod", id.Short()).Info("pod sandbox removed")
 	return s.step(ctx, "remove-pod-record")

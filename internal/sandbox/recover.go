@@ -4,6 +4,8 @@ import (
 	"context"
 	"os"
 
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
 	"github.com/noded-dev/noded/internal/errdefs"
 	"github.com/noded-dev/noded/internal/log"
 	"github.com/noded-dev/noded/internal/oci"
@@ -27,10 +29,12 @@ func (s *Pods) recover(ctx context.Context) {
 			continue
 		}
 		lg.WithField("pod", sb.ID.Short()).Warn("pause process not running; pod is not ready")
-		_, _ = s.o.Store.UpdateSandbox(sb.ID, func(r *state.Sandbox) error {
+		if _, err := s.o.Store.UpdateSandbox(sb.ID, func(r *state.Sandbox) error {
 			r.State = state.SandboxUnknown
 			return nil
-		})
+		}); err == nil {
+			s.events.emit(runtimeapi.ContainerEventType_CONTAINER_STOPPED_EVENT, sb.ID, string(sb.ID))
+		}
 	}
 }
 
@@ -65,8 +69,13 @@ func (s *Containers) recover(ctx context.Context) {
 			clog.WithError(err).Warn("recording recovered state")
 			continue
 		}
-		if st.Status == oci.StatusRunning {
+		switch st.Status {
+		case oci.StatusRunning:
 			s.events.watch(c.SandboxID, c.ID)
+		case oci.StatusExited:
+			// Exited while noded was away: its STOPPED event is kept
+			// for the subscribers that reconnect (Services.Recover).
+			s.events.emit(runtimeapi.ContainerEventType_CONTAINER_STOPPED_EVENT, c.SandboxID, string(c.ID))
 		}
 	}
 }

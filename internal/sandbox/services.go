@@ -13,8 +13,8 @@
 //	            ReopenContainerLog                        containers_*.go
 //	Exec        ExecSync (the streaming RPCs will join it) exec.go
 //	Stats       ContainerStats, ListContainerStats        stats.go
-//	Events      the exit watchers that record a container's end
-//	            (GetContainerEvents will serve from it)   events.go
+//	Events      the exit watchers that record a container's end,
+//	            and GetContainerEvents                    events.go
 //	IDs         full-ID or prefix resolution, done once at the edge
 //
 // They share one base (records, names, locks, host and helper plumbing;
@@ -159,6 +159,9 @@ type Options struct {
 	Logger *logrus.Entry
 	// FailAfter injects a failure after a named create step (tests only).
 	FailAfter failHook
+	// EventQueue is how many events a GetContainerEvents subscriber may
+	// have waiting (0: DefaultEventQueue).
+	EventQueue int
 }
 
 // Services are the pod runtime's services. They are built together
@@ -179,11 +182,13 @@ func New(o Options) *Services {
 		o.Host = RealHost{}
 	}
 	b := &base{o: o, names: ids.NewNames()}
-	events := newEvents(b, log.Or(o.Logger).WithField("component", "sandbox"))
+	events := newEvents(b, log.Or(o.Logger).WithField("component", "sandbox"), o.EventQueue)
 	stats := newStats(b)
 	ctrs := &Containers{base: b, events: events, stats: stats}
+	pods := &Pods{base: b, containers: ctrs, events: events}
+	events.pods, events.containers = pods, ctrs
 	return &Services{
-		Pods:       &Pods{base: b, containers: ctrs},
+		Pods:       pods,
 		Containers: ctrs,
 		Exec:       &Exec{base: b},
 		Stats:      stats,
@@ -203,7 +208,12 @@ func New(o Options) *Services {
 //  3. containers: exits that happened while noded was away are recorded
 //     (with their real exit codes, read from the monitors' state files),
 //     and the containers still running are watched.
+//
+// The events of all this (STOPPED for the exits found) are kept for the
+// GetContainerEvents subscribers that connect soon after (see Events).
 func (s *Services) Recover(ctx context.Context) {
+	s.Events.holdRecovery()
+	defer s.Events.releaseRecovery()
 	s.Containers.recoverPending(ctx)
 	s.Pods.recoverPending(ctx)
 	s.Pods.recover(ctx)
