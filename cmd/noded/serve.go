@@ -101,7 +101,7 @@ func serve(cfg *config.Config, log *logrus.Entry) error {
 		CgroupDriver:            cfg.CgroupManager,
 	})
 
-	grpcServer := grpc.NewServer(grpc.ChainUnaryInterceptor(cri.UnaryInterceptor(log, reg)), grpc.StatsHandler(cri.CallEnd{}))
+	grpcServer := grpc.NewServer(grpc.ChainUnaryInterceptor(cri.UnaryInterceptor(log, reg)), grpc.ChainStreamInterceptor(cri.StreamInterceptor(log, reg)), grpc.StatsHandler(cri.CallEnd{}))
 	runtimeapi.RegisterRuntimeServiceServer(grpcServer, srv.RuntimeServer)
 	runtimeapi.RegisterImageServiceServer(grpcServer, srv.ImageServer)
 

@@ -2,6 +2,7 @@ package cri
 
 import (
 	"context"
+	"iter"
 
 	"github.com/noded-dev/noded/internal/errdefs"
 	"github.com/noded-dev/noded/internal/imagesvc"
@@ -14,6 +15,8 @@ import (
 type imageService interface {
 	Pull(ctx context.Context, ref string, auth imagesvc.Auth) (storage.ImageID, error)
 	List(ctx context.Context, filter string) ([]*imagesvc.Image, error)
+	// Stream yields List's images one at a time; an error ends it.
+	Stream(ctx context.Context, filter string) iter.Seq2[*imagesvc.Image, error]
 	Status(ctx context.Context, ref string, verbose bool) (*imagesvc.Image, error)
 	Remove(ctx context.Context, ref string) error
 	FsInfo(ctx context.Context) (images, containers storage.FsUsage, err error)

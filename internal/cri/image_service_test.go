@@ -2,6 +2,7 @@ package cri
 
 import (
 	"context"
+	"iter"
 	"strings"
 	"testing"
 	"time"
@@ -37,6 +38,21 @@ func (f *fakeImages) List(_ context.Context, filter string) ([]*imagesvc.Image, 
 	}
 	img, _ := f.Status(context.Background(), "x", false)
 	return []*imagesvc.Image{img}, nil
+}
+
+func (f *fakeImages) Stream(ctx context.Context, filter string) iter.Seq2[*imagesvc.Image, error] {
+	imgs, err := f.List(ctx, filter)
+	return func(yield func(*imagesvc.Image, error) bool) {
+		if err != nil {
+			yield(nil, err)
+			return
+		}
+		for _, img := range imgs {
+			if !yield(img, nil) {
+				return
+			}
+		}
+	}
 }
 
 func (f *fakeImages) Status(_ context.Context, ref string, verbose bool) (*imagesvc.Image, error) {

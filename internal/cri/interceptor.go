@@ -40,27 +40,37 @@ func UnaryInterceptor(base *logrus.Entry, obs Observer) grpc.UnaryServerIntercep
 		}
 
 		resp, err := callRecovering(ctx, req, handler, log)
-		err = toGRPC(err)
-
-		elapsed := time.Since(start)
-		code := status.Code(err)
-		if obs != nil {
-			obs.Observe(method, code, elapsed)
-		}
-		fields := logrus.Fields{"code": code.String(), "duration": elapsed}
-		switch {
-		case err == nil:
-			if log.Logger.IsLevelEnabled(logrus.DebugLevel) {
-				log.WithFields(fields).WithField("response", loggable(resp)).Debug("response")
-			}
-		case code == codes.Unimplemented || code == codes.NotFound:
-			// Expected in normal operation (probes, idempotent removes).
-			log.WithFields(fields).WithError(err).Debug("request failed")
-		default:
-			log.WithFields(fields).WithError(err).Warn("request failed")
-		}
-		return resp, err
+		return resp, finish(log, obs, method, start, err, resp)
 	}
+}
+
+// finish converts a handler's error into a gRPC status, reports the
+// outcome to obs and logs it; resp (nil for a stream) is logged at debug.
+func finish(log *logrus.Entry, obs Observer, method string, start time.Time, err error, resp any) error {
+	err = toGRPC(err)
+	elapsed := time.Since(start)
+	code := status.Code(err)
+	if obs != nil {
+		obs.Observe(method, code, elapsed)
+	}
+	fields := logrus.Fields{"code": code.String(), "duration": elapsed}
+	switch {
+	case err == nil:
+		if !log.Logger.IsLevelEnabled(logrus.DebugLevel) {
+			break
+		}
+		e := log.WithFields(fields)
+		if resp != nil {
+			e = e.WithField("response", loggable(resp))
+		}
+		e.Debug("response")
+	case code == codes.Unimplemented || code == codes.NotFound:
+		// Expected in normal operation (probes, idempotent removes).
+		log.WithFields(fields).WithError(err).Debug("request failed")
+	default:
+		log.WithFields(fields).WithError(err).Warn("request failed")
+	}
+	return err
 }
 
 // callRecovering runs the handler; a panic becomes codes.Internal with the

@@ -2,6 +2,7 @@ package cri
 
 import (
 	"context"
+	"iter"
 	"time"
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
@@ -22,6 +23,8 @@ type podService interface {
 	RemovePodSandbox(ctx context.Context, id ids.SandboxID) error
 	PodSandboxStatus(id ids.SandboxID, verbose bool) (*runtimeapi.PodSandboxStatus, map[string]string, error)
 	ListPodSandbox(f *runtimeapi.PodSandboxFilter) []*runtimeapi.PodSandbox
+	// StreamPodSandboxes yields ListPodSandbox's pods one at a time.
+	StreamPodSandboxes(f *runtimeapi.PodSandboxFilter) iter.Seq[*runtimeapi.PodSandbox]
 	UpdatePodSandboxResources(ctx context.Context, id ids.SandboxID, overhead, resources *runtimeapi.LinuxContainerResources) error
 }
 
@@ -33,6 +36,8 @@ type containerService interface {
 	RemoveContainer(ctx context.Context, id ids.ContainerID) error
 	ContainerStatus(id ids.ContainerID, verbose bool) (*runtimeapi.ContainerStatus, map[string]string, error)
 	ListContainers(f *runtimeapi.ContainerFilter) []*runtimeapi.Container
+	// StreamContainers yields ListContainers' containers one at a time.
+	StreamContainers(f *runtimeapi.ContainerFilter) iter.Seq[*runtimeapi.Container]
 	ReopenContainerLog(ctx context.Context, id ids.ContainerID) error
 	UpdateContainerResources(ctx context.Context, id ids.ContainerID, r *runtimeapi.LinuxContainerResources) error
 }
@@ -46,6 +51,9 @@ type execService interface {
 type statsService interface {
 	ContainerStats(ctx context.Context, id ids.ContainerID) (*runtimeapi.ContainerStats, error)
 	ListContainerStats(ctx context.Context, f *runtimeapi.ContainerStatsFilter) []*runtimeapi.ContainerStats
+	// StreamContainerStats samples ListContainerStats' containers one
+	// at a time.
+	StreamContainerStats(ctx context.Context, f *runtimeapi.ContainerStatsFilter) iter.Seq[*runtimeapi.ContainerStats]
 }
 
 // podStatsService samples pods, with the containers inside, for the
@@ -54,6 +62,9 @@ type statsService interface {
 type podStatsService interface {
 	PodSandboxStats(ctx context.Context, id ids.SandboxID) (*runtimeapi.PodSandboxStats, error)
 	ListPodSandboxStats(ctx context.Context, f *runtimeapi.PodSandboxStatsFilter) []*runtimeapi.PodSandboxStats
+	// StreamPodSandboxStats samples ListPodSandboxStats' pods a few at
+	// a time.
+	StreamPodSandboxStats(ctx context.Context, f *runtimeapi.PodSandboxStatsFilter) iter.Seq[*runtimeapi.PodSandboxStats]
 }
 
 // metricsService serves the CRI metrics RPCs, cadvisor-style metrics of
@@ -61,6 +72,9 @@ type podStatsService interface {
 type metricsService interface {
 	ListMetricDescriptors() []*runtimeapi.MetricDescriptor
 	ListPodSandboxMetrics(ctx context.Context) []*runtimeapi.PodSandboxMetrics
+	// StreamPodSandboxMetrics yields ListPodSandboxMetrics' pods one at
+	// a time.
+	StreamPodSandboxMetrics(ctx context.Context) iter.Seq[*runtimeapi.PodSandboxMetrics]
 }
 
 // eventService streams container and pod sandbox events (sandbox.Events):

@@ -3,6 +3,7 @@ package imagesvc
 import (
 	"context"
 	"encoding/json"
+	"iter"
 	"strconv"
 	"strings"
 	"sync"
@@ -138,36 +139,53 @@ func (s *catalog) Status(_ context.Context, ref string, verbose bool) (*Image, e
 	return s.describe(img, verbose)
 }
 
-// List returns every image, or only the one filter names ("" for all).
-func (s *catalog) List(_ context.Context, filter string) ([]*Image, error) {
-	var imgs []storage.Image
-	if filter != "" {
-		img, _, _, err := s.lookup(filter)
-		if errdefs.IsNotFound(err) {
-			return nil, nil
-		}
+// List returns every image, or only the one filter names ("" for all):
+// the Stream items, collected.
+func (s *catalog) List(ctx context.Context, filter string) ([]*Image, error) {
+	out := []*Image{}
+	for img, err := range s.Stream(ctx, filter) {
 		if err != nil {
 			return nil, err
 		}
-		imgs = []storage.Image{*img}
-	} else {
-		var err error
-		if imgs, err = s.images.List(); err != nil {
-			return nil, err
-		}
-	}
-	out := make([]*Image, 0, len(imgs))
-	for i := range imgs {
-		d, err := s.describe(&imgs[i], false)
-		if errdefs.IsNotFound(err) {
-			continue // removed meanwhile
-		}
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, d)
+		out = append(out, img)
 	}
 	return out, nil
+}
+
+// Stream yields every image, or only the one filter names ("" for all),
+// described one at a time (the store lists its images at once, but their
+// descriptions, sizes and configs, are built only as each is reached). An
+// error ends the sequence.
+func (s *catalog) Stream(_ context.Context, filter string) iter.Seq2[*Image, error] {
+	return func(yield func(*Image, error) bool) {
+		var imgs []storage.Image
+		if filter != "" {
+			img, _, _, err := s.lookup(filter)
+			if errdefs.IsNotFound(err) {
+				return
+			}
+			if err != nil {
+				yield(nil, err)
+				return
+			}
+			imgs = []storage.Image{*img}
+		} else {
+			var err error
+			if imgs, err = s.images.List(); err != nil {
+				yield(nil, err)
+				return
+			}
+		}
+		for i := range imgs {
+			d, err := s.describe(&imgs[i], false)
+			if errdefs.IsNotFound(err) {
+				continue // removed meanwhile
+			}
+			if !yield(d, err) || err != nil {
+				return
+			}
+		}
+	}
 }
 
 // Remove removes what ref names. A tag is removed from its image, and the

@@ -40,6 +40,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"iter"
 	"os"
 	"sync"
 	"time"
@@ -242,6 +243,11 @@ func (s *Service) Status(ctx context.Context, ref string, verbose bool) (*Image,
 // List returns every image, or only the one filter names ("" for all).
 func (s *Service) List(ctx context.Context, filter string) ([]*Image, error) {
 	return s.catalog.List(ctx, filter)
+}
+
+// Stream is List one image at a time (StreamImages); an error ends it.
+func (s *Service) Stream(ctx context.Context, filter string) iter.Seq2[*Image, error] {
+	return s.catalog.Stream(ctx, filter)
 }
 
 // Remove removes what ref names. A tag is removed from its image, and the

@@ -10,6 +10,8 @@ package podmetrics
 
 import (
 	"context"
+	"iter"
+	"slices"
 	"time"
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
@@ -34,14 +36,25 @@ func (m *Metrics) ListMetricDescriptors() []*runtimeapi.MetricDescriptor {
 	return out
 }
 
-// ListPodSandboxMetrics samples every ready pod.
+// ListPodSandboxMetrics samples every ready pod: the
+// StreamPodSandboxMetrics items, collected.
 func (m *Metrics) ListPodSandboxMetrics(ctx context.Context) []*runtimeapi.PodSandboxMetrics {
-	samples := m.c.Sample(ctx)
-	out := make([]*runtimeapi.PodSandboxMetrics, 0, len(samples))
-	for i := range samples {
-		out = append(out, PodSandboxMetrics(&samples[i]))
+	return slices.Collect(m.StreamPodSandboxMetrics(ctx))
+}
+
+// StreamPodSandboxMetrics samples every ready pod and yields each pod's
+// metrics in turn. The pods are read together (in parallel, at one
+// moment), but their CRI metrics, the bulk (a few dozen labelled series
+// per container), are built one pod at a time as they are sent.
+func (m *Metrics) StreamPodSandboxMetrics(ctx context.Context) iter.Seq[*runtimeapi.PodSandboxMetrics] {
+	return func(yield func(*runtimeapi.PodSandboxMetrics) bool) {
+		samples := m.c.Sample(ctx)
+		for i := range samples {
+			if !yield(PodSandboxMetrics(&samples[i])) {
+				return
+			}
+		}
 	}
-	return out
 }
 
 // PodSandboxMetrics turns a sample into the CRI's metrics: the pod's own
