@@ -148,6 +148,18 @@ func TestContainerEvents(t *testing.T) {
 		// The pod's last status, though its record is gone.
 		s.expect(t, runtimeapi.ContainerEventType_CONTAINER_DELETED_EVENT, pod, uid)
 	}
+
+	// SIGTERM with the streams open: noded ends them (Unavailable) and
+	// stops at once, not after its graceful-stop timeout.
+	e.removed = true // nothing left to remove, and no daemon to do it
+	if err := e.d.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	for i, s := range subs {
+		if err := <-s.Done; status.Code(err) != codes.Unavailable {
+			t.Errorf("subscriber %d: stream ended with %v at shutdown, want Unavailable", i, err)
+		}
+	}
 }
 
 // TestStalledEventSubscriber: a subscriber that never reads while many
