@@ -79,12 +79,82 @@ func (r cgroupReader) procsDir(dir string) string {
 }
 
 // read samples the cgroup at dir (relative to a hierarchy: a cgroupfs
-// path or an expanded systemd one).
-func (r cgroupReader) read(dir string) (*CgroupSample, error) {
-	if r.v2 {
+// path or an expanded systemd one), in full or for the stats only. On v2
+// both read in full: its files are few, and the pressure is only read
+// there.
+func (r cgroupReader) read(dir string, what level) (*CgroupSample, error) {
+	switch {
+	case r.v2:
 		return r.readV2(filepath.Join(r.root, dir))
+	case what == statsOnly:
+		return r.readV1Stats(dir)
 	}
 	return r.readV1(dir)
+}
+
+// readV1Stats reads the four v1 files the CRI stats need (cpuacct.usage,
+// memory.usage_in_bytes, memory.limit_in_bytes, memory.stat) with the
+// same parsers as readV1, where runc's stat readers would read some
+// forty.
+func (r cgroupReader) readV1Stats(dir string) (*CgroupSample, error) {
+	mem := filepath.Join(r.root, "memory", dir)
+	if !exists(mem) {
+		return nil, errCgroupGone
+	}
+	s := &CgroupSample{}
+	var err error
+	if s.CPU.UsageNanos, err = fscommon.GetCgroupParamUint(filepath.Join(r.root, "cpuacct", dir), "cpuacct.usage"); err != nil {
+		return nil, gone(err)
+	}
+	if s.Memory.Usage, err = fscommon.GetCgroupParamUint(mem, "memory.usage_in_bytes"); err != nil {
+		return nil, gone(err)
+	}
+	lim, err := fscommon.GetCgroupParamUint(mem, "memory.limit_in_bytes")
+	if err != nil {
+		return nil, gone(err)
+	}
+	s.Limits.Memory = limit(lim)
+	ms, err := memoryStat(mem)
+	if err != nil {
+		return nil, gone(err)
+	}
+	v1Memory(s, ms)
+	return s, nil
+}
+
+// memoryStat parses a v1 memory.stat ("key value" lines).
+func memoryStat(dir string) (map[string]uint64, error) {
+	b, err := cgroups.ReadFile(dir, "memory.stat")
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]uint64{}
+	for line := range strings.SplitSeq(b, "\n") {
+		if line == "" {
+			continue
+		}
+		k, v, err := fscommon.ParseKeyValue(line)
+		if err != nil {
+			return nil, fmt.Errorf("memory.stat: %w", err)
+		}
+		out[k] = v
+	}
+	return out, nil
+}
+
+// v1Memory fills in what memory.stat says. v1 keeps both the cgroup's
+// own counters and its subtree's (total_*); cadvisor reports the
+// subtree's, and both for faults.
+func v1Memory(s *CgroupSample, ms map[string]uint64) {
+	s.Memory.Cache = ms["total_cache"]
+	s.Memory.RSS = ms["total_rss"]
+	s.Memory.MappedFile = ms["total_mapped_file"]
+	s.Memory.Swap = ms["total_swap"]
+	s.Memory.ActiveFile = ms["total_active_file"]
+	s.Memory.InactiveFile = ms["total_inactive_file"]
+	s.Memory.PgFault, s.Memory.PgMajFault = ms["pgfault"], ms["pgmajfault"]
+	s.Memory.HierPgFault, s.Memory.HierPgMajFault = ms["total_pgfault"], ms["total_pgmajfault"]
+	s.Memory.WorkingSet = sub(s.Memory.Usage, s.Memory.InactiveFile)
 }
 
 func (r cgroupReader) readV1(dir string) (*CgroupSample, error) {
@@ -113,19 +183,8 @@ func (r cgroupReader) readV1(dir string) (*CgroupSample, error) {
 	}
 	s := &CgroupSample{}
 	fromStats(s, st)
-	ms := st.MemoryStats.Stats
-	// v1 keeps both the cgroup's own counters and its subtree's
-	// (total_*); cadvisor reports the subtree's, and both for faults.
-	s.Memory.Cache = ms["total_cache"]
-	s.Memory.RSS = ms["total_rss"]
-	s.Memory.MappedFile = ms["total_mapped_file"]
-	s.Memory.Swap = ms["total_swap"]
-	s.Memory.ActiveFile = ms["total_active_file"]
-	s.Memory.InactiveFile = ms["total_inactive_file"]
-	s.Memory.PgFault, s.Memory.PgMajFault = ms["pgfault"], ms["pgmajfault"]
-	s.Memory.HierPgFault, s.Memory.HierPgMajFault = ms["total_pgfault"], ms["total_pgmajfault"]
+	v1Memory(s, st.MemoryStats.Stats)
 	s.Memory.Kernel = st.MemoryStats.KernelUsage.Usage
-	s.Memory.WorkingSet = sub(s.Memory.Usage, s.Memory.InactiveFile)
 	if s.Memory.OOMKills, err = fs.OOMKillCount(mem); err != nil {
 		return nil, gone(err)
 	}

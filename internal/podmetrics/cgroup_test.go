@@ -156,7 +156,7 @@ func TestReadCgroup(t *testing.T) {
 			root := t.TempDir()
 			files(t, root, tt.tree("/pod/c"))
 			r := cgroupReader{root: root, v2: tt.v2, devices: fakeDevices}
-			got, err := r.read("/pod/c")
+			got, err := r.read("/pod/c", full)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -166,8 +166,29 @@ func TestReadCgroup(t *testing.T) {
 				t.Fatalf("read:\n got %+v\nwant %+v", *got, tt.want)
 			}
 
-			if _, err := r.read("/pod/gone"); !errors.Is(err, errCgroupGone) {
-				t.Fatalf("missing cgroup: %v, want errCgroupGone", err)
+			// The stats' reading: on v1 what the CRI stats report and
+			// no more; on v2 all of it.
+			stats, err := r.read("/pod/c", statsOnly)
+			if err != nil {
+				t.Fatal(err)
+			}
+			r.nameDevices(stats)
+			stats.Hugetlb = nil
+			want := tt.want
+			if !tt.v2 {
+				m := want.Memory
+				want = CgroupSample{CPU: CPUSample{UsageNanos: want.CPU.UsageNanos}, Limits: LimitsSample{Memory: want.Limits.Memory}}
+				m.MaxUsage, m.Kernel, m.Failcnt, m.OOMKills = 0, 0, 0, 0
+				want.Memory = m
+			}
+			if !reflect.DeepEqual(*stats, want) {
+				t.Fatalf("read for the stats:\n got %+v\nwant %+v", *stats, want)
+			}
+
+			for _, what := range []level{full, statsOnly} {
+				if _, err := r.read("/pod/gone", what); !errors.Is(err, errCgroupGone) {
+					t.Fatalf("missing cgroup: %v, want errCgroupGone", err)
+				}
 			}
 			// An unparsable file is an error, not a vanished cgroup.
 			files(t, root, tt.tree("/pod/bad"))
@@ -176,9 +197,11 @@ func TestReadCgroup(t *testing.T) {
 				bad = "memory/" + bad
 			}
 			files(t, root, map[string]string{bad: "cache x\n"})
-			_, err = r.read("/pod/bad")
-			if err == nil || errors.Is(err, errCgroupGone) {
-				t.Fatalf("unparsable memory.stat: %v, want a read error", err)
+			for _, what := range []level{full, statsOnly} {
+				_, err = r.read("/pod/bad", what)
+				if err == nil || errors.Is(err, errCgroupGone) {
+					t.Fatalf("unparsable memory.stat (level %d): %v, want a read error", what, err)
+				}
 			}
 		})
 	}

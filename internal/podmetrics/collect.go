@@ -81,17 +81,32 @@ func (c *Collector) Sample(ctx context.Context) []PodSample {
 	return c.SamplePods(ctx, pods, c.o.Records.Containers())
 }
 
-// SamplePods reads pods (which the caller picked, ready ones: a stopped
-// pod has nothing to read) with those of ctrs that are theirs, several
-// at once. A pod not read because ctx ended is left out.
+// SamplePods reads pods in full, as Sample does, with those of ctrs
+// that are theirs, several at once. A pod not read because ctx ended is
+// left out.
 func (c *Collector) SamplePods(ctx context.Context, pods []*state.Sandbox, ctrs []*state.Container) []PodSample {
+	return c.samplePods(ctx, pods, ctrs, full)
+}
+
+// SampleStats reads pods (which the caller picked, ready ones: a stopped
+// pod has nothing to read) with those of ctrs that are theirs, for the CRI
+// stats: CPU time, memory and pressure from the cgroups, the pod's
+// process count and network, the writable layers. What only the metrics
+// report (I/O, hugetlb, limits but memory's, threads, open files, the
+// containers' process counts) is left out: on cgroup v1 that is a tenth
+// of the files to read, and the kubelet asks for stats every few seconds.
+func (c *Collector) SampleStats(ctx context.Context, pods []*state.Sandbox, ctrs []*state.Container) []PodSample {
+	return c.samplePods(ctx, pods, ctrs, statsOnly)
+}
+
+func (c *Collector) samplePods(ctx context.Context, pods []*state.Sandbox, ctrs []*state.Container, what level) []PodSample {
 	byPod := map[string][]*state.Container{}
 	for _, ctr := range ctrs {
 		byPod[string(ctr.SandboxID)] = append(byPod[string(ctr.SandboxID)], ctr)
 	}
 	out := make([]PodSample, len(pods))
 	done := c.each(ctx, len(pods), func(i int) {
-		out[i] = c.Pod(ctx, pods[i], byPod[string(pods[i].ID)])
+		out[i] = c.pod(ctx, pods[i], byPod[string(pods[i].ID)], what)
 	})
 	n := 0
 	for i := range out {
@@ -103,20 +118,27 @@ func (c *Collector) SamplePods(ctx context.Context, pods []*state.Sandbox, ctrs 
 	return out[:n]
 }
 
-// Container reads one running container; false when its cgroup is gone
-// or unreadable (logged).
-func (c *Collector) Container(ctx context.Context, ctr *state.Container) (ContainerSample, bool) {
-	lg := log.FromContext(ctx).WithFields(logrus.Fields{"pod": ctr.SandboxID.Short(), "container": ctr.ID.Short()})
-	return c.container(ctx, lg, ctr)
-}
-
-// Containers reads running containers several at once; ok[i] says
-// whether ctrs[i] was read.
-func (c *Collector) Containers(ctx context.Context, ctrs []*state.Container) (out []ContainerSample, ok []bool) {
+// SampleContainerStats reads running containers for the CRI stats (as
+// SampleStats reads them), several at once; ok[i] says whether ctrs[i]
+// was read (its cgroup may be gone or unreadable: logged).
+func (c *Collector) SampleContainerStats(ctx context.Context, ctrs []*state.Container) (out []ContainerSample, ok []bool) {
 	out, ok = make([]ContainerSample, len(ctrs)), make([]bool, len(ctrs))
-	c.each(ctx, len(ctrs), func(i int) { out[i], ok[i] = c.Container(ctx, ctrs[i]) })
+	c.each(ctx, len(ctrs), func(i int) {
+		lg := log.FromContext(ctx).WithFields(logrus.Fields{"pod": ctrs[i].SandboxID.Short(), "container": ctrs[i].ID.Short()})
+		out[i], ok[i] = c.container(ctx, lg, ctrs[i], statsOnly)
+	})
 	return out, ok
 }
+
+// level is how much of a pod a reading covers.
+type level int
+
+const (
+	// full is everything the metrics report.
+	full level = iota
+	// statsOnly is what the CRI stats report.
+	statsOnly
+)
 
 // each runs fn(0..n-1), at most c.parallel at once, and says which ran
 // (none once ctx ends).
@@ -140,17 +162,21 @@ func (c *Collector) each(ctx context.Context, n int, fn func(i int)) []bool {
 	return done
 }
 
-// Pod reads one pod and those of ctrs that run.
+// Pod reads one pod and those of ctrs that run, in full.
 func (c *Collector) Pod(ctx context.Context, sb *state.Sandbox, ctrs []*state.Container) PodSample {
+	return c.pod(ctx, sb, ctrs, full)
+}
+
+func (c *Collector) pod(ctx context.Context, sb *state.Sandbox, ctrs []*state.Container, what level) PodSample {
 	lg := log.FromContext(ctx).WithField("pod", sb.ID.Short())
 	p := PodSample{Pod: sb, Timestamp: time.Now(), CgroupDir: podCgroupDir(sb.CgroupParent, c.o.Systemd)}
 	if p.CgroupDir != "" {
-		if cg, err := c.cgroups.read(p.CgroupDir); err != nil {
+		if cg, err := c.cgroups.read(p.CgroupDir, what); err != nil {
 			logRead(lg, err, "reading the pod cgroup")
 		} else {
 			c.cgroups.nameDevices(cg)
 			p.Cgroup = cg
-			if p.Processes, err = processes(c.procRoot, c.cgroups.procsDir(p.CgroupDir), 0); err != nil {
+			if p.Processes, err = processes(c.procRoot, c.cgroups.procsDir(p.CgroupDir), 0, what == full); err != nil {
 				logRead(lg, err, "counting the pod's processes")
 			}
 		}
@@ -171,7 +197,7 @@ func (c *Collector) Pod(ctx context.Context, sb *state.Sandbox, ctrs []*state.Co
 		if ctr.State != state.ContainerRunning {
 			continue
 		}
-		if s, ok := c.container(ctx, lg.WithField("container", ctr.ID.Short()), ctr); ok {
+		if s, ok := c.container(ctx, lg.WithField("container", ctr.ID.Short()), ctr, what); ok {
 			p.Containers = append(p.Containers, s)
 		}
 	}
@@ -180,22 +206,24 @@ func (c *Collector) Pod(ctx context.Context, sb *state.Sandbox, ctrs []*state.Co
 
 // container reads one running container; false leaves it out of its
 // pod's sample (its cgroup is gone or unreadable).
-func (c *Collector) container(ctx context.Context, lg *logrus.Entry, ctr *state.Container) (ContainerSample, bool) {
+func (c *Collector) container(ctx context.Context, lg *logrus.Entry, ctr *state.Container, what level) (ContainerSample, bool) {
 	s := ContainerSample{Container: ctr}
 	if ctr.CgroupsPath == "" {
 		lg.Warn("container has no cgroup recorded: left out of the pod's metrics")
 		return s, false
 	}
 	s.CgroupDir = CgroupDir(ctr.CgroupsPath)
-	cg, err := c.cgroups.read(s.CgroupDir)
+	cg, err := c.cgroups.read(s.CgroupDir, what)
 	if err != nil {
 		logRead(lg, err, "reading the container's cgroup: left out of the pod's metrics")
 		return s, false
 	}
 	c.cgroups.nameDevices(cg)
 	s.Cgroup = *cg
-	if s.Processes, err = processes(c.procRoot, c.cgroups.procsDir(s.CgroupDir), ctr.Pid); err != nil {
-		logRead(lg, err, "counting the container's processes")
+	if what == full {
+		if s.Processes, err = processes(c.procRoot, c.cgroups.procsDir(s.CgroupDir), ctr.Pid, true); err != nil {
+			logRead(lg, err, "counting the container's processes")
+		}
 	}
 	if c.o.Layers != nil && ctr.StorageID != "" && ctx.Err() == nil {
 		if u, err := c.o.Layers.WritableLayerUsage(ctr.StorageID); err != nil {

@@ -7,6 +7,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 )
 
 // NetNSReader reads the interface counters of the network namespace
@@ -23,7 +24,9 @@ func (NetNSReader) Interfaces(path string) ([]InterfaceSample, error) {
 		return nil, fmt.Errorf("opening network namespace %s: %w", path, err)
 	}
 	defer ns.Close()
-	h, err := netlink.NewHandleAt(ns)
+	// Only the routing family is needed (links): a handle opens one
+	// socket per family asked for, each entering the namespace.
+	h, err := netlink.NewHandleAt(ns, unix.NETLINK_ROUTE)
 	if err != nil {
 		return nil, fmt.Errorf("netlink in network namespace %s: %w", path, err)
 	}

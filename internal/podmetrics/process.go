@@ -12,14 +12,17 @@ import (
 )
 
 // processes counts a cgroup's processes (its subtree's, as cadvisor
-// does) and their open file descriptors and sockets, reading procRoot
-// (/proc). A process that exits while it is looked at is skipped.
-func processes(procRoot, procsDir string, mainPid int) (*ProcessSample, error) {
+// does) and, with fds, their open file descriptors and sockets, reading
+// procRoot (/proc). A process that exits while it is looked at is skipped.
+func processes(procRoot, procsDir string, mainPid int, fds bool) (*ProcessSample, error) {
 	pids, err := cgroups.GetAllPids(procsDir)
 	if err != nil {
 		return nil, gone(err)
 	}
 	p := &ProcessSample{Processes: uint64(len(pids))}
+	if !fds {
+		return p, nil
+	}
 	for _, pid := range pids {
 		fdDir := filepath.Join(procRoot, strconv.Itoa(pid), "fd")
 		fds, err := os.ReadDir(fdDir)

@@ -20,8 +20,8 @@ import (
 // reader of cgroups, network namespaces and writable layers, shared with
 // the CRI metrics.
 type sampler interface {
-	SamplePods(ctx context.Context, pods []*state.Sandbox, ctrs []*state.Container) []podmetrics.PodSample
-	Containers(ctx context.Context, ctrs []*state.Container) ([]podmetrics.ContainerSample, []bool)
+	SampleStats(ctx context.Context, pods []*state.Sandbox, ctrs []*state.Container) []podmetrics.PodSample
+	SampleContainerStats(ctx context.Context, ctrs []*state.Container) ([]podmetrics.ContainerSample, []bool)
 }
 
 // Stats serves the kubelet's stats RPCs, of containers and of pods with
@@ -93,7 +93,7 @@ func (s *Stats) containerStats(ctx context.Context, ctrs []*state.Container) []*
 			run = append(run, c)
 		}
 	}
-	samples, ok := s.samples.Containers(ctx, run)
+	samples, ok := s.samples.SampleContainerStats(ctx, run)
 	read := map[ids.ContainerID]*podmetrics.ContainerSample{}
 	for i := range run {
 		if ok[i] {
@@ -168,7 +168,7 @@ func (s *Stats) podStats(ctx context.Context, pods []*state.Sandbox, all []*stat
 		}
 	}
 	read := map[ids.SandboxID]*podmetrics.PodSample{}
-	samples := s.samples.SamplePods(ctx, ready, all)
+	samples := s.samples.SampleStats(ctx, ready, all)
 	for i := range samples {
 		read[samples[i].Pod.ID] = &samples[i]
 	}

@@ -34,7 +34,7 @@ func (f *fakeSampler) sample(c *state.Container) (podmetrics.ContainerSample, bo
 	return s, true
 }
 
-func (f *fakeSampler) SamplePods(_ context.Context, pods []*state.Sandbox, ctrs []*state.Container) []podmetrics.PodSample {
+func (f *fakeSampler) SampleStats(_ context.Context, pods []*state.Sandbox, ctrs []*state.Container) []podmetrics.PodSample {
 	var out []podmetrics.PodSample
 	for _, sb := range pods {
 		p := podmetrics.PodSample{Pod: sb, Timestamp: time.Now(), Cgroup: &podmetrics.CgroupSample{},
@@ -55,7 +55,7 @@ func (f *fakeSampler) SamplePods(_ context.Context, pods []*state.Sandbox, ctrs 
 	return out
 }
 
-func (f *fakeSampler) Containers(_ context.Context, ctrs []*state.Container) ([]podmetrics.ContainerSample, []bool) {
+func (f *fakeSampler) SampleContainerStats(_ context.Context, ctrs []*state.Container) ([]podmetrics.ContainerSample, []bool) {
 	out, ok := make([]podmetrics.ContainerSample, len(ctrs)), make([]bool, len(ctrs))
 	for i, c := range ctrs {
 		out[i], ok[i] = f.sample(c)
