@@ -16,7 +16,7 @@ PKGS      := ./cmd/... ./internal/... ./conmon-go/... ./test/testimages/... ./te
 export PATH := /usr/local/go/bin:$(PATH)
 
 .PHONY: all build noded noded-failpoints conmon-go pause testregistry run test integration soak critest \
-	bench bench-pull bench-pods bench-exec bench-events lint fmt vet clean readme-config
+	bench bench-pull bench-pods bench-exec bench-events bench-stats lint fmt vet clean readme-config
 
 all: build
 
@@ -84,7 +84,7 @@ critest: build
 	CRITEST_OUT=$(CURDIR)/$(BUILD)/critest-websocket \
 		CRITEST_ARGS="--ginkgo.focus=Streaming -websocket-exec -websocket-attach -websocket-portforward" test/critest/run.sh
 
-bench: bench-pull bench-pods bench-exec bench-events
+bench: bench-pull bench-pods bench-exec bench-events bench-stats
 
 bench-pull: build
 	$(GO) run $(GOFLAGS_BUILD) ./test/bench/pull
@@ -96,6 +96,11 @@ bench-pods: build
 # 1.6.20 + runc 1.1.5 (apt-get download, unpacked into _build/containerd).
 bench-exec: build
 	$(GO) run $(GOFLAGS_BUILD) ./test/bench/exec
+
+# ListPodSandboxStats and ListContainerStats with 50 pods running, against
+# Debian's containerd 1.6.20 (as bench-exec).
+bench-stats: build
+	$(GO) run $(GOFLAGS_BUILD) ./test/bench/stats
 
 # Container exit to CONTAINER_STOPPED at a GetContainerEvents subscriber,
 # p50/p95 over N exits.
