@@ -178,6 +178,31 @@ func TestSample(t *testing.T) {
 			}
 		}
 	})
+	t.Run("stats reading", func(t *testing.T) {
+		got := c.SampleStats(ctx, recs.pods[:1], recs.ctrs)
+		if len(got) != 1 || len(got[0].Containers) != 1 {
+			t.Fatalf("SampleStats: %+v", got)
+		}
+		p := got[0]
+		if p.Cgroup == nil || p.Cgroup.CPU.UsageNanos != 3500000000 || p.Cgroup.Memory.WorkingSet != 6000000 || p.Cgroup.Limits.Memory != 67108864 {
+			t.Errorf("pod cgroup %+v", p.Cgroup)
+		}
+		// The count, not the open files; the metrics-only parts unread.
+		if p.Processes == nil || p.Processes.Processes != 2 || p.Processes.FDs != 0 {
+			t.Errorf("pod processes %+v", p.Processes)
+		}
+		if p.Cgroup.IO != nil || p.Cgroup.Threads != 0 || p.Cgroup.Limits.CPUShares != 0 {
+			t.Errorf("metrics-only parts read: %+v", p.Cgroup)
+		}
+		c1 := p.Containers[0]
+		if c1.Processes != nil || c1.WritableLayer == nil || c1.WritableLayer.UsedBytes != 4096 || c1.Cgroup.Memory.RSS != 3000000 {
+			t.Errorf("c1 %+v", c1)
+		}
+		samples, ok := c.SampleContainerStats(ctx, recs.ctrs[:3])
+		if !slices.Equal(ok, []bool{true, false, false}) || samples[0].Cgroup.CPU.UsageNanos != 3500000000 {
+			t.Errorf("SampleContainerStats: ok %v, c1 %+v", ok, samples[0].Cgroup.CPU)
+		}
+	})
 	t.Run("cancelled", func(t *testing.T) {
 		ctx, cancel := context.WithCancel(ctx)
 		cancel()
