@@ -16,7 +16,8 @@ PKGS      := ./cmd/... ./internal/... ./conmon-go/... ./test/testimages/... ./te
 export PATH := /usr/local/go/bin:$(PATH)
 
 .PHONY: all build noded noded-failpoints conmon-go pause testregistry run test integration soak critest \
-	bench bench-pull bench-pods bench-exec bench-events bench-stats lint fmt vet clean readme-config
+	bench bench-pull bench-pods bench-exec bench-events bench-stats lint fmt vet clean readme-config \
+	cluster-tools cluster-up cluster-down
 
 all: build
 
@@ -106,6 +107,20 @@ bench-stats: build
 # p50/p95 over N exits.
 bench-events: build
 	$(GO) run $(GOFLAGS_BUILD) ./test/bench/events
+
+# The one-node Kubernetes cluster on a private noded (test/cluster): the
+# control plane and kubelet built from the Go module proxy (cached under
+# /var/cache/noded-test, keyed by version), then started on loopback with
+# all state under _build/cluster; cluster-down stops it by PID and checks
+# that nothing is left.
+cluster-tools:
+	test/cluster/build-tools.sh
+
+cluster-up: build cluster-tools
+	test/cluster/up.sh
+
+cluster-down:
+	test/cluster/down.sh
 
 lint: vet
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo 'gofmt: files above need formatting'; exit 1; }

@@ -1,0 +1,75 @@
+# shellcheck shell=bash
+# shellcheck disable=SC2034 # the variables are for the scripts that source this
+# Where the one-node cluster lives and which loopback ports it uses; sourced
+# by up.sh and down.sh so they cannot disagree. Fixed ports on purpose: a
+# second control plane must fail (port in use), not attach to the first.
+# shellcheck source=versions.sh source-path=SCRIPTDIR
+source "$(dirname "${BASH_SOURCE[0]}")/versions.sh"
+
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+C="${NODED_CLUSTER_DIR:-$repo/_build/cluster}"
+tools="$repo/_build/cluster-tools"
+crictl="$repo/_build/tools/crictl"
+noded_bin="${NODED_BIN:-$repo/bin/noded}"
+registry_bin="${NODED_TESTREGISTRY_BIN:-$repo/bin/noded-testregistry}"
+busybox_bin="$repo/_build/busybox/busybox"
+
+node_name=noded-node
+etcd_port=12379
+etcd_peer_port=12380
+apiserver_port=16443
+kubelet_port=10250
+kubelet_healthz_port=10248
+kcm_port=10257
+scheduler_port=10259
+proxy_healthz_port=10256
+proxy_metrics_port=10249
+# Pods and services on private ranges, far from the usual defaults (and from
+# critest's 10.213/16).
+pod_cidr=10.214.0.0/24
+service_cidr=10.215.0.0/24
+service_ip=10.215.0.1
+bridge=ndcluster0
+# The node's IP, which the kubelet and the API server serve on (both refuse
+# a loopback one: the node IP, the endpoint of the kubernetes Service). This
+# host has no dummy links, so it is the pod bridge's gateway address (up.sh
+# makes the bridge before anything starts; the bridge plugin adopts it):
+# only the host and its pods can reach it. Everything else is on 127.0.0.1.
+node_ip=10.214.0.1
+# The kubelet's cgroup root, in each cgroup v1 hierarchy: the kubepods tree
+# goes under it and down.sh removes it.
+cgroup_root=noded-cluster
+# Sysctls the kubelet (protectKernelDefaults=false) and kube-proxy may set:
+# up.sh saves them, down.sh puts them back.
+saved_sysctls=(vm.overcommit_memory vm.panic_on_oom kernel.panic kernel.panic_on_oops
+	kernel.keys.root_maxkeys kernel.keys.root_maxbytes net.ipv4.conf.all.route_localnet)
+
+kubectl() { "$tools/kubectl" --kubeconfig "$C/kubeconfig" "$@"; }
+
+say() { printf '[cluster] %s\n' "$*" >&2; }
+die() {
+	say "ERROR: $*"
+	exit 1
+}
+
+# The daemons, in start order; down.sh stops them in reverse.
+components=(registry noded etcd kube-apiserver kube-controller-manager kube-scheduler kube-proxy kubelet)
+
+# pid_alive NAME: the PID recorded for NAME is running and is still the
+# process we started (same start time), not a reused PID.
+pid_alive() {
+	local f="$C/pids/$1" pid start now
+	[[ -f "$f" ]] || return 1
+	read -r pid start <"$f"
+	[[ -n "$pid" && -r /proc/$pid/stat ]] || return 1
+	now="$(awk '{ sub(/^.*\) /, ""); print $20 }' "/proc/$pid/stat" 2>/dev/null)"
+	[[ "$now" == "$start" ]]
+}
+
+# record_pid NAME PID
+record_pid() {
+	local start
+	start="$(awk '{ sub(/^.*\) /, ""); print $20 }' "/proc/$2/stat" 2>/dev/null)"
+	mkdir -p "$C/pids"
+	printf '%s %s\n' "$2" "$start" >"$C/pids/$1"
+}
