@@ -39,6 +39,7 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/noded-dev/noded/internal/procfs"
+	"github.com/noded-dev/noded/test/bench/peer"
 	"github.com/noded-dev/noded/test/testenv"
 )
 
@@ -105,7 +106,7 @@ func run(ctx context.Context, cfg config) (retErr error) {
 			return fmt.Errorf("no bin/%s: run make build", b)
 		}
 	}
-	pkg, err := debianPackages(ctx, filepath.Join(repo, "_build", "containerd"))
+	pkg, err := peer.DebianPackages(ctx, filepath.Join(repo, "_build", "containerd"))
 	if err != nil {
 		return err
 	}
@@ -129,19 +130,19 @@ func run(ctx context.Context, cfg config) (retErr error) {
 	if cfg.containerd {
 		// containerd, on its own bridge and subnet (a /22: room for the
 		// pods).
-		cd, err := startContainerd(ctx, pkg, filepath.Join(dir, "containerd"), reg.Addr, "nbsc"+tag, "10.238.0.0/22")
+		cd, err := peer.StartContainerd(ctx, pkg, filepath.Join(dir, "containerd"), "containerd-bench-stats", reg.Addr, "nbsc"+tag, "10.238.0.0/22")
 		if err != nil {
 			return err
 		}
 		defer func() {
-			if err := cd.stop(); err != nil && retErr == nil {
+			if err := cd.Stop(); err != nil && retErr == nil {
 				retErr = err
 			}
 			if retErr != nil && cfg.printLogs {
-				fmt.Fprintf(os.Stderr, "containerd log:\n%s\n", readFile(cd.logPath))
+				fmt.Fprintf(os.Stderr, "containerd log:\n%s\n", readFile(cd.LogPath))
 			}
 		}()
-		runtimes = append(runtimes, &rtm{name: "containerd", rt: cd.rt, img: cd.img, pid: cd.cmd.Process.Pid,
+		runtimes = append(runtimes, &rtm{name: "containerd", rt: cd.RT, img: cd.Img, pid: cd.Cmd.Process.Pid,
 			image: reg.Addr + "/" + image, cgroup: ctrdCg, logDir: filepath.Join(dir, "logs-c")})
 	}
 
@@ -181,7 +182,7 @@ func run(ctx context.Context, cfg config) (retErr error) {
 		}
 	}
 	if cfg.containerd {
-		fmt.Printf("containerd: %s (%s); runc: %s\n", runtimes[0].version, pkg.containerdVersion, pkg.runcVersion)
+		fmt.Printf("containerd: %s (%s); runc: %s\n", runtimes[0].version, pkg.ContainerdVersion, pkg.RuncVersion)
 	}
 	fmt.Printf("noded:      %s (pid %d)\n", runtimes[len(runtimes)-1].version, d.Pid())
 	fmt.Printf("%d pods running per runtime (one busybox sleep each); %d trials alternating, %d calls per RPC per trial; %d CPUs; loadavg %s\n",

@@ -1,8 +1,8 @@
-package main
-
-// Debian's containerd 1.6.20 on private directories, as test/bench/exec
-// starts it (the same configuration, so the two benchmarks compare the
-// same containerd).
+// Package peer starts the runtime the benchmarks compare noded with:
+// Debian's containerd 1.6.20 (its CRI plugin, with Debian's runc) on
+// private directories, one configuration for every benchmark so that each
+// compares the same containerd.
+package peer
 
 import (
 	"context"
@@ -23,18 +23,20 @@ import (
 	"github.com/noded-dev/noded/test/testenv"
 )
 
-const pauseImage = "registry.k8s.io/pause:3.9"
+// PauseImage is containerd's sandbox image, served by the offline registry.
+const PauseImage = "registry.k8s.io/pause:3.9"
 
-// containerd is one containerd daemon of this benchmark.
-type containerd struct {
-	cmd     *exec.Cmd
+// Containerd is one containerd daemon of a benchmark.
+type Containerd struct {
+	Cmd     *exec.Cmd
+	RT      runtimeapi.RuntimeServiceClient
+	Img     runtimeapi.ImageServiceClient
+	LogPath string
+
 	done    chan error
 	conn    *grpc.ClientConn
-	rt      runtimeapi.RuntimeServiceClient
-	img     runtimeapi.ImageServiceClient
 	dir     string
 	sock    string
-	logPath string
 	bridge  string
 	logFile *os.File
 	// madeRun are the host directories containerd 1.6 uses whatever its
@@ -44,20 +46,20 @@ type containerd struct {
 	madeRun []string
 }
 
-// debian is the unpacked Debian containerd and runc packages.
-type debian struct {
-	bin, containerd, runc          string
-	containerdVersion, runcVersion string
+// Debian is the unpacked Debian containerd and runc packages.
+type Debian struct {
+	Bin, Containerd, Runc          string
+	ContainerdVersion, RuncVersion string
 }
 
-// debianPackages downloads (apt-get download) and unpacks (dpkg-deb -x)
+// DebianPackages downloads (apt-get download) and unpacks (dpkg-deb -x)
 // Debian's containerd and runc below dir, unless already there.
-func debianPackages(ctx context.Context, dir string) (*debian, error) {
+func DebianPackages(ctx context.Context, dir string) (*Debian, error) {
 	root := filepath.Join(dir, "pkg")
-	p := &debian{bin: filepath.Join(root, "usr", "bin"), containerd: filepath.Join(root, "usr", "bin", "containerd"), runc: filepath.Join(root, "usr", "sbin", "runc")}
-	_, err1 := os.Stat(p.containerd)
-	_, err2 := os.Stat(p.runc)
-	_, err3 := os.Stat(filepath.Join(p.bin, "containerd-shim-runc-v2"))
+	p := &Debian{Bin: filepath.Join(root, "usr", "bin"), Containerd: filepath.Join(root, "usr", "bin", "containerd"), Runc: filepath.Join(root, "usr", "sbin", "runc")}
+	_, err1 := os.Stat(p.Containerd)
+	_, err2 := os.Stat(p.Runc)
+	_, err3 := os.Stat(filepath.Join(p.Bin, "containerd-shim-runc-v2"))
 	if err1 != nil || err2 != nil || err3 != nil {
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return nil, err
@@ -77,31 +79,32 @@ func debianPackages(ctx context.Context, dir string) (*debian, error) {
 			}
 		}
 	}
-	out, err := exec.CommandContext(ctx, p.containerd, "--version").Output()
+	out, err := exec.CommandContext(ctx, p.Containerd, "--version").Output()
 	if err != nil {
-		return nil, fmt.Errorf("%s --version: %w", p.containerd, err)
+		return nil, fmt.Errorf("%s --version: %w", p.Containerd, err)
 	}
-	p.containerdVersion = strings.TrimSpace(string(out))
-	out, err = exec.CommandContext(ctx, p.runc, "--version").Output()
+	p.ContainerdVersion = strings.TrimSpace(string(out))
+	out, err = exec.CommandContext(ctx, p.Runc, "--version").Output()
 	if err != nil {
-		return nil, fmt.Errorf("%s --version: %w", p.runc, err)
+		return nil, fmt.Errorf("%s --version: %w", p.Runc, err)
 	}
-	p.runcVersion, _, _ = strings.Cut(strings.TrimSpace(string(out)), "\n")
+	p.RuncVersion, _, _ = strings.Cut(strings.TrimSpace(string(out)), "\n")
 	return p, nil
 }
 
-// startContainerd runs containerd with its CRI plugin on private
+// StartContainerd runs containerd with its CRI plugin on private
 // directories below dir: runc from the Debian package, the cgroupfs
-// driver, a CNI bridge of its own, the offline registry over plain HTTP
-// and its pause image as the sandbox image.
-func startContainerd(ctx context.Context, pkg *debian, dir, regAddr, bridge, subnet string) (*containerd, error) {
-	c := &containerd{dir: dir, sock: filepath.Join(dir, "containerd.sock"), logPath: filepath.Join(dir, "containerd.log"), bridge: bridge}
+// driver, a CNI bridge of its own (the network named network), the
+// offline registry at regAddr over plain HTTP and its pause image as the
+// sandbox image.
+func StartContainerd(ctx context.Context, pkg *Debian, dir, network, regAddr, bridge, subnet string) (*Containerd, error) {
+	c := &Containerd{dir: dir, sock: filepath.Join(dir, "containerd.sock"), LogPath: filepath.Join(dir, "containerd.log"), bridge: bridge}
 	for _, sub := range []string{"cni", "opt"} {
 		if err := os.MkdirAll(filepath.Join(dir, sub), 0o755); err != nil {
 			return nil, err
 		}
 	}
-	conf := testenv.BridgeConf("containerd-bench-stats", bridge, subnet, filepath.Join(dir, "ipam"))
+	conf := testenv.BridgeConf(network, bridge, subnet, filepath.Join(dir, "ipam"))
 	if err := os.WriteFile(filepath.Join(dir, "cni", "10-bench.conflist"), []byte(conf), 0o644); err != nil {
 		return nil, err
 	}
@@ -141,55 +144,55 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
   [plugins."io.containerd.grpc.v1.cri".registry.mirrors.%[10]q]
     endpoint = [%[11]q]
 `, filepath.Join(dir, "root"), filepath.Join(dir, "state"), c.sock, filepath.Join(dir, "opt"),
-		regAddr+"/"+pauseImage, pkg.runc, filepath.Join(dir, "runc"), cniBinDir(), filepath.Join(dir, "cni"),
+		regAddr+"/"+PauseImage, pkg.Runc, filepath.Join(dir, "runc"), cniBinDir(), filepath.Join(dir, "cni"),
 		regAddr, "http://"+regAddr)
 	confPath := filepath.Join(dir, "config.toml")
 	if err := os.WriteFile(confPath, []byte(toml), 0o644); err != nil {
 		return nil, err
 	}
-	logFile, err := os.Create(c.logPath)
+	logFile, err := os.Create(c.LogPath)
 	if err != nil {
 		return nil, err
 	}
 	c.logFile = logFile
-	c.cmd = exec.Command(pkg.containerd, "-c", confPath)
-	c.cmd.Env = append(os.Environ(), "PATH="+pkg.bin+":"+os.Getenv("PATH"))
-	c.cmd.Stdout, c.cmd.Stderr = logFile, logFile
-	if err := c.cmd.Start(); err != nil {
+	c.Cmd = exec.Command(pkg.Containerd, "-c", confPath)
+	c.Cmd.Env = append(os.Environ(), "PATH="+pkg.Bin+":"+os.Getenv("PATH"))
+	c.Cmd.Stdout, c.Cmd.Stderr = logFile, logFile
+	if err := c.Cmd.Start(); err != nil {
 		_ = logFile.Close()
 		return nil, err
 	}
 	c.done = make(chan error, 1)
-	go func() { c.done <- c.cmd.Wait() }()
+	go func() { c.done <- c.Cmd.Wait() }()
 	conn, err := grpc.NewClient("unix://"+c.sock, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
-		_ = c.stop()
+		_ = c.Stop()
 		return nil, err
 	}
 	c.conn = conn
-	c.rt = runtimeapi.NewRuntimeServiceClient(conn)
-	c.img = runtimeapi.NewImageServiceClient(conn)
+	c.RT = runtimeapi.NewRuntimeServiceClient(conn)
+	c.Img = runtimeapi.NewImageServiceClient(conn)
 	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	for {
-		if st, err := c.rt.Status(wctx, &runtimeapi.StatusRequest{}); err == nil && ready(st) {
+		if st, err := c.RT.Status(wctx, &runtimeapi.StatusRequest{}); err == nil && Ready(st) {
 			return c, nil
 		}
 		select {
 		case err := <-c.done:
 			c.done <- err
-			_ = c.stop()
-			return nil, fmt.Errorf("containerd exited during start-up: %w\n%s", err, readFile(c.logPath))
+			_ = c.Stop()
+			return nil, fmt.Errorf("containerd exited during start-up: %w\n%s", err, readFile(c.LogPath))
 		case <-wctx.Done():
-			_ = c.stop()
-			return nil, fmt.Errorf("containerd not ready within 30s\n%s", readFile(c.logPath))
+			_ = c.Stop()
+			return nil, fmt.Errorf("containerd not ready within 30s\n%s", readFile(c.LogPath))
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
 }
 
-// ready reports whether the runtime and its network are ready.
-func ready(st *runtimeapi.StatusResponse) bool {
+// Ready reports whether the runtime and its network are ready.
+func Ready(st *runtimeapi.StatusResponse) bool {
 	n := 0
 	for _, c := range st.GetStatus().GetConditions() {
 		if c.GetStatus() && (c.GetType() == runtimeapi.RuntimeReady || c.GetType() == runtimeapi.NetworkReady) {
@@ -199,18 +202,18 @@ func ready(st *runtimeapi.StatusResponse) bool {
 	return n == 2
 }
 
-// stop removes every pod, stops containerd (SIGTERM, then SIGKILL after
+// Stop removes every pod, stops containerd (SIGTERM, then SIGKILL after
 // 20 s), kills any shim of this containerd still alive (by PID, from its
 // command line naming this containerd's socket), and removes the bridge
 // and the /run/containerd directories this run created.
-func (c *containerd) stop() error {
+func (c *Containerd) Stop() error {
 	var errs []error
-	if c.rt != nil {
+	if c.RT != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		if pods, err := c.rt.ListPodSandbox(ctx, &runtimeapi.ListPodSandboxRequest{}); err == nil {
+		if pods, err := c.RT.ListPodSandbox(ctx, &runtimeapi.ListPodSandboxRequest{}); err == nil {
 			for _, p := range pods.GetItems() {
-				_, _ = c.rt.StopPodSandbox(ctx, &runtimeapi.StopPodSandboxRequest{PodSandboxId: p.GetId()})
-				_, _ = c.rt.RemovePodSandbox(ctx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: p.GetId()})
+				_, _ = c.RT.StopPodSandbox(ctx, &runtimeapi.StopPodSandboxRequest{PodSandboxId: p.GetId()})
+				_, _ = c.RT.RemovePodSandbox(ctx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: p.GetId()})
 			}
 		}
 		cancel()
@@ -219,11 +222,11 @@ func (c *containerd) stop() error {
 		_ = c.conn.Close()
 	}
 	if c.done != nil {
-		_ = c.cmd.Process.Signal(syscall.SIGTERM)
+		_ = c.Cmd.Process.Signal(syscall.SIGTERM)
 		select {
 		case <-c.done: //nolint:errcheck // containerd's exit status on SIGTERM is not of interest
 		case <-time.After(20 * time.Second):
-			_ = c.cmd.Process.Kill()
+			_ = c.Cmd.Process.Kill()
 			<-c.done //nolint:errcheck // only reaps the process after the SIGKILL
 			errs = append(errs, errors.New("containerd did not stop on SIGTERM within 20s"))
 		}
@@ -267,4 +270,9 @@ func cniBinDir() string {
 		}
 	}
 	return "/opt/cni/bin"
+}
+
+func readFile(p string) string {
+	b, _ := os.ReadFile(p)
+	return string(b)
 }
