@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Starts a one-node Kubernetes cluster on this machine whose container
 # runtime is a private noded: etcd, kube-apiserver, kube-controller-manager,
-# kube-scheduler, kube-proxy (iptables mode) and a kubelet, all on loopback,
-# all state under _build/cluster/ (config.sh). `make cluster-up` calls it;
+# kube-scheduler, kube-proxy (iptables mode) and a kubelet, on loopback
+# (the API server and kubelet on the node IP, the pod bridge's gateway:
+# config.sh says why), all state under _build/cluster/ (config.sh). `make cluster-up` calls it;
 # `make cluster-down` (down.sh) undoes it. The daemons keep running after
 # this script returns; their PIDs are in _build/cluster/pids/, their logs in
 # _build/cluster/logs/.
@@ -197,7 +198,12 @@ start etcd "$tools/etcd" --name noded-cluster --data-dir "$C/etcd" \
 	--listen-peer-urls "http://127.0.0.1:$etcd_peer_port" --initial-advertise-peer-urls "http://127.0.0.1:$etcd_peer_port" \
 	--initial-cluster "noded-cluster=http://127.0.0.1:$etcd_peer_port" --listen-metrics-urls "" \
 	--log-level warn
-etcd_health() { curl -fsS "http://127.0.0.1:$etcd_port/health" | grep -q '"health":"true"'; }
+# No curl on a bare Debian: bash's /dev/tcp speaks enough HTTP.
+etcd_health() (
+	exec 3<>"/dev/tcp/127.0.0.1/$etcd_port"
+	printf 'GET /health HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n' >&3
+	grep -q '"health":"true"' <&3
+)
 wait_for etcd "health" etcd_health
 
 # ------------------------------------------------------------ kube-apiserver
@@ -213,8 +219,7 @@ start kube-apiserver "$tools/kube-apiserver" \
 	--authorization-mode Node,RBAC --enable-admission-plugins NodeRestriction \
 	--kubelet-preferred-address-types InternalIP \
 	--allow-privileged=true --profiling=false
-wait_for kube-apiserver "/readyz" curl -fsS --cacert "$pki/ca.crt" --cert "$pki/admin.crt" --key "$pki/admin.key" \
-	"https://$node_ip:$apiserver_port/readyz"
+wait_for kube-apiserver "/readyz" kubectl --request-timeout 5s get --raw /readyz
 
 # ------------------------------------------- controller manager, scheduler
 start kube-controller-manager "$tools/kube-controller-manager" \
