@@ -1,6 +1,6 @@
 # shellcheck shell=bash
 # The private-noded pieces a test harness needs, shared by the cluster test
-# bed (test/cluster/up.sh, down.sh) and meant for test/critest/run.sh too:
+# bed (test/cluster/up.sh, down.sh) and test/critest/run.sh:
 # start the offline test registry, write a bridge CNI network on a private
 # subnet, start bin/noded on private dirs and socket, and undo it all (stop
 # by PID, find leftover container processes, unmount). Source it; it defines

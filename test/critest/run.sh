@@ -108,63 +108,11 @@ mkdir -p "$out"
 # Replace the previous run's results, so nothing stale is mistaken for ours.
 rm -f "$out"/{critest.log,report.json,junit.xml,summary.txt,noded.log,registry.log,failed.txt,passed.txt,skipped.txt}
 
-# stop_pid PID NAME: SIGTERM, wait up to $stop_timeout s, then SIGKILL. Only
-# ever called with PIDs this script started.
-stop_pid() {
-	local pid=$1 name=$2 i
-	[[ -n "$pid" ]] || return 0
-	kill -0 "$pid" 2>/dev/null || {
-		wait "$pid" 2>/dev/null || true
-		return 0
-	}
-	say "stopping $name (pid $pid)"
-	kill -TERM "$pid" 2>/dev/null || true
-	for ((i = 0; i < stop_timeout * 10; i++)); do
-		kill -0 "$pid" 2>/dev/null || break
-		sleep 0.1
-	done
-	if kill -0 "$pid" 2>/dev/null; then
-		say "$name (pid $pid) did not stop within ${stop_timeout}s; SIGKILL"
-		kill -KILL "$pid" 2>/dev/null || true
-	fi
-	wait "$pid" 2>/dev/null || true
-}
-
-# mounts_under DIR: mount points at or below DIR, deepest first (a longer
-# path is never the parent of a shorter one, so sorting by length works).
-# Read from mountinfo, decoding the octal escapes the kernel uses there.
-mounts_under() {
-	local dir=$1
-	awk -v d="$dir" '
-		{ m = $5
-		  gsub(/\\040/, " ", m); gsub(/\\011/, "\t", m); gsub(/\\012/, "\n", m); gsub(/\\134/, "\\", m)
-		  if (m == d || index(m, d "/") == 1) print length(m) "\t" m }' /proc/self/mountinfo |
-		sort -rn -k1,1 | cut -f2- | uniq
-}
-
-# leftover_pids: processes created by this run that outlived noded:
-#   - anything whose command line names our temp dir (conmon-go, pause);
-#   - processes in another mount namespace whose mounts come from our temp
-#     dir (the containers: their rootfs is an overlay over $tmp/root).
-# Processes in our own mount namespace see our mounts too, so they are only
-# matched by command line; a process whose namespace we cannot stat (PID 1
-# of the machine) is never matched, nor is this script.
-leftover_pids() {
-	local f pid
-	{
-		grep -lsF -- "$tmp/" /proc/[0-9]*/cmdline
-		grep -lsF -- "$tmp/" /proc/[0-9]*/mountinfo |
-			while read -r f; do
-				f="${f%/mountinfo}"
-				[[ -e "$f/ns/mnt" ]] || continue
-				[[ "$f/ns/mnt" -ef /proc/self/ns/mnt ]] && continue
-				echo "$f"
-			done
-	} | sed -E 's#^/proc/([0-9]+).*#\1#' | sort -un |
-		while read -r pid; do
-			((pid > 1 && pid != $$)) && echo "$pid"
-		done
-}
+# The private-noded pieces (stop by PID, leftover processes, unmounts,
+# the test registry, the CNI network, noded itself), shared with the
+# cluster test bed.
+# shellcheck source-path=SCRIPTDIR source=../cluster/noded-env.sh
+source "$repo/test/cluster/noded-env.sh"
 
 # cleanup undoes everything this run did. Idempotent: it runs before the
 # summary is printed (so the count line comes last) and again from the EXIT
@@ -175,48 +123,24 @@ cleanup() {
 	cleanup_done=1
 	set +e
 
-	stop_pid "$critest_pid" critest
-	stop_pid "$follower_pid" "log follower"
-	stop_pid "$noded_pid" noded
-	stop_pid "$registry_pid" noded-testregistry
+	nt_stop_pid "$critest_pid" critest "$stop_timeout"
+	nt_stop_pid "$follower_pid" "log follower" "$stop_timeout"
+	nt_stop_pid "$noded_pid" noded "$stop_timeout"
+	nt_stop_pid "$registry_pid" noded-testregistry "$stop_timeout"
 
 	# Containers and their monitors outlive noded by design (a CRI runtime
 	# restart must not kill pods). Critest removes its pods as it goes, so
 	# these exist only after a failure or an interrupted run.
-	local pids=() i
-	mapfile -t pids < <(leftover_pids)
-	if ((${#pids[@]})); then
-		say "killing ${#pids[@]} leftover process(es) of this run:"
-		for i in "${pids[@]}"; do
-			say "  $i: $(tr '\0' ' ' 2>/dev/null <"/proc/$i/cmdline" | cut -c1-200)"
-		done
-		kill -KILL "${pids[@]}" 2>/dev/null
-		for ((i = 0; i < 50; i++)); do
-			mapfile -t pids < <(leftover_pids)
-			((${#pids[@]})) || break
-			sleep 0.1
-		done
-	fi
+	nt_kill_leftovers "$tmp"
 
 	# Keep the daemons' logs next to critest's.
 	[[ -f "$tmp/noded.log" ]] && cp "$tmp/noded.log" "$out/noded.log"
 	[[ -f "$tmp/registry.log" ]] && cp "$tmp/registry.log" "$out/registry.log"
 
 	# Unmount what is left under the temp dir (overlays, shm, pinned
-	# network namespaces, critest's propagation test mounts), deepest first.
-	# A few passes: a mount can be stacked on another; the last pass is lazy.
-	local pass m left
-	for pass in 1 2 3 4; do
-		mapfile -t left < <(mounts_under "$tmp")
-		((${#left[@]})) || break
-		for m in "${left[@]}"; do
-			if ((pass < 4)); then
-				umount "$m" 2>/dev/null
-			else
-				umount -l "$m" 2>/dev/null
-			fi
-		done
-	done
+	# network namespaces, critest's propagation test mounts).
+	local left
+	nt_unmount_under "$tmp" >/dev/null
 
 	# The bridge plugin leaves its bridge behind when the last pod goes.
 	if ip link show "$bridge" >/dev/null 2>&1; then
@@ -230,7 +154,7 @@ cleanup() {
 		diff <(printf '%s\n' "$netns_before") <(printf '%s\n' "$netns_after") | sed 's/^/    /' >&2
 	fi
 
-	mapfile -t left < <(mounts_under "$tmp")
+	mapfile -t left < <(nt_mounts_under "$tmp")
 	if ((${#left[@]})); then
 		# rm -rf through a bind mount would delete the bind source: keep it.
 		say "warning: still mounted under $tmp, so it is NOT deleted: ${left[*]}"
@@ -256,17 +180,13 @@ trap 'exit 143' TERM
 say "temp dir: $tmp"
 
 # ------------------------------------------------------- 1. private dirs
-mkdir -p "$tmp/root" "$tmp/runroot" "$tmp/state" "$tmp/cni" "$tmp/cni-ipam" "$tmp/noded.toml.d" "$tmp/tmp"
-# Empty config file and drop-in dir: the host's /etc/noded must not change
-# what is tested.
-: >"$tmp/noded.toml"
+# Empty config file and drop-in dir (the host's /etc/noded must not change
+# what is tested) and an accept-anything policy (the test registry's images
+# are unsigned).
+nt_noded_files "$tmp"
+mkdir -p "$tmp/tmp"
 sock="$tmp/noded.sock"
 endpoint="unix://$sock"
-
-# Accept any image: the test registry's images are unsigned.
-cat >"$tmp/policy.json" <<'EOF'
-{ "default": [ { "type": "insecureAcceptAnything" } ] }
-EOF
 
 # crictl reads /etc/crictl.yaml by default and warns when it is absent;
 # give it (and critest, for the same reason) an explicit one.
@@ -278,24 +198,8 @@ EOF
 
 # ------------------------------------------------------- 2. test registry
 say "starting the test registry"
-"$registry_bin" --addr 127.0.0.1:0 --busybox "$busybox_bin" \
-	--registries-conf "$tmp/registries.conf" --ready-file "$tmp/registry.ready" \
-	>"$tmp/registry.log" 2>&1 </dev/null &
-registry_pid=$!
-for ((i = 0; i < registry_start_timeout * 10; i++)); do
-	[[ -s "$tmp/registry.ready" ]] && break
-	if ! kill -0 "$registry_pid" 2>/dev/null; then
-		tail -n 30 "$tmp/registry.log" >&2
-		die "the test registry exited before it was ready (log above)"
-	fi
-	sleep 0.1
-done
-[[ -s "$tmp/registry.ready" ]] || {
-	tail -n 30 "$tmp/registry.log" >&2
-	die "the test registry was not ready within ${registry_start_timeout}s"
-}
-[[ -s "$tmp/registries.conf" ]] || die "the test registry did not write $tmp/registries.conf"
-say "test registry (pid $registry_pid) at $(head -n1 "$tmp/registry.ready")"
+nt_start_registry "$registry_bin" "$busybox_bin" "$tmp" "$registry_start_timeout"
+registry_pid=$NT_REGISTRY_PID
 
 # ------------------------------------------------------- 3. CNI network
 # A random /24 in 10.213.0.0/16: far from the usual defaults (podman's
@@ -306,31 +210,7 @@ say "test registry (pid $registry_pid) at $(head -n1 "$tmp/registry.ready")"
 # uses only the first config file, and loopback in a chain would act on
 # eth0).
 subnet_octet=$((RANDOM % 256))
-cat >"$tmp/cni/10-noded-critest.conflist" <<EOF
-{
-  "cniVersion": "1.0.0",
-  "name": "noded-critest-$run_id",
-  "plugins": [
-    {
-      "type": "bridge",
-      "bridge": "$bridge",
-      "isGateway": true,
-      "ipMasq": false,
-      "hairpinMode": true,
-      "ipam": {
-        "type": "host-local",
-        "dataDir": "$tmp/cni-ipam",
-        "ranges": [[{ "subnet": "10.213.$subnet_octet.0/24" }]],
-        "routes": [{ "dst": "0.0.0.0/0" }]
-      }
-    },
-    {
-      "type": "portmap",
-      "capabilities": { "portMappings": true }
-    }
-  ]
-}
-EOF
+nt_cni_conflist "$tmp/cni/10-noded-critest.conflist" "noded-critest-$run_id" "$bridge" "10.213.$subnet_octet.0/24" "$tmp/cni-ipam"
 
 # ------------------------------------------------------- 4. noded
 say "starting noded"
@@ -338,38 +218,9 @@ say "starting noded"
 # unconfined" spec follows containerd's choice for a request that names no
 # profile; noded's default is CRI-O's (runtime default), which
 # TestStrictDefaults checks. The kubelet always names a profile.
-"$noded_bin" \
-	--config "$tmp/noded.toml" \
-	--config-dir "$tmp/noded.toml.d" \
-	--listen "$sock" \
-	--root "$tmp/root" \
-	--runroot "$tmp/runroot" \
-	--state-dir "$tmp/state" \
-	--registries-conf "$tmp/registries.conf" \
-	--signature-policy "$tmp/policy.json" \
-	--cni-config-dir "$tmp/cni" \
-	--seccomp-when-empty unconfined \
-	--log-level debug \
-	--log-format text \
-	>"$tmp/noded.log" 2>&1 </dev/null &
-noded_pid=$!
-ready=0
-for ((i = 0; i < noded_start_timeout * 5; i++)); do
-	if ! kill -0 "$noded_pid" 2>/dev/null; then
-		tail -n 30 "$tmp/noded.log" >&2
-		die "noded exited during start-up (log above)"
-	fi
-	if [[ -S "$sock" ]] &&
-		"$crictl" --config "$tmp/crictl.yaml" --runtime-endpoint "$endpoint" --timeout 2s version >/dev/null 2>&1; then
-		ready=1
-		break
-	fi
-	sleep 0.2
-done
-if ((!ready)); then
-	tail -n 30 "$tmp/noded.log" >&2
-	die "noded did not answer crictl version within ${noded_start_timeout}s (log above)"
-fi
+nt_start_noded "$noded_bin" "$tmp" "$sock" "$crictl" "$noded_start_timeout" \
+	--seccomp-when-empty unconfined --log-level debug --log-format text
+noded_pid=$NT_NODED_PID
 say "noded (pid $noded_pid) is up: $("$crictl" --config "$tmp/crictl.yaml" --runtime-endpoint "$endpoint" version 2>/dev/null | tr '\n' ' ')"
 
 # ------------------------------------------------------- 5. critest
