@@ -276,3 +276,58 @@ func readFile(p string) string {
 	b, _ := os.ReadFile(p)
 	return string(b)
 }
+
+// Bench is what a side-by-side benchmark starts from: noded's binaries
+// checked, Debian's containerd unpacked, a temporary directory, the offline
+// registry, and a pod cgroup parent for each runtime (removed by Close).
+type Bench struct {
+	Repo                          string
+	Pkg                           *Debian
+	Dir                           string
+	Reg                           *testenv.Registry
+	NodedCgroup, ContainerdCgroup string
+	// Tag is unique to this run (its PID), for bridge names.
+	Tag string
+}
+
+// Prepare makes a Bench for the benchmark called name; it must run as root.
+func Prepare(ctx context.Context, name string) (_ *Bench, retErr error) {
+	if os.Geteuid() != 0 {
+		return nil, errors.New("needs root")
+	}
+	b := &Bench{Repo: testenv.RepoRoot(), Tag: strconv.Itoa(os.Getpid() % 10000)}
+	for _, bin := range []string{"noded", "noded-pause", "conmon-go"} {
+		if _, err := os.Stat(filepath.Join(b.Repo, "bin", bin)); err != nil {
+			return nil, fmt.Errorf("no bin/%s: run make build", bin)
+		}
+	}
+	var err error
+	if b.Pkg, err = DebianPackages(ctx, filepath.Join(b.Repo, "_build", "containerd")); err != nil {
+		return nil, err
+	}
+	if b.Dir, err = os.MkdirTemp("", "noded-"+name+"-"); err != nil {
+		return nil, err
+	}
+	defer func() {
+		if retErr != nil {
+			b.Close()
+		}
+	}()
+	if b.Reg, err = testenv.StartRegistry(b.Dir); err != nil {
+		return nil, err
+	}
+	b.NodedCgroup, b.ContainerdCgroup = "noded-"+name+"-n"+b.Tag, "noded-"+name+"-c"+b.Tag
+	return b, nil
+}
+
+// Close removes the cgroups, stops the registry and removes the directory.
+func (b *Bench) Close() {
+	if b.NodedCgroup != "" {
+		_ = testenv.RemoveCgroupTree(b.NodedCgroup)
+		_ = testenv.RemoveCgroupTree(b.ContainerdCgroup)
+	}
+	if b.Reg != nil {
+		b.Reg.Close()
+	}
+	_ = testenv.CleanupDir(b.Dir)
+}

@@ -20,7 +20,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -97,34 +96,13 @@ type samples struct {
 }
 
 func run(ctx context.Context, cfg config) (retErr error) {
-	if os.Geteuid() != 0 {
-		return errors.New("needs root")
-	}
-	repo := testenv.RepoRoot()
-	for _, b := range []string{"noded", "noded-pause", "conmon-go"} {
-		if _, err := os.Stat(filepath.Join(repo, "bin", b)); err != nil {
-			return fmt.Errorf("no bin/%s: run make build", b)
-		}
-	}
-	pkg, err := peer.DebianPackages(ctx, filepath.Join(repo, "_build", "containerd"))
+	b, err := peer.Prepare(ctx, "bench-stats")
 	if err != nil {
 		return err
 	}
-	dir, err := os.MkdirTemp("", "noded-bench-stats-")
-	if err != nil {
-		return err
-	}
-	defer func() { _ = testenv.CleanupDir(dir) }()
-	reg, err := testenv.StartRegistry(dir)
-	if err != nil {
-		return err
-	}
-	defer reg.Close()
-
-	tag := strconv.Itoa(os.Getpid() % 10000)
-	nodedCg, ctrdCg := "noded-bench-stats-n"+tag, "noded-bench-stats-c"+tag
-	defer func() { _ = testenv.RemoveCgroupTree(nodedCg) }()
-	defer func() { _ = testenv.RemoveCgroupTree(ctrdCg) }()
+	defer b.Close()
+	pkg, dir, reg, tag := b.Pkg, b.Dir, b.Reg, b.Tag
+	nodedCg, ctrdCg := b.NodedCgroup, b.ContainerdCgroup
 
 	var runtimes []*rtm
 	if cfg.containerd {
