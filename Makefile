@@ -5,7 +5,9 @@ GO        ?= go
 BIN       := bin
 BUILD     := _build
 TOOLS     := $(BUILD)/tools
-VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo 0.1.0-dev)
+# Semantic (the kubelet parses RuntimeVersion; a bare commit shows as
+# "noded://Unknown" in `kubectl get nodes -o wide`): 0.1.0+<commit>[.dirty].
+VERSION   ?= 0.1.0+$(shell git describe --always --dirty 2>/dev/null | tr - . || echo dev)
 # containers/image without gpgme (pure-Go OpenPGP) and containers/storage
 # without the btrfs and devicemapper drivers: no C libraries beyond libseccomp.
 BUILDTAGS := containers_image_openpgp exclude_graphdriver_btrfs exclude_graphdriver_devicemapper

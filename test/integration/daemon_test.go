@@ -16,6 +16,7 @@ import (
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	utilversion "k8s.io/apimachinery/pkg/util/version"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
@@ -30,6 +31,10 @@ func TestVersionAndStatus(t *testing.T) {
 	}
 	if v.GetRuntimeName() != "noded" || v.GetRuntimeApiVersion() != "v1" || v.GetRuntimeVersion() == "" {
 		t.Fatalf("Version = %+v", v)
+	}
+	// The kubelet shows what parses as a semantic version, else "Unknown".
+	if _, err := utilversion.ParseSemantic(v.GetRuntimeVersion()); err != nil {
+		t.Errorf("RuntimeVersion %q is not a semantic version: %v", v.GetRuntimeVersion(), err)
 	}
 
 	networkReady := func() *runtimeapi.RuntimeCondition {
