@@ -17,7 +17,7 @@ PKGS      := ./cmd/... ./internal/... ./conmon-go/... ./test/testimages/... ./te
 
 export PATH := /usr/local/go/bin:$(PATH)
 
-.PHONY: all build noded noded-failpoints conmon-go pause testregistry run test integration soak critest \
+.PHONY: cluster-e2e all build noded noded-failpoints conmon-go pause testregistry run test integration soak critest \
 	bench bench-pull bench-pods bench-exec bench-events bench-stats lint fmt vet clean readme-config \
 	cluster-tools cluster-up cluster-down
 
@@ -123,6 +123,11 @@ cluster-up: build cluster-tools
 
 cluster-down:
 	test/cluster/down.sh
+
+# The cluster's scenarios (test/cluster/e2e.sh): up, smoke and
+# observability checks through a real kubelet, down.
+cluster-e2e: build cluster-tools
+	test/cluster/e2e.sh
 
 lint: vet
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo 'gofmt: files above need formatting'; exit 1; }

@@ -8,6 +8,8 @@
 #                     `integration`); skipped while that directory has none
 #   make critest      CRI validation (test/critest/run.sh) against a private
 #                     noded, checked against test/critest/expected-failures.txt
+#   make cluster-e2e  a one-node Kubernetes v1.37 cluster on a private noded
+#                     (test/cluster): smoke and observability scenarios
 #
 # Every step runs even when an earlier one failed (except that integration
 # and critest need a build), so one run reports everything that is broken.
@@ -80,9 +82,12 @@ if ((build_ok)); then
 
 	run_step "critest (make critest)" make critest
 	critest_ran=1
+
+	run_step "cluster e2e (make cluster-e2e)" make cluster-e2e
 else
 	record "integration (make integration)" "SKIP (build failed)" 0
 	record "critest (make critest)" "SKIP (build failed)" 0
+	record "cluster e2e (make cluster-e2e)" "SKIP (build failed)" 0
 fi
 
 # Closing summary. critest's own count line is repeated here so it is not

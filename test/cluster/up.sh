@@ -310,6 +310,14 @@ imageGCHighThresholdPercent: 100
 imageGCLowThresholdPercent: 99
 serializeImagePulls: false
 YAML
+# NODED_CLUSTER_KUBELET_GATES: kubelet feature gates, "A=true,B=false".
+if [[ -n "${NODED_CLUSTER_KUBELET_GATES:-}" ]]; then
+	echo "featureGates:" >>"$C/kubelet.yaml"
+	IFS=, read -ra gates <<<"$NODED_CLUSTER_KUBELET_GATES"
+	for g in "${gates[@]}"; do
+		echo "  ${g%%=*}: ${g#*=}" >>"$C/kubelet.yaml"
+	done
+fi
 start kubelet "$tools/kubelet" --config "$C/kubelet.yaml" --kubeconfig "$C/kubelet.kubeconfig" \
 	--root-dir "$C/kubelet" --hostname-override "$node_name" --node-ip "$node_ip" --v 2
 
