@@ -181,7 +181,7 @@ func run(ctx context.Context, cfg config) (retErr error) {
 	}
 	fmt.Printf("containerd: %s (%s); runc: %s\n", runtimes[0].version, pkg.ContainerdVersion, pkg.RuncVersion)
 	fmt.Printf("noded:      %s\n", runtimes[1].version)
-	fmt.Printf("image %s; %d trials alternating; %d CPUs; loadavg %s\n", image, cfg.trials, numCPU(), loadavg())
+	fmt.Printf("image %s; %d trials alternating; %d CPUs; loadavg %s\n", image, cfg.trials, peer.NumCPU(), peer.Loadavg())
 
 	// Warm-up, not counted: the first exec and port-forward of each runtime.
 	for _, r := range runtimes {
@@ -414,7 +414,7 @@ func (r *rtm) trial(ctx context.Context, cfg config, n int, s *samples) error {
 
 	fmt.Printf("trial %d %-10s ExecSync p50 %s p95 %s cpu/call %s | echo first byte p50 %s | exec stdout %.0f MiB/s | pf 1 stream %.0f MiB/s | pf %d streams %s | loadavg %s\n",
 		n, r.name, ms(pct(lat, 0.5)), ms(pct(lat, 0.95)), ms(cpu/time.Duration(cfg.calls)), ms(pct(fb, 0.5)),
-		rate(cfg.bytes, dt)/(1<<20), rate(cfg.bytes, pdt)/(1<<20), cfg.streams, mdt.Round(time.Millisecond), loadavg())
+		rate(cfg.bytes, dt)/(1<<20), rate(cfg.bytes, pdt)/(1<<20), cfg.streams, mdt.Round(time.Millisecond), peer.Loadavg())
 	return nil
 }
 
@@ -766,25 +766,6 @@ func ms(d time.Duration) string { return fmt.Sprintf("%.2fms", float64(d)/float6
 func busyCPU() time.Duration {
 	d, _ := procfs.BusyCPU() // 0 if unreadable: the figures then say so
 	return d
-}
-
-func numCPU() int {
-	b, _ := os.ReadFile("/proc/stat")
-	n := 0
-	for _, l := range strings.Split(string(b), "\n") {
-		if strings.HasPrefix(l, "cpu") && len(l) > 3 && l[3] >= '0' && l[3] <= '9' {
-			n++
-		}
-	}
-	return n
-}
-
-func loadavg() string {
-	f := strings.Fields(readFile("/proc/loadavg"))
-	if len(f) == 0 {
-		return "?"
-	}
-	return f[0]
 }
 
 func readFile(p string) string {

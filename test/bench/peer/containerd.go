@@ -331,3 +331,26 @@ func (b *Bench) Close() {
 	}
 	_ = testenv.CleanupDir(b.Dir)
 }
+
+// NumCPU is the number of CPUs /proc/stat lists (the machine's, whatever
+// this process's affinity), for the figures' heading.
+func NumCPU() int {
+	b, _ := os.ReadFile("/proc/stat")
+	n := 0
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(l, "cpu") && len(l) > 3 && l[3] >= '0' && l[3] <= '9' {
+			n++
+		}
+	}
+	return n
+}
+
+// Loadavg is the 1-minute load average, or "?": a figure taken under load
+// says so.
+func Loadavg() string {
+	f := strings.Fields(readFile("/proc/loadavg"))
+	if len(f) == 0 {
+		return "?"
+	}
+	return f[0]
+}

@@ -164,7 +164,7 @@ func run(ctx context.Context, cfg config) (retErr error) {
 	}
 	fmt.Printf("noded:      %s (pid %d)\n", runtimes[len(runtimes)-1].version, d.Pid())
 	fmt.Printf("%d pods running per runtime (one busybox sleep each); %d trials alternating, %d calls per RPC per trial; %d CPUs; loadavg %s\n",
-		cfg.pods, cfg.trials, cfg.calls, numCPU(), loadavg())
+		cfg.pods, cfg.trials, cfg.calls, peer.NumCPU(), peer.Loadavg())
 
 	// Warm-up, not counted: the first calls fill caches (device names,
 	// the previous CPU samples for the rates).
@@ -389,25 +389,6 @@ func pct(d []time.Duration, p float64) time.Duration {
 func busyCPU() time.Duration {
 	d, _ := procfs.BusyCPU() // 0 if unreadable: the figures then say so
 	return d
-}
-
-func numCPU() int {
-	b, _ := os.ReadFile("/proc/stat")
-	n := 0
-	for _, l := range strings.Split(string(b), "\n") {
-		if strings.HasPrefix(l, "cpu") && len(l) > 3 && l[3] >= '0' && l[3] <= '9' {
-			n++
-		}
-	}
-	return n
-}
-
-func loadavg() string {
-	f := strings.Fields(readFile("/proc/loadavg"))
-	if len(f) == 0 {
-		return "?"
-	}
-	return f[0]
 }
 
 func readFile(p string) string {
