@@ -8,6 +8,8 @@
 #   smoke.sh          node Ready; a busybox pod runs to completion
 #   observability.sh  /stats/summary from CRI stats, the evented PLEG on
 #                     GetContainerEvents, Stream* lists (issue 13)
+#   workloads.sh      a Deployment Available, rolled and scaled; a
+#                     ClusterIP Service through kube-proxy (issue 12)
 set -uo pipefail
 
 dir="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -15,7 +17,7 @@ export NODED_CLUSTER_KUBELET_GATES="${NODED_CLUSTER_KUBELET_GATES:-PodAndContain
 
 rc=0
 if "$dir/up.sh"; then
-	for s in smoke.sh observability.sh; do
+	for s in smoke.sh observability.sh workloads.sh; do
 		echo "[cluster-e2e] $s"
 		if ! "$dir/$s"; then
 			echo "[cluster-e2e] FAIL: $s" >&2
