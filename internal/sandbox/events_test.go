@@ -12,7 +12,6 @@ import (
 
 	"github.com/noded-dev/noded/internal/errdefs"
 	"github.com/noded-dev/noded/internal/eventbus"
-	"github.com/noded-dev/noded/internal/oci"
 )
 
 // subscriber runs ContainerEvents until the test ends and hands over each
@@ -210,19 +209,8 @@ func TestStalledSubscriberIsCutOff(t *testing.T) {
 // Exits that happened while noded was away reach the subscribers that
 // connect after the restart.
 func TestExitsFoundAtRecoveryAreReplayed(t *testing.T) {
-	s, f := newTestService(t, nil)
+	s, ctrID := exitedWhileAway(t, "away")
 	ctx := context.Background()
-	podID, _ := s.Pods.RunPodSandbox(ctx, podConfig("away"), "")
-	ctrID, _ := s.Containers.CreateContainer(ctx, podID, containerConfig("c"))
-	if err := s.Containers.StartContainer(ctx, ctrID); err != nil {
-		t.Fatal(err)
-	}
-	s.Close()
-	f.mu.Lock()
-	st := f.ctrs[ctrID]
-	st.Status, st.ExitCode, st.FinishedAt = oci.StatusExited, 3, time.Now()
-	f.mu.Unlock()
-
 	s2 := restartOnDisk(t, s)
 	events, _ := subscriber(t, s2)
 	ev := next(t, events, wantEvent{runtimeapi.ContainerEventType_CONTAINER_STOPPED_EVENT, string(ctrID)})

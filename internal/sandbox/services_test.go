@@ -601,21 +601,29 @@ func TestRetryAfterFailureAtEveryStep(t *testing.T) {
 	}
 }
 
-func TestRecoverRecordsExitsAndNames(t *testing.T) {
+// exitedWhileAway runs pod name with a started container, then closes the
+// services ("noded" goes away) and has the container exit with code 3
+// meanwhile.
+func exitedWhileAway(t *testing.T, name string) (*Services, ids.ContainerID) {
+	t.Helper()
 	s, f := newTestService(t, nil)
 	ctx := context.Background()
-	podID, _ := s.Pods.RunPodSandbox(ctx, podConfig("rec"), "")
+	podID, _ := s.Pods.RunPodSandbox(ctx, podConfig(name), "")
 	ctrID, _ := s.Containers.CreateContainer(ctx, podID, containerConfig("c"))
 	if err := s.Containers.StartContainer(ctx, ctrID); err != nil {
 		t.Fatal(err)
 	}
-	// "noded" goes away; the container exits meanwhile.
 	s.Close()
 	f.mu.Lock()
 	st := f.ctrs[ctrID]
 	st.Status, st.ExitCode, st.FinishedAt = oci.StatusExited, 3, time.Now()
 	f.mu.Unlock()
+	return s, ctrID
+}
 
+func TestRecoverRecordsExitsAndNames(t *testing.T) {
+	s, ctrID := exitedWhileAway(t, "rec")
+	ctx := context.Background()
 	s2 := New(s.Pods.o)
 	defer s2.Close()
 	s2.Recover(ctx)
