@@ -47,6 +47,16 @@ saved_sysctls=(vm.overcommit_memory vm.panic_on_oom kernel.panic kernel.panic_on
 kubectl() { "$tools/kubectl" --kubeconfig "$C/kubeconfig" "$@"; }
 
 say() { printf '[cluster] %s\n' "$*" >&2; }
+
+# scenario_pod NAME: for a scenario script: the node is Ready, no pod NAME
+# is left from an earlier run, and NAME is deleted when the script exits.
+scenario_pod() {
+	kubectl wait --for=condition=Ready "node/$node_name" --timeout=60s >/dev/null ||
+		die "node $node_name is not Ready"
+	kubectl delete pod "$1" --ignore-not-found --wait=true >/dev/null
+	# shellcheck disable=SC2064 # the name is fixed now, on purpose
+	trap "kubectl delete pod '$1' --ignore-not-found --wait=false >/dev/null 2>&1 || true" EXIT
+}
 die() {
 	say "ERROR: $*"
 	exit 1

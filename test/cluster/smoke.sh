@@ -8,10 +8,7 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/config.sh"
 
 pod=smoke-busybox
-kubectl wait --for=condition=Ready "node/$node_name" --timeout=60s >/dev/null ||
-	die "node $node_name is not Ready"
-kubectl delete pod "$pod" --ignore-not-found --wait=true >/dev/null
-trap 'kubectl delete pod "$pod" --ignore-not-found --wait=false >/dev/null 2>&1 || true' EXIT
+scenario_pod "$pod"
 kubectl apply -f - >/dev/null <<YAML
 apiVersion: v1
 kind: Pod
