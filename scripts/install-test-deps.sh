@@ -49,6 +49,10 @@ test_packages=(
 	psmisc
 	# The critest harness parses ginkgo's JSON report with jq.
 	jq
+	# The cluster scenarios: HTTP through kubectl port-forward (curl), a
+	# pseudo-terminal for kubectl exec -it / attach -it (script, bsdutils).
+	curl
+	bsdutils
 	# Script linting (make lint and developers).
 	shellcheck
 	# cri-tools and busybox sources come as tarballs / over TLS.

@@ -62,6 +62,17 @@ die() {
 	exit 1
 }
 
+# cluster_start_noded: starts the cluster's noded (up.sh; restart.sh after
+# stopping it) and records its PID. Needs noded-env.sh and NT_LAUNCH set.
+cluster_start_noded() {
+	local run_dir
+	run_dir="$(cat "$C/run-dir")"
+	nt_start_noded "$noded_bin" "$C/noded" "$run_dir/noded.sock" "$crictl" 60 \
+		--run-dir "$run_dir/run" --cgroup-manager cgroupfs --log-level debug --log-format text \
+		--seccomp-profile-root "$C/kubelet/seccomp"
+	record_pid noded "$NT_NODED_PID"
+}
+
 # The daemons, in start order; down.sh stops them in reverse.
 components=(registry noded etcd kube-apiserver kube-controller-manager kube-scheduler kube-proxy kubelet)
 

@@ -185,10 +185,7 @@ ip link set "$bridge" up
 nt_cni_conflist "$nd/cni/10-noded-cluster.conflist" noded-cluster "$bridge" "$pod_cidr" "$nd/cni-ipam"
 sock="$run_dir/noded.sock"
 ln -sfn "$sock" "$C/noded.sock"
-nt_start_noded "$noded_bin" "$nd" "$sock" "$crictl" 60 \
-	--run-dir "$run_dir/run" --cgroup-manager cgroupfs --log-level debug --log-format text \
-	--seccomp-profile-root "$C/kubelet/seccomp"
-record_pid noded "$NT_NODED_PID"
+cluster_start_noded
 mv "$nd/registry.log" "$log_dir/registry.log" 2>/dev/null && ln -sfn "$log_dir/registry.log" "$nd/registry.log"
 ln -sfn "$nd/noded.log" "$log_dir/noded.log"
 
