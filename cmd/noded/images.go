@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"sync/atomic"
 
 	"github.com/sirupsen/logrus"
 
@@ -68,24 +69,36 @@ type sandboxImages interface {
 }
 
 // podImages adapts the image service, and its provider of the pause image
-// (imagesvc.PauseImages: built-in or pulled), to the sandbox service.
+// (imagesvc.PauseImages: built-in or pulled), to the sandbox service. A
+// reload swaps the provider: new pods get the new pause image, running
+// ones keep theirs.
 type podImages struct {
 	svc   *imagesvc.Service
-	pause *imagesvc.PauseImages
+	pause atomic.Pointer[imagesvc.PauseImages]
 }
 
 // newPodImages wires the pause image: the built-in one (made from the
 // noded-pause binary next to noded, or the configured one) unless a
 // registry pause image is configured.
 func newPodImages(cfg *config.Config, svc *imagesvc.Service) (*podImages, error) {
+	p := &podImages{svc: svc}
+	if err := p.setPauseImage(cfg); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// setPauseImage makes cfg's pause image the one new pods get.
+func (p *podImages) setPauseImage(cfg *config.Config) error {
 	o := imagesvc.PauseOptions{Ref: cfg.PauseImage, Builtin: cfg.PauseImage == config.DefaultPauseImage}
 	if o.Builtin {
 		var err error
 		if o.BinaryPath, err = helperPath(cfg.PausePath, "noded-pause"); err != nil {
-			return nil, err
+			return err
 		}
 	}
-	return &podImages{svc: svc, pause: svc.PauseImages(o)}, nil
+	p.pause.Store(p.svc.PauseImages(o))
+	return nil
 }
 
 func (p *podImages) Resolve(ctx context.Context, ref string) (sandbox.Image, error) {
@@ -97,7 +110,7 @@ func (p *podImages) Resolve(ctx context.Context, ref string) (sandbox.Image, err
 }
 
 func (p *podImages) PauseImage(ctx context.Context) (sandbox.Image, error) {
-	img, err := p.pause.Get(ctx)
+	img, err := p.pause.Load().Get(ctx)
 	if err != nil {
 		return sandbox.Image{}, err
 	}

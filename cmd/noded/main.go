@@ -70,26 +70,36 @@ func run(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	return serve(cfg, log)
+	// A reload reads the same files and applies the same flags again.
+	return serve(cfg, log, f.load)
 }
 
 func newLogger(level, format string, out io.Writer) (*logrus.Entry, error) {
 	l := logrus.New()
-	l.SetOutput(out)
-	lvl, err := logrus.ParseLevel(level)
-	if err != nil {
+	if err := configureLogger(l, level, format); err != nil {
 		return nil, err
 	}
-	l.SetLevel(lvl)
-	if format == "json" {
-		l.SetFormatter(&logrus.JSONFormatter{TimestampFormat: "2006-01-02T15:04:05.000000000Z07:00"})
-	} else {
-		l.SetFormatter(&logrus.TextFormatter{FullTimestamp: true, TimestampFormat: "2006-01-02T15:04:05.000000000Z07:00"})
+	l.SetOutput(out)
+	logrus.SetOutput(out)
+	return logrus.NewEntry(l), nil
+}
+
+// configureLogger sets the level and format of l, at start and on a reload
+// (logrus loggers take both while in use).
+func configureLogger(l *logrus.Logger, level, format string) error {
+	lvl, err := logrus.ParseLevel(level)
+	if err != nil {
+		return err
 	}
+	var f logrus.Formatter = &logrus.TextFormatter{FullTimestamp: true, TimestampFormat: "2006-01-02T15:04:05.000000000Z07:00"}
+	if format == "json" {
+		f = &logrus.JSONFormatter{TimestampFormat: "2006-01-02T15:04:05.000000000Z07:00"}
+	}
+	l.SetLevel(lvl)
+	l.SetFormatter(f)
 	// The standard logger is what libraries (containers/image, libcni) log
 	// through; keep it consistent with ours.
 	logrus.SetLevel(lvl)
-	logrus.SetFormatter(l.Formatter)
-	logrus.SetOutput(out)
-	return logrus.NewEntry(l), nil
+	logrus.SetFormatter(f)
+	return nil
 }

@@ -28,8 +28,9 @@ import (
 // socketMode lets root and the socket's group (e.g. a crictl group) connect.
 const socketMode = 0o660
 
-// serve wires the daemon together and runs it until SIGTERM or SIGINT.
-func serve(cfg *config.Config, log *logrus.Entry) error {
+// serve wires the daemon together and runs it until SIGTERM or SIGINT;
+// SIGHUP reloads the configuration through load (reload.go).
+func serve(cfg *config.Config, log *logrus.Entry, load func() (*config.Config, error)) error {
 	reg := metrics.New()
 
 	images, closeImages, err := newImageService(cfg, log, reg)
@@ -133,14 +134,24 @@ func serve(cfg *config.Config, log *logrus.Entry) error {
 	}
 
 	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	defer signal.Stop(sigs)
+	reload := &reloader{load: load, running: cfg, logger: log.Logger, images: images, pause: podImgs, network: network}
 
-	select {
-	case err := <-serveErr:
-		return fmt.Errorf("gRPC server: %w", err)
-	case sig := <-sigs:
-		log.WithField("signal", sig.String()).Info("shutting down")
+	for stop := false; !stop; {
+		select {
+		case err := <-serveErr:
+			return fmt.Errorf("gRPC server: %w", err)
+		case sig := <-sigs:
+			if sig == syscall.SIGHUP {
+				_, _ = daemon.SdNotify(false, daemon.SdNotifyReloading)
+				reload.reload(log.WithField("signal", sig.String()))
+				_, _ = daemon.SdNotify(false, daemon.SdNotifyReady)
+				continue
+			}
+			log.WithField("signal", sig.String()).Info("shutting down")
+			stop = true
+		}
 	}
 	_, _ = daemon.SdNotify(false, daemon.SdNotifyStopping)
 	// Event streams never end by themselves: end them, or the graceful

@@ -183,7 +183,7 @@ func (e *sourcedError) Unwrap() error { return e.err }
 // the slots and each blobFile have their own locks, never held together.
 type fetcher struct {
 	tmpDir          string
-	progressTimeout time.Duration
+	progressTimeout atomic.Int64 // a time.Duration; a reload changes it
 	retryDelays     []time.Duration
 	metrics         *metrics
 
@@ -203,11 +203,13 @@ type fetcherOptions struct {
 
 // newFetcher returns a fetcher whose downloads run on base and join wg.
 func newFetcher(base context.Context, wg *sync.WaitGroup, o fetcherOptions) *fetcher {
-	return &fetcher{
-		tmpDir: o.tmpDir, progressTimeout: o.progressTimeout, retryDelays: o.retryDelays, metrics: o.metrics,
+	f := &fetcher{
+		tmpDir: o.tmpDir, retryDelays: o.retryDelays, metrics: o.metrics,
 		blobs:    newGroup[string, *blobFile](base, wg, true, func(b *blobFile) { b.remove() }),
 		download: newSlots(o.parallel),
 	}
+	f.progressTimeout.Store(int64(o.progressTimeout))
+	return f
 }
 
 // priorities reserves n consecutive download priorities and returns the
@@ -390,7 +392,7 @@ type progress struct {
 func (s *fetcher) watch(ctx context.Context, cancel context.CancelCauseFunc, what string, total int64) *progress {
 	p := &progress{bytes: s.metrics.bytes, total: total, what: what, done: make(chan struct{})}
 	p.last.Store(time.Now().UnixNano())
-	timeout := s.progressTimeout
+	timeout := time.Duration(s.progressTimeout.Load())
 	l := log.FromContext(ctx)
 	tick := time.Second
 	if timeout > 0 && timeout/4 < tick {

@@ -3,10 +3,12 @@ package imagesvc
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"iter"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"go.podman.io/image/v5/docker/reference"
@@ -41,6 +43,37 @@ type Image struct {
 	Info map[string]string
 }
 
+// pinnedNames are the image names reported as pinned (kept by the
+// kubelet's image garbage collection): the pause image and the
+// pinned-images patterns. Immutable; a reload stores a new one.
+type pinnedNames struct {
+	pause    string // normalized pause image name, or ""
+	patterns *pinned.Matcher
+}
+
+// newPinnedNames validates the pause image reference and the patterns.
+func newPinnedNames(pauseImage string, patterns []string) (*pinnedNames, error) {
+	p := &pinnedNames{}
+	if pauseImage != "" {
+		named, err := reference.ParseNormalizedNamed(pauseImage)
+		if err != nil {
+			return nil, fmt.Errorf("pause image %q: %w", pauseImage, err)
+		}
+		p.pause = reference.TagNameOnly(named).String()
+	}
+	m, err := pinned.New(patterns)
+	if err != nil {
+		return nil, err
+	}
+	p.patterns = m
+	return p, nil
+}
+
+// match reports whether the stored name n (named, normalized) is pinned.
+func (p *pinnedNames) match(n, named string) bool {
+	return (p.pause != "" && n == p.pause) || p.patterns.Match(named)
+}
+
 // catalog is the local side of the service: it finds stored images by ID,
 // name, short name or digest, and lists, describes and removes them. It
 // owns the cache of each image's immutable facts (size, config,
@@ -51,16 +84,19 @@ type catalog struct {
 	images     *storage.ImageStore
 	registries *registries // short names
 	pins       *layerPins
-	pause      string // normalized pause image name, reported as pinned
-	pinned     *pinned.Matcher
-	step       stepHook
+	// pinned are the names reported as pinned; a reload swaps them
+	// (Service.Reconfigure).
+	pinned atomic.Pointer[pinnedNames]
+	step   stepHook
 
 	cacheMu sync.Mutex
 	cache   map[storage.ImageID]*imageFacts
 }
 
-func newCatalog(images *storage.ImageStore, regs *registries, pins *layerPins, pause string, pinnedNames *pinned.Matcher) *catalog {
-	return &catalog{images: images, registries: regs, pins: pins, pause: pause, pinned: pinnedNames, cache: map[storage.ImageID]*imageFacts{}}
+func newCatalog(images *storage.ImageStore, regs *registries, pins *layerPins, names *pinnedNames) *catalog {
+	c := &catalog{images: images, registries: regs, pins: pins, cache: map[storage.ImageID]*imageFacts{}}
+	c.pinned.Store(names)
+	return c
 }
 
 // imageFacts are an image's immutable properties, cached by ID.
@@ -231,6 +267,7 @@ func (s *catalog) describe(img *storage.Image, verbose bool) (*Image, error) {
 	out := &Image{ID: img.ID, Size: uint64(max(f.size, 0)), Annotations: f.annotations}
 	withDigest := map[string]bool{}
 	var tagged []reference.Named
+	pins := s.pinned.Load()
 	for _, n := range img.Names {
 		named, err := reference.ParseNormalizedNamed(n)
 		if err != nil {
@@ -243,7 +280,7 @@ func (s *catalog) describe(img *storage.Image, verbose bool) (*Image, error) {
 			out.RepoTags = append(out.RepoTags, named.String())
 			tagged = append(tagged, named)
 		}
-		if (s.pause != "" && n == s.pause) || s.pinned.Match(named.String()) {
+		if pins.match(n, named.String()) {
 			out.Pinned = true
 		}
 	}

@@ -10,6 +10,7 @@ import (
 	"io"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/opencontainers/go-digest"
@@ -84,7 +85,7 @@ type puller struct {
 	policy          func() (*signature.Policy, error)
 	commit          *committer
 	images          *storage.ImageStore
-	progressTimeout time.Duration
+	progressTimeout atomic.Int64 // a time.Duration; a reload changes it
 	retryDelays     []time.Duration
 	metrics         *metrics
 
@@ -103,11 +104,13 @@ type pullerOptions struct {
 
 // newPuller returns a puller whose shared work runs on base and joins wg.
 func newPuller(base context.Context, wg *sync.WaitGroup, o pullerOptions) *puller {
-	return &puller{
+	p := &puller{
 		registries: o.registries, policy: o.policy, commit: o.commit, images: o.store,
-		progressTimeout: o.progressTimeout, retryDelays: o.retryDelays, metrics: o.metrics,
+		retryDelays: o.retryDelays, metrics: o.metrics,
 		requests: newGroup[requestKey, storage.ImageID](base, wg, false, nil),
 	}
+	p.progressTimeout.Store(int64(o.progressTimeout))
+	return p
 }
 
 // Pull pulls ref and returns the image's ID (see Service.Pull).
@@ -234,9 +237,9 @@ type resolved struct {
 func (s *puller) resolveManifest(ctx context.Context, named reference.Named, sys *types.SystemContext, fingerprint string) (_ *resolved, retErr error) {
 	registry := reference.Domain(named)
 	what := "resolving " + named.String()
-	if s.progressTimeout > 0 {
+	if timeout := time.Duration(s.progressTimeout.Load()); timeout > 0 {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeoutCause(ctx, s.progressTimeout, errNoProgress)
+		ctx, cancel = context.WithTimeoutCause(ctx, timeout, errNoProgress)
 		defer cancel()
 	}
 	dref, err := docker.NewReference(named)

@@ -29,6 +29,14 @@ func newRegConfWatch(conf string) *regConfWatch {
 	return &regConfWatch{paths: []string{conf, conf + ".d"}}
 }
 
+// invalidate drops containers/image's cache now (a reload): the files are
+// read again at the next pull even if their times did not change.
+func (w *regConfWatch) invalidate() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	sysregistriesv2.InvalidateCache()
+}
+
 // check drops containers/image's cache if the files changed since the
 // last call.
 func (w *regConfWatch) check() {

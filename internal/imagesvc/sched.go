@@ -13,13 +13,32 @@ import (
 // priority value first. Pulls number their blobs config first, then
 // layers bottom up, and earlier pulls before later ones, so a pull's
 // bottom layer, which the unpacking waits for first, is downloaded first.
+//
+// A reload may change the number of slots (resize): free then goes below
+// zero until enough downloads in flight have ended.
 type slots struct {
 	mu      sync.Mutex
+	size    int
 	free    int
 	waiting slotQueue
 }
 
-func newSlots(n int) *slots { return &slots{free: n} }
+func newSlots(n int) *slots { return &slots{size: n, free: n} }
+
+// resize makes n slots: new ones go to waiters at once; removed ones are
+// taken back as downloads in flight release theirs.
+func (s *slots) resize(n int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.free += n - s.size
+	s.size = n
+	for s.free > 0 && len(s.waiting) > 0 {
+		s.free--
+		w := heap.Pop(&s.waiting).(*slotWaiter)
+		w.index = -1
+		close(w.ready)
+	}
+}
 
 type slotWaiter struct {
 	prio  uint64
@@ -56,7 +75,7 @@ func (s *slots) acquire(ctx context.Context, prio uint64) error {
 func (s *slots) release() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if len(s.waiting) == 0 {
+	if len(s.waiting) == 0 || s.free < 0 {
 		s.free++
 		return
 	}

@@ -47,10 +47,8 @@ import (
 
 	"github.com/opencontainers/go-digest"
 	"github.com/sirupsen/logrus"
-	"go.podman.io/image/v5/docker/reference"
 	"go.podman.io/image/v5/signature"
 
-	"github.com/noded-dev/noded/internal/imagesvc/pinned"
 	"github.com/noded-dev/noded/internal/log"
 	"github.com/noded-dev/noded/internal/storage"
 )
@@ -162,15 +160,7 @@ func New(o Options) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	var pause string // normalized pause image name
-	if o.PauseImage != "" {
-		named, err := reference.ParseNormalizedNamed(o.PauseImage)
-		if err != nil {
-			return nil, fmt.Errorf("pause image %q: %w", o.PauseImage, err)
-		}
-		pause = reference.TagNameOnly(named).String()
-	}
-	pinnedNames, err := pinned.New(o.PinnedImages)
+	names, err := newPinnedNames(o.PauseImage, o.PinnedImages)
 	if err != nil {
 		return nil, err
 	}
@@ -196,9 +186,39 @@ func New(o Options) (*Service, error) {
 		registries: regs, policy: policy, commit: s.commit, store: o.Store.Images(),
 		progressTimeout: o.ProgressTimeout, retryDelays: o.retryDelays, metrics: s.metrics,
 	})
-	s.catalog = newCatalog(o.Store.Images(), regs, pins, pause, pinnedNames)
+	s.catalog = newCatalog(o.Store.Images(), regs, pins, names)
 	s.catalog.step = o.FailAfter
 	return s, nil
+}
+
+// Settings are the options a running Service takes again (a reload of
+// noded's configuration); see Reconfigure.
+type Settings struct {
+	PauseImage           string
+	PinnedImages         []string
+	ProgressTimeout      time.Duration
+	MaxParallelDownloads int
+}
+
+// Reconfigure applies s to the running service, all or nothing: an invalid
+// pause image or pattern changes nothing. Pulls in flight keep the
+// progress timeout they started with; the download slots grow at once, or
+// shrink as downloads in flight end. registries.conf and the signature
+// policy are read again at the next pull.
+func (s *Service) Reconfigure(set Settings) error {
+	names, err := newPinnedNames(set.PauseImage, set.PinnedImages)
+	if err != nil {
+		return err
+	}
+	if set.MaxParallelDownloads <= 0 {
+		set.MaxParallelDownloads = DefaultMaxParallelDownloads
+	}
+	s.catalog.pinned.Store(names)
+	s.puller.progressTimeout.Store(int64(set.ProgressTimeout))
+	s.commit.blobs.progressTimeout.Store(int64(set.ProgressTimeout))
+	s.commit.blobs.download.resize(set.MaxParallelDownloads)
+	s.puller.registries.watch.invalidate()
+	return nil
 }
 
 // stepHook marks the end of a step of a pull or a removal, where crash
