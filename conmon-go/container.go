@@ -45,8 +45,12 @@ type ctr struct {
 	fan     *fanout
 	readers []*os.File // our ends of the output pipes / console
 	pumps   sync.WaitGroup
-	exited  chan struct{} // closed once the exit is recorded
-	memCg   string        // memory cgroup directory, for the OOM count
+	exited  chan struct{} // closed once the exit is known (transition)
+	// final is the state at the exit, set before exited is closed and
+	// never changed after: wait answers with it without taking mu, which
+	// transition holds while it writes the exit's state file.
+	final   *wire.ContainerState
+	memCg   string // memory cgroup directory, for the OOM count
 	cgV2    bool
 	oomBase uint64
 	// ownPidNS: the container has a PID namespace of its own, so killing
@@ -542,7 +546,8 @@ func (cs *containers) wait(conn *os.File, id string) (*wire.ContainerState, erro
 	}()
 	select {
 	case <-c.exited:
-		return c.snapshot(), nil
+		st := *c.final
+		return &st, nil
 	case <-gone:
 		return nil, errf(wire.CodeUnavailable, "client went away")
 	}

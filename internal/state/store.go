@@ -6,7 +6,10 @@
 // function to a copy, check the state transition, write the file atomically
 // (internal/atomicfile: temp file, fsync, rename, directory fsync) and only
 // then publish the new record. A reader therefore never sees a state that is
-// not on disk.
+// not on disk, with one exception: a container's exit, which
+// RecordContainerExit publishes before its file is written, because a
+// restarted noded learns the exit again from the container's monitor (see
+// there).
 //
 // Sandboxes and containers are kept by one generic table (table.go); this
 // file is the Store's API over the two tables and the checks that span
@@ -14,11 +17,16 @@
 //
 // Lock rule: mu guards both tables and is held across the file write of an
 // update, so updates are serialised; the update functions must not call
-// back into the Store. Long operations (stopping a container) are not done
-// under mu: services hold their own per-object locks around them.
+// back into the Store. wmu orders the files: every change of a record file
+// takes it under mu (lock) and holds it until the file is written, so the
+// files change in the order of the changes in memory, also when
+// RecordContainerExit writes after releasing mu. Long operations (stopping
+// a container) are not done under mu: services hold their own per-object
+// locks around them.
 package state
 
 import (
+	"fmt"
 	"slices"
 	"sync"
 
@@ -35,7 +43,10 @@ import (
 // a create that was killed half-way (SIGKILL, a crash, a power cut):
 // recovery removes what it may have made, from the IDs and paths in it.
 type Store struct {
-	mu                sync.RWMutex
+	mu sync.RWMutex
+	// wmu is held from a change in memory to the end of its file's write
+	// (lock rule above); taken after mu, never alone.
+	wmu               sync.Mutex
 	sandboxes         *table[ids.SandboxID, Sandbox]
 	containers        *table[ids.ContainerID, Container]
 	pendingSandboxes  *table[ids.SandboxID, Sandbox]
@@ -100,19 +111,28 @@ func Open(dir string) (*Store, []error, error) {
 	return s, warnings, nil
 }
 
+// lock takes mu and wmu for a change of a record and its file; the
+// returned function releases both.
+func (s *Store) lock() (unlock func()) {
+	s.mu.Lock()
+	s.wmu.Lock()
+	return func() {
+		s.wmu.Unlock()
+		s.mu.Unlock()
+	}
+}
+
 // BeginSandbox writes sb as pending: the record a create is about to
 // make. EndSandbox drops it.
 func (s *Store) BeginSandbox(sb *Sandbox) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	defer s.lock()()
 	return s.pendingSandboxes.add(sb)
 }
 
 // EndSandbox drops the pending record of a create that is over (its
 // record was added, or its rollback has run); unknown IDs are fine.
 func (s *Store) EndSandbox(id ids.SandboxID) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	defer s.lock()()
 	return s.pendingSandboxes.delete(id)
 }
 
@@ -125,15 +145,13 @@ func (s *Store) PendingSandboxes() []*Sandbox {
 
 // BeginContainer is BeginSandbox for containers.
 func (s *Store) BeginContainer(c *Container) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	defer s.lock()()
 	return s.pendingContainers.add(c)
 }
 
 // EndContainer is EndSandbox for containers.
 func (s *Store) EndContainer(id ids.ContainerID) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	defer s.lock()()
 	return s.pendingContainers.delete(id)
 }
 
@@ -149,8 +167,7 @@ func (s *Store) AddSandbox(sb *Sandbox) error {
 	if err := validSandboxState(sb.State); err != nil {
 		return err
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	defer s.lock()()
 	return s.sandboxes.add(sb)
 }
 
@@ -159,8 +176,7 @@ func (s *Store) AddContainer(c *Container) error {
 	if err := validContainerState(c.State); err != nil {
 		return err
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	defer s.lock()()
 	return s.containers.add(c, func() error {
 		if !s.sandboxes.has(c.SandboxID) {
 			return errdefs.NotFound("sandbox %s not found", c.SandboxID)
@@ -239,23 +255,64 @@ func (s *Store) SandboxContainers(id ids.SandboxID) []*Container {
 // UpdateSandbox applies fn to a copy of the record, checks the state
 // transition, persists it and publishes it. fn must not call the Store.
 func (s *Store) UpdateSandbox(id ids.SandboxID, fn func(*Sandbox) error) (*Sandbox, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	defer s.lock()()
 	return s.sandboxes.update(id, fn)
 }
 
 // UpdateContainer is UpdateSandbox for containers.
 func (s *Store) UpdateContainer(id ids.ContainerID, fn func(*Container) error) (*Container, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	defer s.lock()()
 	return s.containers.update(id, fn)
+}
+
+// RecordContainerExit is UpdateContainer for the update that records a
+// container's exit, published before it is on disk: the new record is
+// what Container, ContainerStatus and the lists read as soon as this
+// returns, so that the exit's STOPPED event and status do not wait for
+// the file's two fsyncs; the file is written meanwhile, and written must
+// be called (it returns the write's error) once the caller has published.
+// The write runs on its own, holding wmu (taken here under mu), so any
+// later change of the record or its file (a removal) waits for it, and
+// nothing the caller does while it runs can block it.
+//
+// Why an exit may be seen before it is written, although a kill -9 at any
+// moment must lose nothing: noded's record is not where an exit is kept
+// first. The pod's monitor has it (in its memory, and in its state file,
+// which it writes as soon as it sees the exit), and a noded restarted
+// after a kill finds any record still recorded as running and records
+// the monitor's exit then, with its real exit code, and replays its
+// STOPPED event (sandbox.Containers.recover). A kill after the event went
+// out but before the file was written therefore loses nothing; the
+// kubelet may get that STOPPED event a second time after the restart,
+// which it takes as a status it already has. A write that fails leaves
+// the exit in memory only, ahead of the file (logged by the caller): the
+// next write of the record, or a restart's recovery, catches the file up.
+func (s *Store) RecordContainerExit(id ids.ContainerID, fn func(*Container) error) (_ *Container, written func() error, _ error) {
+	s.mu.Lock()
+	next, err := s.containers.prepare(id, fn)
+	if err == nil && next.State != ContainerExited {
+		// Only an exit is re-derived at a restart (above).
+		err = fmt.Errorf("container %s: RecordContainerExit records an exit, not %q", id, next.State)
+	}
+	if err != nil {
+		s.mu.Unlock()
+		return nil, nil, err
+	}
+	s.wmu.Lock()
+	s.containers.recs[id] = next
+	s.mu.Unlock()
+	done := make(chan error, 1)
+	go func() {
+		defer s.wmu.Unlock()
+		done <- s.containers.write(next)
+	}()
+	return cloneContainer(next), sync.OnceValue(func() error { return <-done }), nil
 }
 
 // DeleteSandbox removes the record; it must have no containers left.
 // Deleting an unknown sandbox is not an error (removes are idempotent).
 func (s *Store) DeleteSandbox(id ids.SandboxID) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	defer s.lock()()
 	for _, c := range s.containers.recs {
 		if c.SandboxID == id {
 			return errdefs.FailedPrecondition("sandbox %s still has container %s", id, c.ID)
@@ -266,8 +323,7 @@ func (s *Store) DeleteSandbox(id ids.SandboxID) error {
 
 // DeleteContainer removes the record; unknown IDs are not an error.
 func (s *Store) DeleteContainer(id ids.ContainerID) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	defer s.lock()()
 	return s.containers.delete(id)
 }
 

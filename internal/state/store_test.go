@@ -350,3 +350,94 @@ func TestWritesLeaveOnlyRecords(t *testing.T) {
 		t.Errorf("record mode %v, want 0600", perm)
 	}
 }
+
+// TestRecordContainerExit checks the exit published before its write: seen
+// at once, on disk after written, refused for anything but an exit, and
+// ordered before a later removal of the record's file.
+func TestRecordContainerExit(t *testing.T) {
+	exit := func(c *Container) error {
+		c.State, c.ExitCode, c.Pid = ContainerExited, 137, 0
+		return nil
+	}
+	tests := []struct {
+		desc string
+		fn   func(*Container) error
+		// then runs right after RecordContainerExit, before written.
+		then    func(*Store, ids.ContainerID) error
+		wantErr func(error) bool
+		// want is the container's state after a reopen ("" = no record).
+		want ContainerState
+	}{
+		{desc: "exit", fn: exit, want: ContainerExited},
+		{desc: "not an exit", fn: func(c *Container) error { c.Pid = 7; return nil },
+			wantErr: func(err error) bool { return err != nil }, want: ContainerRunning},
+		{desc: "illegal transition", fn: func(c *Container) error { c.State = ContainerCreated; return nil },
+			wantErr: func(err error) bool { return errors.Is(err, errdefs.ErrFailedPrecondition) }, want: ContainerRunning},
+		{desc: "removal after the exit", fn: exit,
+			then: func(s *Store, id ids.ContainerID) error { return s.DeleteContainer(id) }},
+		{desc: "update after the exit", fn: exit, want: ContainerExited,
+			then: func(s *Store, id ids.ContainerID) error {
+				_, err := s.UpdateContainer(id, func(c *Container) error { c.Message = "later"; return nil })
+				return err
+			}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.desc, func(t *testing.T) {
+			dir := t.TempDir()
+			s, _, err := Open(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sb := newSandbox()
+			if err := s.AddSandbox(sb); err != nil {
+				t.Fatal(err)
+			}
+			c := &Container{ID: ids.NewContainerID(), SandboxID: sb.ID, Name: "c", State: ContainerRunning, Pid: 42, CreatedAt: 2}
+			if err := s.AddContainer(c); err != nil {
+				t.Fatal(err)
+			}
+			got, written, err := s.RecordContainerExit(c.ID, tt.fn)
+			if tt.wantErr != nil {
+				if !tt.wantErr(err) || written != nil {
+					t.Fatalf("got %v (written %v), want an error", err, written != nil)
+				}
+			} else {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got.State != ContainerExited || got.ExitCode != 137 {
+					t.Fatalf("returned %+v", got)
+				}
+				// Seen at once, whether or not the file is written yet.
+				if cur, err := s.Container(c.ID); err != nil || cur.State != ContainerExited {
+					t.Fatalf("read after the exit: %+v %v", cur, err)
+				}
+				if tt.then != nil {
+					if err := tt.then(s, c.ID); err != nil {
+						t.Fatal(err)
+					}
+				}
+				if err := written(); err != nil {
+					t.Fatal(err)
+				}
+				if err := written(); err != nil {
+					t.Fatalf("second call: %v", err)
+				}
+			}
+			re, _, err := Open(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rc, err := re.Container(c.ID)
+			switch {
+			case tt.want == "" && !errdefs.IsNotFound(err):
+				t.Fatalf("after reopen: %+v %v, want no record", rc, err)
+			case tt.want != "" && (err != nil || rc.State != tt.want):
+				t.Fatalf("after reopen: %+v %v, want %s", rc, err, tt.want)
+			}
+			if tt.desc == "update after the exit" && rc.Message != "later" {
+				t.Fatalf("the later update was overwritten by the exit's write: %+v", rc)
+			}
+		})
+	}
+}

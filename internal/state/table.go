@@ -135,6 +135,20 @@ func (t *table[ID, R]) add(r *R, checks ...func() error) error {
 // and only then publishes it, so that a reader never sees a record that is
 // not on disk and a failed update changes nothing.
 func (t *table[ID, R]) update(id ID, fn func(*R) error) (*R, error) {
+	next, err := t.prepare(id, fn)
+	if err != nil {
+		return nil, err
+	}
+	if err := t.write(next); err != nil {
+		return nil, err
+	}
+	t.recs[id] = next
+	return t.k.clone(next), nil
+}
+
+// prepare applies fn to a copy of the record and checks the result,
+// changing nothing: the first half of update.
+func (t *table[ID, R]) prepare(id ID, fn func(*R) error) (*R, error) {
 	cur, ok := t.recs[id]
 	if !ok {
 		return nil, errdefs.NotFound("%s %q not found", t.k.lookupNoun, id)
@@ -146,11 +160,7 @@ func (t *table[ID, R]) update(id ID, fn func(*R) error) (*R, error) {
 	if err := t.k.checkUpdate(cur, next); err != nil {
 		return nil, err
 	}
-	if err := t.write(next); err != nil {
-		return nil, err
-	}
-	t.recs[id] = next
-	return t.k.clone(next), nil
+	return next, nil
 }
 
 // delete removes the record; an unknown ID is not an error (removes are
