@@ -23,6 +23,7 @@ import (
 	"github.com/noded-dev/noded/internal/netcni"
 	"github.com/noded-dev/noded/internal/sandbox"
 	"github.com/noded-dev/noded/internal/streaming"
+	"github.com/noded-dev/noded/internal/tracing"
 )
 
 // socketMode lets root and the socket's group (e.g. a crictl group) connect.
@@ -102,7 +103,29 @@ func serve(cfg *config.Config, log *logrus.Entry, load func() (*config.Config, e
 		CgroupDriver:            cfg.CgroupManager,
 	})
 
-	grpcServer := grpc.NewServer(grpc.ChainUnaryInterceptor(cri.UnaryInterceptor(log, reg)), grpc.ChainStreamInterceptor(cri.StreamInterceptor(log, reg)), grpc.StatsHandler(cri.CallEnd{}))
+	tracer, err := tracing.New(tracing.Options{
+		Endpoint: cfg.TracingEndpoint, SamplingPerMillion: int(cfg.TracingSamplingRatePerMillion), Version: version,
+	})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := tracer.Shutdown(ctx); err != nil {
+			log.WithError(err).Warn("sending the last spans")
+		}
+	}()
+	serverOpts := []grpc.ServerOption{
+		grpc.ChainUnaryInterceptor(cri.UnaryInterceptor(log, reg)), grpc.ChainStreamInterceptor(cri.StreamInterceptor(log, reg)),
+		grpc.StatsHandler(cri.CallEnd{}),
+	}
+	if h := tracer.ServerHandler(); h != nil {
+		// A span per request, continuing the kubelet's trace when it sends one.
+		serverOpts = append(serverOpts, grpc.StatsHandler(h))
+		log.WithFields(logrus.Fields{"endpoint": cfg.TracingEndpoint, "per_million": cfg.TracingSamplingRatePerMillion}).Info("tracing CRI requests (OTLP/gRPC)")
+	}
+	grpcServer := grpc.NewServer(serverOpts...)
 	runtimeapi.RegisterRuntimeServiceServer(grpcServer, srv.RuntimeServer)
 	runtimeapi.RegisterImageServiceServer(grpcServer, srv.ImageServer)
 

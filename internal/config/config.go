@@ -74,6 +74,12 @@ type Config struct {
 
 	// MetricsAddress serves Prometheus /metrics when set (host:port).
 	MetricsAddress string `toml:"metrics-address"`
+	// TracingEndpoint is the OpenTelemetry collector (OTLP over gRPC,
+	// host:port) noded sends its spans to; empty turns tracing off.
+	// TracingSamplingRatePerMillion is the share of new traces recorded
+	// (requests in a trace their caller sampled always are). CRI-O's names.
+	TracingEndpoint               string `toml:"tracing-endpoint"`
+	TracingSamplingRatePerMillion Count  `toml:"tracing-sampling-rate-per-million"`
 
 	CNIConfigDir  Path   `toml:"cni-config-dir"`
 	CNIPluginDirs []Path `toml:"cni-plugin-dirs"`
@@ -203,6 +209,10 @@ func Default() *Config {
 		ShutdownTimeout:      Duration{30 * time.Second},
 		StreamAddress:        "127.0.0.1",
 		StreamIdleTimeout:    Duration{4 * time.Hour},
+
+		// With an endpoint set, every request: what an operator who turns
+		// tracing on expects to see.
+		TracingSamplingRatePerMillion: 1_000_000,
 	}
 }
 
@@ -379,6 +389,15 @@ func (c *Config) Validate() error {
 	if c.PullProgressTimeout.Duration < 0 {
 		return fmt.Errorf("invalid value for %q: must not be negative", "pull-progress-timeout")
 	}
+	if c.TracingSamplingRatePerMillion < 0 || c.TracingSamplingRatePerMillion > 1_000_000 {
+		return fmt.Errorf("invalid value for %q: %d (want 0 to 1000000)", "tracing-sampling-rate-per-million", c.TracingSamplingRatePerMillion)
+	}
+	if c.TracingEndpoint != "" {
+		// Any host name: a collector is often a Service name.
+		if _, port, err := net.SplitHostPort(c.TracingEndpoint); err != nil || port == "" {
+			return fmt.Errorf("invalid value for %q: %q is not host:port", "tracing-endpoint", c.TracingEndpoint)
+		}
+	}
 	if c.MaxParallelDownloads < 1 || c.MaxParallelDownloads > 64 {
 		return fmt.Errorf("invalid value for %q: %d (want 1 to 64)", "max-parallel-downloads", c.MaxParallelDownloads)
 	}
@@ -454,6 +473,8 @@ var Keys = []Key{
 	{"log-level", "Log level: trace, debug, info, warn, error, fatal or panic."},
 	{"log-format", "Log format: text or json."},
 	{"metrics-address", "host:port serving Prometheus /metrics; empty turns metrics off."},
+	{"tracing-endpoint", "OpenTelemetry collector (OTLP/gRPC, host:port) that receives a span per CRI request and its stages; empty turns tracing off."},
+	{"tracing-sampling-rate-per-million", "Share of new traces recorded, per million (requests whose caller sampled their trace always are)."},
 	{"cni-config-dir", "CNI network configuration directory; the first file in lexical order is used."},
 	{"cni-plugin-dirs", "CNI plugin directories, searched in order (comma-separated on the command line)."},
 	{"registries-conf", "containers-registries.conf(5) file; empty: $CONTAINERS_REGISTRIES_CONF or /etc/containers/registries.conf."},

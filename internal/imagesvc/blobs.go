@@ -14,10 +14,12 @@ import (
 	"github.com/docker/go-units"
 	"github.com/opencontainers/go-digest"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/attribute"
 	"go.podman.io/image/v5/types"
 
 	"github.com/noded-dev/noded/internal/errdefs"
 	"github.com/noded-dev/noded/internal/log"
+	"github.com/noded-dev/noded/internal/tracing"
 )
 
 // errDigestMismatch marks content that does not match its digest.
@@ -228,21 +230,28 @@ func (s *fetcher) priorities(n int) uint64 {
 func (s *fetcher) fetchBlob(ctx context.Context, src *blobSource, info types.BlobInfo, prio uint64, follow bool) (*blobFile, func(), error) {
 	for attempt := 0; ; attempt++ {
 		src.acquire()
-		c, started := s.blobs.joinPublishing(info.Digest.String(), func(fctx context.Context, publish func(*blobFile)) (*blobFile, error) {
+		c, started := s.blobs.joinPublishing(ctx, info.Digest.String(), func(fctx context.Context, publish func(*blobFile)) (*blobFile, error) {
 			defer src.release()
-			return s.downloadBlob(fctx, src, info, prio, publish)
+			fctx, span := tracing.Start(fctx, "image.blob.fetch", attribute.String("noded.digest", info.Digest.String()), attribute.Int64("noded.size", info.Size))
+			b, err := s.downloadBlob(fctx, src, info, prio, publish)
+			tracing.End(span, err)
+			return b, err
 		})
 		if !started {
 			src.release()
 			s.metrics.blobsSkipped.WithLabelValues("coalesced").Inc()
 		}
+		// The wait is the request's; a coalesced one waits for a fetch
+		// another request started.
+		wctx, span := tracing.Start(ctx, "image.blob.wait", attribute.String("noded.digest", info.Digest.String()), tracing.Coalesced(!started))
 		var b *blobFile
 		var err error
 		if follow {
-			b, err = c.waitPublished(ctx)
+			b, err = c.waitPublished(wctx)
 		} else {
-			b, err = c.wait(ctx)
+			b, err = c.wait(wctx)
 		}
+		tracing.End(span, err)
 		if err == nil {
 			return b, c.release, nil
 		}

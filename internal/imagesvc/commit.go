@@ -13,6 +13,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"go.opentelemetry.io/otel/attribute"
 	"go.podman.io/image/v5/manifest"
 	"go.podman.io/image/v5/types"
 	"go.podman.io/storage/pkg/archive"
@@ -20,6 +21,7 @@ import (
 	"github.com/noded-dev/noded/internal/errdefs"
 	"github.com/noded-dev/noded/internal/log"
 	"github.com/noded-dev/noded/internal/storage"
+	"github.com/noded-dev/noded/internal/tracing"
 )
 
 // maxConfigSize bounds an image config read into memory.
@@ -144,14 +146,16 @@ func (s *committer) record(id storage.ImageID, names []string, manifests map[dig
 func (s *committer) ensureImage(ctx context.Context, p *plan) error {
 	for attempt := 0; ; attempt++ {
 		p.src.acquire()
-		c, started := s.imageWork.join(p.id, func(fctx context.Context) (struct{}, error) {
+		c, started := s.imageWork.join(ctx, p.id, func(fctx context.Context) (struct{}, error) {
 			defer p.src.release()
 			return struct{}{}, s.commitImage(fctx, p)
 		})
 		if !started {
 			p.src.release()
 		}
-		_, err := c.wait(ctx)
+		wctx, span := tracing.Start(ctx, "image.commit.wait", attribute.String("noded.image", string(p.id)), tracing.Coalesced(!started))
+		_, err := c.wait(wctx)
+		tracing.End(span, err)
 		c.release()
 		var se *sourcedError
 		if err != nil && !started && attempt == 0 && ctx.Err() == nil && errors.As(err, &se) && se.key != p.src.key {
@@ -190,7 +194,7 @@ func (s *committer) commitImage(ctx context.Context, p *plan) error {
 		if i > 0 {
 			parent, parentID = calls[i-1], ids[i-1]
 		}
-		calls[i], _ = s.layerWork.join(ids[i], s.makeLayer(p, ids[i], parentID, parent, diffIDs[i], p.layers[i], prio+1+uint64(i)))
+		calls[i], _ = s.layerWork.join(ctx, ids[i], s.makeLayer(p, ids[i], parentID, parent, diffIDs[i], p.layers[i], prio+1+uint64(i)))
 	}
 	// Wait for every layer, even after a failure, so that nothing is
 	// still being unpacked when the failure is cleaned up.
@@ -309,7 +313,10 @@ func (s *committer) makeLayer(p *plan, id, parentID storage.LayerID, parent *cal
 			return struct{}{}, f.err
 		}
 		defer f.release()
-		if err := s.applyLayer(ctx, id, parentID, diffID, info, f.b); err != nil {
+		uctx, span := tracing.Start(ctx, "image.layer.unpack", attribute.String("noded.layer", string(id)), attribute.String("noded.digest", info.Digest.String()))
+		err := s.applyLayer(uctx, id, parentID, diffID, info, f.b)
+		tracing.End(span, err)
+		if err != nil {
 			return struct{}{}, err
 		}
 		s.metrics.layersUnpacked.Inc()

@@ -8,6 +8,7 @@ import (
 	"sync"
 
 	"github.com/noded-dev/noded/internal/log"
+	"github.com/noded-dev/noded/internal/tracing"
 )
 
 // errAbandoned cancels shared work that every waiter has left.
@@ -72,21 +73,23 @@ type call[K comparable, V any] struct {
 
 // join returns the work in flight for key, starting fn if there is none;
 // started reports whether this join started it. The caller holds a
-// reference and must release it exactly once.
-func (g *group[K, V]) join(key K, fn func(context.Context) (V, error)) (c *call[K, V], started bool) {
-	return g.joinPublishing(key, func(ctx context.Context, _ func(V)) (V, error) { return fn(ctx) })
+// reference and must release it exactly once. from is the joining
+// request's context: work it starts traces under that request's span
+// (tracing.Detach), and ends only as the group says.
+func (g *group[K, V]) join(from context.Context, key K, fn func(context.Context) (V, error)) (c *call[K, V], started bool) {
+	return g.joinPublishing(from, key, func(ctx context.Context, _ func(V)) (V, error) { return fn(ctx) })
 }
 
 // joinPublishing is join for work that can hand out its value before it
 // ends: fn calls publish once it has it, and waitPublished returns it.
-func (g *group[K, V]) joinPublishing(key K, fn func(ctx context.Context, publish func(V)) (V, error)) (c *call[K, V], started bool) {
+func (g *group[K, V]) joinPublishing(from context.Context, key K, fn func(ctx context.Context, publish func(V)) (V, error)) (c *call[K, V], started bool) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if c, ok := g.calls[key]; ok {
 		c.refs++
 		return c, false
 	}
-	ctx, cancel := context.WithCancelCause(g.base)
+	ctx, cancel := context.WithCancelCause(tracing.Detach(g.base, from))
 	c = &call[K, V]{g: g, key: key, done: make(chan struct{}), refs: 1, cancel: cancel, published: make(chan struct{})}
 	g.calls[key] = c
 	g.wg.Add(1)
@@ -202,7 +205,7 @@ func (c *call[K, V]) freeLocked() {
 // success the caller must call the returned release once it is done with
 // the value; on error the reference is already released.
 func (g *group[K, V]) do(ctx context.Context, key K, fn func(context.Context) (V, error)) (V, func(), bool, error) {
-	c, started := g.join(key, fn)
+	c, started := g.join(ctx, key, fn)
 	v, err := c.wait(ctx)
 	if err != nil {
 		c.release()

@@ -83,8 +83,8 @@ func TestGroupWaiterLeavesWorkGoesOn(t *testing.T) {
 			}
 			// Two waiters; the first leaves, the second stays.
 			ctx1, cancel1 := context.WithCancel(context.Background())
-			c1, _ := g.join("k", fn)
-			c2, _ := g.join("k", fn)
+			c1, _ := g.join(context.Background(), "k", fn)
+			c2, _ := g.join(context.Background(), "k", fn)
 			cancel1()
 			if _, err := c1.wait(ctx1); !errors.Is(err, context.Canceled) {
 				t.Fatalf("leaving waiter got %v", err)
@@ -110,7 +110,7 @@ func TestGroupWaiterLeavesWorkGoesOn(t *testing.T) {
 					return 0, context.Cause(ctx)
 				}
 			}
-			c3, _ := g.join("k2", fn2)
+			c3, _ := g.join(context.Background(), "k2", fn2)
 			c3.release()
 			if abandon {
 				wg.Wait() // cancelled, so it ends without release2
@@ -140,7 +140,7 @@ func TestGroupErrorReachesEveryWaiter(t *testing.T) {
 	fn := func(context.Context) (int, error) { <-release; return 0, boom }
 	calls := []*call[string, int]{}
 	for i := 0; i < 5; i++ {
-		c, _ := g.join("k", fn)
+		c, _ := g.join(context.Background(), "k", fn)
 		calls = append(calls, c)
 	}
 	close(release)
@@ -187,7 +187,7 @@ func TestGroupPanicReachesEveryWaiter(t *testing.T) {
 			for i := range waiters {
 				joined.Add(1)
 				go func() {
-					c, _ := g.join("k", fn)
+					c, _ := g.join(context.Background(), "k", fn)
 					joined.Done()
 					defer c.release()
 					var err error

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/opencontainers/go-digest"
+	"go.opentelemetry.io/otel/attribute"
 	"go.podman.io/image/v5/docker"
 	"go.podman.io/image/v5/docker/reference"
 	"go.podman.io/image/v5/image"
@@ -25,6 +26,7 @@ import (
 	"github.com/noded-dev/noded/internal/errdefs"
 	"github.com/noded-dev/noded/internal/log"
 	"github.com/noded-dev/noded/internal/storage"
+	"github.com/noded-dev/noded/internal/tracing"
 )
 
 // Auth are the credentials of a pull, as the CRI's AuthConfig carries
@@ -140,9 +142,12 @@ func (s *puller) pull(ctx context.Context, ref string, auth Auth) (storage.Image
 	var errs []error
 	for _, named := range candidates {
 		key := requestKey{ref: named.String(), auth: fingerprint}
-		id, release, _, err := s.requests.do(ctx, key, func(fctx context.Context) (storage.ImageID, error) {
+		rctx, span := tracing.Start(ctx, "image.pull", attribute.String("noded.image", named.String()))
+		id, release, started, err := s.requests.do(rctx, key, func(fctx context.Context) (storage.ImageID, error) {
 			return s.pullReference(fctx, named, dockerAuth, bearer, fingerprint)
 		})
+		span.SetAttributes(tracing.Coalesced(!started))
+		tracing.End(span, err)
 		release()
 		if err == nil {
 			log.FromContext(ctx).WithFields(map[string]any{"image": named.String(), "id": id.String()}).Info("image pulled")

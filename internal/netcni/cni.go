@@ -29,11 +29,13 @@ import (
 	"github.com/sirupsen/logrus"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+	"go.opentelemetry.io/otel/attribute"
 	"golang.org/x/sys/unix"
 
 	"github.com/noded-dev/noded/internal/errdefs"
 	"github.com/noded-dev/noded/internal/kmutex"
 	"github.com/noded-dev/noded/internal/log"
+	"github.com/noded-dev/noded/internal/tracing"
 )
 
 // Defaults for Options. DefaultPluginDirs are searched in order: the
@@ -210,10 +212,10 @@ func (m *Manager) Setup(ctx context.Context, pod PodNetwork) (*Result, error) {
 	}
 
 	rt := m.runtimeConf(pod, pod.NetNSPath)
-	res, err := m.cni.AddNetworkList(ctx, n.list, rt)
+	res, err := m.addNetwork(ctx, n.list, rt)
 	if err != nil {
 		delCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), rollbackTimeout)
-		if derr := m.cni.DelNetworkList(delCtx, n.list, rt); derr != nil {
+		if derr := m.delNetwork(delCtx, n.list, rt); derr != nil {
 			l.WithField("pod", pod.ID).WithError(derr).Warn("undoing failed CNI ADD")
 		}
 		cancel()
@@ -228,6 +230,22 @@ func (m *Manager) Setup(ctx context.Context, pod PodNetwork) (*Result, error) {
 	}
 	l.WithFields(logrus.Fields{"pod": pod.ID, "network": n.list.Name, "ips": out.IPs}).Debug("pod network set up")
 	return out, nil
+}
+
+// addNetwork and delNetwork are CNI ADD and DEL of one network, each a
+// span of the request's trace.
+func (m *Manager) addNetwork(ctx context.Context, list *libcni.NetworkConfigList, rt *libcni.RuntimeConf) (cnitypes.Result, error) {
+	ctx, span := tracing.Start(ctx, "cni.add", attribute.String("noded.pod", rt.ContainerID), attribute.String("cni.network", list.Name))
+	res, err := m.cni.AddNetworkList(ctx, list, rt)
+	tracing.End(span, err)
+	return res, err
+}
+
+func (m *Manager) delNetwork(ctx context.Context, list *libcni.NetworkConfigList, rt *libcni.RuntimeConf) error {
+	ctx, span := tracing.Start(ctx, "cni.del", attribute.String("noded.pod", rt.ContainerID), attribute.String("cni.network", list.Name))
+	err := m.cni.DelNetworkList(ctx, list, rt)
+	tracing.End(span, err)
+	return err
 }
 
 // Teardown detaches the pod from the network (CNI DEL). It uses the config
@@ -273,7 +291,7 @@ func (m *Manager) Teardown(ctx context.Context, pod PodNetwork) error {
 		if rt.Args == nil {
 			rt.Args = cniArgs(pod)
 		}
-		if err := m.cni.DelNetworkList(ctx, list, rt); err != nil {
+		if err := m.delNetwork(ctx, list, rt); err != nil {
 			errs = append(errs, fmt.Errorf("network %q: %w", list.Name, err))
 		}
 	}
@@ -290,7 +308,7 @@ func (m *Manager) Teardown(ctx context.Context, pod PodNetwork) error {
 			l.WithField("pod", pod.ID).WithError(err).Debug("no cached CNI result and no usable network: nothing to tear down")
 			return nil
 		}
-		if err := m.cni.DelNetworkList(ctx, n.list, m.runtimeConf(pod, nsPath)); err != nil {
+		if err := m.delNetwork(ctx, n.list, m.runtimeConf(pod, nsPath)); err != nil {
 			errs = append(errs, fmt.Errorf("network %q: %w", n.list.Name, err))
 		}
 	}

@@ -10,15 +10,27 @@ import (
 	"os"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+
 	"github.com/noded-dev/noded/internal/errdefs"
 	"github.com/noded-dev/noded/internal/oci/wire"
+	"github.com/noded-dev/noded/internal/tracing"
 )
 
 func isUnavailable(err error) bool { return errors.Is(err, errdefs.ErrUnavailable) }
 
 // call sends one request to the pod's monitor and reads its answer. A
-// monitor that cannot be reached gives an Unavailable error.
+// monitor that cannot be reached gives an Unavailable error. Each call is
+// a span ("monitor.<op>") of the request's trace.
 func (r *Runtime) call(ctx context.Context, pod PodID, req *wire.Request) (*wire.Response, error) {
+	ctx, span := tracing.Start(ctx, "monitor."+req.Op,
+		attribute.String("noded.pod", string(pod)), attribute.String("noded.container", req.Container))
+	resp, err := r.callMonitor(ctx, pod, req)
+	tracing.End(span, err)
+	return resp, err
+}
+
+func (r *Runtime) callMonitor(ctx context.Context, pod PodID, req *wire.Request) (*wire.Response, error) {
 	sock := wire.SocketPath(r.o.RunDir, string(pod))
 	var d net.Dialer
 	conn, err := d.DialContext(ctx, "unix", sock)
@@ -120,7 +132,9 @@ func (r *Runtime) StartMonitor(ctx context.Context, pod PodID) error {
 	if err == nil || !isUnavailable(err) {
 		return err
 	}
-	pid, err := r.spawnMonitor(ctx, pod)
+	sctx, span := tracing.Start(ctx, "monitor.spawn", attribute.String("noded.pod", string(pod)))
+	pid, err := r.spawnMonitor(sctx, pod)
+	tracing.End(span, err)
 	if errors.Is(err, errMonitorRunning) {
 		// Another monitor holds the pod's lock: it is starting up (or
 		// shutting down); give it a moment to answer.
