@@ -98,7 +98,7 @@ func newRuntimeServices(ctx context.Context, cfg *config.Config, log *logrus.Ent
 	})
 	svcs.Stats.UseCollector(collector)
 	metrics := podmetrics.NewMetrics(collector)
-	return &runtimeServices{Services: svcs, Metrics: metrics}, func() {
+	return &runtimeServices{Services: svcs, Metrics: metrics, Monitors: monitors}, func() {
 		svcs.Close()
 		_ = monitors.Close()
 	}, nil
@@ -124,6 +124,8 @@ func newCDIRegistry(cfg *config.Config, log *logrus.Entry) *cdi.Registry {
 type runtimeServices struct {
 	*sandbox.Services
 	Metrics *podmetrics.Metrics
+	// Monitors is the monitor client, for its Prometheus metrics.
+	Monitors *oci.Runtime
 }
 
 // helperPath is the configured path of a helper binary, or the binary of

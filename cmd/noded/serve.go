@@ -61,6 +61,9 @@ func serve(cfg *config.Config, log *logrus.Entry, load func() (*config.Config, e
 		return err
 	}
 	defer closeRuntime()
+	if err := reg.Register(append(network.Collectors(), rt.Monitors.Collectors()...)...); err != nil {
+		return fmt.Errorf("registering CNI and monitor metrics: %w", err)
+	}
 
 	streams, err := streaming.New(streaming.Options{
 		Address: cfg.StreamAddress, Port: int(cfg.StreamPort), IdleTimeout: cfg.StreamIdleTimeout.Duration,

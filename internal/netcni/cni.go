@@ -91,6 +91,7 @@ type Manager struct {
 	ifName     string
 	cni        *libcni.CNIConfig
 	log        *logrus.Entry
+	metrics    *metrics
 
 	mu   sync.Mutex
 	conf confState
@@ -125,6 +126,7 @@ func New(opts Options) (*Manager, error) {
 		ifName:     opts.IfName,
 		cni:        libcni.NewCNIConfigWithCacheDir(opts.PluginDirs, opts.CacheDir, opts.Exec),
 		log:        log.Or(opts.Logger),
+		metrics:    newMetrics(),
 	}
 	return m, nil
 }
@@ -236,14 +238,18 @@ func (m *Manager) Setup(ctx context.Context, pod PodNetwork) (*Result, error) {
 // span of the request's trace.
 func (m *Manager) addNetwork(ctx context.Context, list *libcni.NetworkConfigList, rt *libcni.RuntimeConf) (cnitypes.Result, error) {
 	ctx, span := tracing.Start(ctx, "cni.add", attribute.String("noded.pod", rt.ContainerID), attribute.String("cni.network", list.Name))
+	start := time.Now()
 	res, err := m.cni.AddNetworkList(ctx, list, rt)
+	m.metrics.observe("add", err, time.Since(start))
 	tracing.End(span, err)
 	return res, err
 }
 
 func (m *Manager) delNetwork(ctx context.Context, list *libcni.NetworkConfigList, rt *libcni.RuntimeConf) error {
 	ctx, span := tracing.Start(ctx, "cni.del", attribute.String("noded.pod", rt.ContainerID), attribute.String("cni.network", list.Name))
+	start := time.Now()
 	err := m.cni.DelNetworkList(ctx, list, rt)
+	m.metrics.observe("del", err, time.Since(start))
 	tracing.End(span, err)
 	return err
 }

@@ -25,7 +25,9 @@ func isUnavailable(err error) bool { return errors.Is(err, errdefs.ErrUnavailabl
 func (r *Runtime) call(ctx context.Context, pod PodID, req *wire.Request) (*wire.Response, error) {
 	ctx, span := tracing.Start(ctx, "monitor."+req.Op,
 		attribute.String("noded.pod", string(pod)), attribute.String("noded.container", req.Container))
+	start := time.Now()
 	resp, err := r.callMonitor(ctx, pod, req)
+	r.metrics.observe(req.Op, err, time.Since(start))
 	tracing.End(span, err)
 	return resp, err
 }

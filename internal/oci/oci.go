@@ -166,6 +166,7 @@ type Runtime struct {
 	// so that however many run at once noded holds a few outputs of up to
 	// 16 MiB, not all of them.
 	bulkExecs chan struct{}
+	metrics   *monitorMetrics
 }
 
 // bulkExecSlots ExecSyncs at a time may keep more than bulkOutput, from
@@ -210,7 +211,10 @@ func New(o Options) (*Runtime, error) {
 	if o.MonitorLogLevel == "" {
 		o.MonitorLogLevel = "info"
 	}
-	return &Runtime{o: o, log: log.Or(o.Logger).WithField("component", "oci"), bulkExecs: make(chan struct{}, bulkExecSlots)}, nil
+	return &Runtime{
+		o: o, log: log.Or(o.Logger).WithField("component", "oci"), bulkExecs: make(chan struct{}, bulkExecSlots),
+		metrics: newMonitorMetrics(),
+	}, nil
 }
 
 // Close ends the Runtime's background work: the goroutine that reaps the
@@ -372,7 +376,11 @@ func (r *Runtime) Wait(ctx context.Context, pod PodID, id ContainerID) (State, e
 	for {
 		resp, err := r.call(ctx, pod, &wire.Request{Op: wire.OpWait, Container: string(id)})
 		if err == nil {
-			return stateOf(resp)
+			st, err := stateOf(resp)
+			if err == nil && st.OOMKilled {
+				r.metrics.oomKilled.Inc()
+			}
+			return st, err
 		}
 		if ctx.Err() != nil {
 			return State{}, ctx.Err()
@@ -385,6 +393,9 @@ func (r *Runtime) Wait(ctx context.Context, pod PodID, id ContainerID) (State, e
 			return State{}, err
 		}
 		if st.Status == StatusExited {
+			if st.OOMKilled {
+				r.metrics.oomKilled.Inc()
+			}
 			return st, nil
 		}
 		select {
