@@ -441,3 +441,31 @@ func TestRecordContainerExit(t *testing.T) {
 		})
 	}
 }
+
+// A write killed before its rename leaves its temporary file; the next
+// Open removes it and keeps the record it was to replace.
+func TestOpenRemovesCutWrites(t *testing.T) {
+	dir := t.TempDir()
+	s, _, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sb := newSandbox()
+	if err := s.AddSandbox(sb); err != nil {
+		t.Fatal(err)
+	}
+	cut := filepath.Join(dir, "sandboxes", ".tmp-"+string(sb.ID)+".json-123456")
+	if err := os.WriteFile(cut, []byte(`{"id":`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	re, warnings, err := Open(dir)
+	if err != nil || len(warnings) > 0 {
+		t.Fatalf("reopen: %v %v", err, warnings)
+	}
+	if _, err := os.Stat(cut); !os.IsNotExist(err) {
+		t.Errorf("temporary file left: %v", err)
+	}
+	if got, err := re.Sandbox(sb.ID); err != nil || got.State != SandboxReady {
+		t.Errorf("record after reopen: %+v %v", got, err)
+	}
+}

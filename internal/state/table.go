@@ -69,6 +69,14 @@ func (t *table[ID, R]) load() (warnings []error, err error) {
 	}
 	for _, e := range entries {
 		name := e.Name()
+		if strings.HasPrefix(name, ".tmp-") {
+			// The temporary file of a write that a kill cut short before
+			// its rename (internal/atomicfile): the record is the file it
+			// was to replace. More likely since exits are published
+			// during their write (Store.RecordContainerExit).
+			_ = os.Remove(filepath.Join(t.dir, name))
+			continue
+		}
 		if !strings.HasSuffix(name, ".json") {
 			continue
 		}
