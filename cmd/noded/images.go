@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync/atomic"
+	"time"
 
 	"github.com/sirupsen/logrus"
 
@@ -15,10 +16,12 @@ import (
 )
 
 // newImageService opens the image store and builds the image service on
-// it, registering its metrics. The returned function stops pulls in
-// flight and shuts the store down (unmounting what it mounted); serve
-// calls it on exit.
-func newImageService(cfg *config.Config, log *logrus.Entry, reg *metrics.Registry) (*imagesvc.Service, func(), error) {
+// it, registering its metrics. With check (the last run did not end
+// cleanly: internal/boot) the store is checked first and what is damaged
+// removed (checkStore). The returned function stops pulls in flight and
+// shuts the store down (unmounting what it mounted); serve calls it on
+// exit.
+func newImageService(cfg *config.Config, log *logrus.Entry, reg *metrics.Registry, check bool) (*imagesvc.Service, func(), error) {
 	store, err := storage.Open(storage.Options{
 		Root:          cfg.Root,
 		RunRoot:       cfg.RunRoot,
@@ -32,6 +35,12 @@ func newImageService(cfg *config.Config, log *logrus.Entry, reg *metrics.Registr
 	closeStore := func() {
 		if err := store.Close(); err != nil {
 			log.WithError(err).Warn("closing the image store")
+		}
+	}
+	if check {
+		if err := checkStore(store, true, log); err != nil {
+			closeStore()
+			return nil, nil, err
 		}
 	}
 	svc, err := imagesvc.New(imagesvc.Options{
@@ -60,6 +69,32 @@ func newImageService(cfg *config.Config, log *logrus.Entry, reg *metrics.Registr
 		svc.Close()
 		closeStore()
 	}, nil
+}
+
+// checkStore runs the store check (storage.Store.Check), logging each
+// damaged item and, with repair, removing them. An error is a check that
+// could not run, or damage left in place.
+func checkStore(store *storage.Store, repair bool, log *logrus.Entry) error {
+	start := time.Now()
+	damage, errs, err := store.Check(repair)
+	if err != nil {
+		return err
+	}
+	for _, l := range damage.Lines() {
+		log.WithField("repair", repair).Warn("image store: damaged " + l)
+	}
+	for _, e := range errs {
+		log.WithError(e).Error("image store: removing a damaged item")
+	}
+	log.WithFields(logrus.Fields{"layers": len(damage.Layers), "images": len(damage.Images), "containers": len(damage.Containers),
+		"took": time.Since(start).Round(time.Millisecond)}).Info("image store checked")
+	switch {
+	case len(errs) > 0:
+		return fmt.Errorf("image store: %d damaged items could not be removed (log above)", len(errs))
+	case !repair && !damage.Empty():
+		return fmt.Errorf("image store: %d damaged items (log above); noded removes them at its next start after an unclean stop, or run noded check --repair", len(damage.Lines()))
+	}
+	return nil
 }
 
 // sandboxImages is what the sandbox service needs from the images.

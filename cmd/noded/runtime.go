@@ -34,7 +34,7 @@ const startLease = 2 * time.Second
 // previous noded. The returned function stops the services' goroutines
 // (exit watchers, then the monitor reaper); the monitors and containers
 // keep running.
-func newRuntimeServices(ctx context.Context, cfg *config.Config, log *logrus.Entry, store *storage.Store, images sandboxImages, network *netcni.Manager) (*runtimeServices, func(), error) {
+func newRuntimeServices(ctx context.Context, cfg *config.Config, log *logrus.Entry, store *storage.Store, images sandboxImages, network *netcni.Manager, rebooted bool) (*runtimeServices, func(), error) {
 	records, warnings, err := state.Open(filepath.Join(cfg.StateDir, "records"))
 	if err != nil {
 		return nil, nil, fmt.Errorf("opening the state directory: %w", err)
@@ -88,6 +88,7 @@ func newRuntimeServices(ctx context.Context, cfg *config.Config, log *logrus.Ent
 		FailAfter: failpoint(log),
 		// Only test builds can shorten it.
 		EventQueue: eventQueue(log),
+		Rebooted:   rebooted,
 	})
 	svcs.Recover(ctx)
 	// The CRI metrics read the same records, the pods' cgroups and

@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/noded-dev/noded/internal/boot"
 	"github.com/noded-dev/noded/internal/config"
 	"github.com/noded-dev/noded/internal/cri"
 	nlog "github.com/noded-dev/noded/internal/log"
@@ -34,7 +35,29 @@ const socketMode = 0o660
 func serve(cfg *config.Config, log *logrus.Entry, load func() (*config.Config, error)) error {
 	reg := metrics.New()
 
-	images, closeImages, err := newImageService(cfg, log, reg)
+	// How the last run ended: a crash or power loss gets the store
+	// checked, a reboot every pod ended (internal/boot).
+	start, err := boot.Detect(cfg.StateDir, cfg.RunDir)
+	if err != nil {
+		return err
+	}
+	if start.Unclean {
+		log.Warn("the last run of noded did not stop cleanly: checking the image store")
+	}
+	if start.Rebooted {
+		log.WithField("why", start.Why).Warn("the node rebooted since the last run: every pod it had is ended")
+	}
+	stoppedCleanly := false
+	defer func() {
+		// Last: after every deferred close, so the records are whole.
+		if stoppedCleanly {
+			if err := start.CleanShutdown(); err != nil {
+				log.WithError(err).Warn("writing the clean-shutdown marker")
+			}
+		}
+	}()
+
+	images, closeImages, err := newImageService(cfg, log, reg, start.Unclean)
 	if err != nil {
 		return err
 	}
@@ -56,11 +79,15 @@ func serve(cfg *config.Config, log *logrus.Entry, load func() (*config.Config, e
 	if err != nil {
 		return err
 	}
-	rt, closeRuntime, err := newRuntimeServices(nlog.WithContext(context.Background(), log), cfg, log, images.Store(), podImgs, network)
+	rt, closeRuntime, err := newRuntimeServices(nlog.WithContext(context.Background(), log), cfg, log, images.Store(), podImgs, network, start.Rebooted)
 	if err != nil {
 		return err
 	}
 	defer closeRuntime()
+	// Recovery is done: from here a crash is an unclean end again.
+	if err := start.Started(); err != nil {
+		return err
+	}
 	if err := reg.Register(append(network.Collectors(), rt.Monitors.Collectors()...)...); err != nil {
 		return fmt.Errorf("registering CNI and monitor metrics: %w", err)
 	}
@@ -184,6 +211,7 @@ func serve(cfg *config.Config, log *logrus.Entry, load func() (*config.Config, e
 	// stop would wait its whole timeout for them.
 	rt.Events.EndStreams()
 	stopGracefully(grpcServer, cfg.ShutdownTimeout.Duration, log)
+	stoppedCleanly = true
 	if metricsSrv != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()

@@ -162,6 +162,9 @@ type Options struct {
 	// EventQueue is how many events a GetContainerEvents subscriber may
 	// have waiting (0: DefaultEventQueue).
 	EventQueue int
+	// Rebooted says the node rebooted since the records were written
+	// (internal/boot): Recover then ends every pod (recoverReboot).
+	Rebooted bool
 }
 
 // Services are the pod runtime's services. They are built together
@@ -216,6 +219,9 @@ func (s *Services) Recover(ctx context.Context) {
 	defer s.Events.releaseRecovery()
 	s.Containers.recoverPending(ctx)
 	s.Pods.recoverPending(ctx)
+	if s.Pods.o.Rebooted {
+		s.recoverReboot(ctx)
+	}
 	s.Pods.recover(ctx)
 	s.Containers.recover(ctx)
 }
