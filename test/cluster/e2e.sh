@@ -10,6 +10,17 @@
 #                     GetContainerEvents, Stream* lists (issue 13)
 #   workloads.sh      a Deployment Available, rolled and scaled; a
 #                     ClusterIP Service through kube-proxy (issue 12)
+#   streaming.sh      kubectl exec/-i/-it, attach/-i/-it, logs -f and
+#                     --previous, cp, port-forward, debug (issue 12)
+#   probes.sh         the four probe kinds; liveness restarts (issue 12)
+#   lifecycle.sh      init and sidecar containers, a Job, preStop and
+#                     graceful termination (issue 12)
+#   volumes.sh        emptyDir (disk, memory), configMap, secret, service-
+#                     account and projected volumes (issue 12)
+#   features.sh       in-place resize, hostUsers: false, an image volume
+#                     (issue 12, on issue 11's features)
+#   restart.sh        noded restarted, and away for 30 s, under running
+#                     pods (issue 12); last: it restarts noded
 set -uo pipefail
 
 dir="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -17,7 +28,8 @@ export NODED_CLUSTER_KUBELET_GATES="${NODED_CLUSTER_KUBELET_GATES:-PodAndContain
 
 rc=0
 if "$dir/up.sh"; then
-	for s in smoke.sh observability.sh workloads.sh; do
+	for s in smoke.sh observability.sh workloads.sh streaming.sh probes.sh lifecycle.sh volumes.sh \
+		features.sh restart.sh; do
 		echo "[cluster-e2e] $s"
 		if ! "$dir/$s"; then
 			echo "[cluster-e2e] FAIL: $s" >&2
