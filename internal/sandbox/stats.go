@@ -115,7 +115,7 @@ func (s *Stats) PodSandboxStats(ctx context.Context, id ids.SandboxID) (*runtime
 	if err != nil {
 		return nil, err
 	}
-	return s.podStats(ctx, []*state.Sandbox{sb}, s.o.Store.Containers())[0], nil
+	return s.podStats(ctx, []*state.Sandbox{sb}, s.o.Store.SandboxContainers(id))[0], nil
 }
 
 // ListPodSandboxStats samples the pods matching filter (ID prefix and
@@ -127,23 +127,34 @@ func (s *Stats) ListPodSandboxStats(ctx context.Context, f *runtimeapi.PodSandbo
 
 // StreamPodSandboxStats is ListPodSandboxStats a chunk of pods at a time
 // (each chunk read in parallel, oldest pods first), stopping once ctx
-// ends. The records are copied once, up front: each pod's stats need its
-// containers', and the store has no per-pod index; the stats themselves,
-// the bulk, are built a chunk at a time.
+// ends. Only the IDs are read up front: a pod's record, and its
+// containers' (the store's per-pod index), are copied when its chunk is
+// reached, so no more than a chunk's records and samples are held. A pod
+// removed meanwhile is left out, none comes twice.
 func (s *Stats) StreamPodSandboxStats(ctx context.Context, f *runtimeapi.PodSandboxStatsFilter) iter.Seq[*runtimeapi.PodSandboxStats] {
 	return func(yield func(*runtimeapi.PodSandboxStats) bool) {
-		all := s.o.Store.Sandboxes()
-		defer s.keepLive(all)
-		ctrs := s.o.Store.Containers()
-		var pods []*state.Sandbox
-		for _, sb := range all {
-			if strings.HasPrefix(string(sb.ID), f.GetId()) && matchLabels(f.GetLabelSelector(), sb.Config.GetLabels()) {
-				pods = append(pods, sb)
+		defer s.keepLive()
+		pods := func(yield func(*state.Sandbox) bool) {
+			for _, id := range s.o.Store.SandboxIDsOldestFirst() {
+				if !strings.HasPrefix(string(id), f.GetId()) {
+					continue // ruled out by its ID: no copy made
+				}
+				sb, err := s.o.Store.Sandbox(id)
+				if err != nil || !matchLabels(f.GetLabelSelector(), sb.Config.GetLabels()) {
+					continue // removed since the IDs were read, or filtered out
+				}
+				if !yield(sb) {
+					return
+				}
 			}
 		}
-		for chunk := range slices.Chunk(pods, streamChunk) {
+		for chunk := range chunks(pods, streamChunk) {
 			if ctx.Err() != nil {
 				return
+			}
+			var ctrs []*state.Container
+			for _, sb := range chunk {
+				ctrs = append(ctrs, s.o.Store.SandboxContainers(sb.ID)...)
 			}
 			for _, st := range s.podStats(ctx, chunk, ctrs) {
 				if !yield(st) {
@@ -155,7 +166,7 @@ func (s *Stats) StreamPodSandboxStats(ctx context.Context, f *runtimeapi.PodSand
 }
 
 // podStats reads the ready ones of pods, each with its containers (those
-// of all that are theirs).
+// of all that are theirs: all may hold others).
 func (s *Stats) podStats(ctx context.Context, pods []*state.Sandbox, all []*state.Container) []*runtimeapi.PodSandboxStats {
 	ctrs := map[ids.SandboxID][]*state.Container{}
 	for _, c := range all {
@@ -187,13 +198,14 @@ func (s *Stats) podStats(ctx context.Context, pods []*state.Sandbox, all []*stat
 // keepLive drops the CPU samples of pods and containers no longer
 // recorded (a container's is dropped at its removal too, by forget; a
 // pod's only here, and after a restart none are left to drop).
-func (s *Stats) keepLive(pods []*state.Sandbox) {
-	live := make(map[string]bool, len(pods))
-	for _, sb := range pods {
-		live[podmetrics.PodKey(string(sb.ID))] = true
+func (s *Stats) keepLive() {
+	pods, ctrs := s.o.Store.SandboxIDs(), s.o.Store.ContainerIDs()
+	live := make(map[string]bool, len(pods)+len(ctrs))
+	for _, id := range pods {
+		live[podmetrics.PodKey(string(id))] = true
 	}
-	for _, c := range s.o.Store.Containers() {
-		live[string(c.ID)] = true
+	for _, id := range ctrs {
+		live[string(id)] = true
 	}
 	s.cpu.Keep(func(key string) bool { return live[key] })
 }

@@ -26,8 +26,11 @@
 package state
 
 import (
+	"cmp"
 	"fmt"
+	"maps"
 	"slices"
+	"strings"
 	"sync"
 
 	"github.com/noded-dev/noded/internal/errdefs"
@@ -51,6 +54,11 @@ type Store struct {
 	containers        *table[ids.ContainerID, Container]
 	pendingSandboxes  *table[ids.SandboxID, Sandbox]
 	pendingContainers *table[ids.ContainerID, Container]
+	// byPod indexes containers by sandbox (a container never changes
+	// sandbox: checkContainerUpdate), so that a pod's containers are
+	// found without copying every record; under mu, kept by AddContainer
+	// and DeleteContainer.
+	byPod map[ids.SandboxID]map[ids.ContainerID]struct{}
 }
 
 // The two kinds of record. Their state checks are in status.go, their file
@@ -108,7 +116,19 @@ func Open(dir string) (*Store, []error, error) {
 		}
 		warnings = append(warnings, w...)
 	}
+	s.byPod = map[ids.SandboxID]map[ids.ContainerID]struct{}{}
+	for id, c := range s.containers.recs {
+		s.indexLocked(c.SandboxID, id)
+	}
 	return s, warnings, nil
+}
+
+// indexLocked adds a container to byPod; the caller holds mu.
+func (s *Store) indexLocked(pod ids.SandboxID, id ids.ContainerID) {
+	if s.byPod[pod] == nil {
+		s.byPod[pod] = map[ids.ContainerID]struct{}{}
+	}
+	s.byPod[pod][id] = struct{}{}
 }
 
 // lock takes mu and wmu for a change of a record and its file; the
@@ -177,12 +197,16 @@ func (s *Store) AddContainer(c *Container) error {
 		return err
 	}
 	defer s.lock()()
-	return s.containers.add(c, func() error {
+	if err := s.containers.add(c, func() error {
 		if !s.sandboxes.has(c.SandboxID) {
 			return errdefs.NotFound("sandbox %s not found", c.SandboxID)
 		}
 		return nil
-	})
+	}); err != nil {
+		return err
+	}
+	s.indexLocked(c.SandboxID, c.ID)
+	return nil
 }
 
 // Sandbox returns a copy of the record.
@@ -241,14 +265,32 @@ func (s *Store) HasContainer(id ids.ContainerID) bool {
 	return s.containers.has(id)
 }
 
-// SandboxContainers returns copies of the containers of one sandbox.
+// SandboxIDsOldestFirst returns every sandbox ID, oldest sandbox first
+// (ties by ID, the order of Sandboxes), without copying records.
+func (s *Store) SandboxIDsOldestFirst() []ids.SandboxID {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	out := s.sandboxes.ids()
+	slices.SortFunc(out, func(a, b ids.SandboxID) int {
+		return cmp.Or(cmp.Compare(s.sandboxes.recs[a].CreatedAt, s.sandboxes.recs[b].CreatedAt), strings.Compare(string(a), string(b)))
+	})
+	return out
+}
+
+// SandboxContainers returns copies of the containers of one sandbox,
+// oldest first; only those are copied (byPod).
 func (s *Store) SandboxContainers(id ids.SandboxID) []*Container {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
 	var out []*Container
-	for _, c := range s.Containers() {
-		if c.SandboxID == id {
+	for cid := range s.byPod[id] {
+		if c, err := s.containers.get(cid); err == nil {
 			out = append(out, c)
 		}
 	}
+	slices.SortFunc(out, func(a, b *Container) int {
+		return cmp.Or(cmp.Compare(a.CreatedAt, b.CreatedAt), strings.Compare(string(a.ID), string(b.ID)))
+	})
 	return out
 }
 
@@ -313,10 +355,8 @@ func (s *Store) RecordContainerExit(id ids.ContainerID, fn func(*Container) erro
 // Deleting an unknown sandbox is not an error (removes are idempotent).
 func (s *Store) DeleteSandbox(id ids.SandboxID) error {
 	defer s.lock()()
-	for _, c := range s.containers.recs {
-		if c.SandboxID == id {
-			return errdefs.FailedPrecondition("sandbox %s still has container %s", id, c.ID)
-		}
+	if cids := s.byPod[id]; len(cids) > 0 {
+		return errdefs.FailedPrecondition("sandbox %s still has container %s", id, slices.Min(slices.Collect(maps.Keys(cids))))
 	}
 	return s.sandboxes.delete(id)
 }
@@ -324,7 +364,17 @@ func (s *Store) DeleteSandbox(id ids.SandboxID) error {
 // DeleteContainer removes the record; unknown IDs are not an error.
 func (s *Store) DeleteContainer(id ids.ContainerID) error {
 	defer s.lock()()
-	return s.containers.delete(id)
+	c, ok := s.containers.recs[id]
+	if err := s.containers.delete(id); err != nil {
+		return err
+	}
+	if ok {
+		delete(s.byPod[c.SandboxID], id)
+		if len(s.byPod[c.SandboxID]) == 0 {
+			delete(s.byPod, c.SandboxID)
+		}
+	}
+	return nil
 }
 
 // cloneSandbox copies everything a caller could change in place; Config is

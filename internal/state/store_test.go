@@ -469,3 +469,59 @@ func TestOpenRemovesCutWrites(t *testing.T) {
 		t.Errorf("record after reopen: %+v %v", got, err)
 	}
 }
+
+// SandboxContainers and SandboxIDsOldestFirst answer from the index and
+// the records without copying the others: right after adds and deletes,
+// and after a reopen.
+func TestSandboxContainersIndex(t *testing.T) {
+	dir := t.TempDir()
+	s, _, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := newSandbox(), newSandbox()
+	b.CreatedAt = 0 // older than a
+	for _, sb := range []*Sandbox{a, b} {
+		if err := s.AddSandbox(sb); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var inA []ids.ContainerID
+	for i, pod := range []ids.SandboxID{a.ID, a.ID, b.ID, a.ID} {
+		c := &Container{ID: ids.NewContainerID(), SandboxID: pod, Name: "c", State: ContainerCreated, CreatedAt: int64(10 - i)}
+		if err := s.AddContainer(c); err != nil {
+			t.Fatal(err)
+		}
+		if pod == a.ID {
+			inA = append([]ids.ContainerID{c.ID}, inA...) // newest added first: oldest first
+		}
+	}
+	if err := s.DeleteContainer(inA[1]); err != nil {
+		t.Fatal(err)
+	}
+	inA = append(inA[:1], inA[2:]...)
+	re, _, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, st := range map[string]*Store{"same": s, "reopened": re} {
+		t.Run(name, func(t *testing.T) {
+			var got []ids.ContainerID
+			for _, c := range st.SandboxContainers(a.ID) {
+				got = append(got, c.ID)
+			}
+			if !reflect.DeepEqual(got, inA) {
+				t.Errorf("containers of a: %v, want %v", got, inA)
+			}
+			if n := len(st.SandboxContainers(b.ID)); n != 1 {
+				t.Errorf("containers of b: %d, want 1", n)
+			}
+			if got := st.SandboxIDsOldestFirst(); !reflect.DeepEqual(got, []ids.SandboxID{b.ID, a.ID}) {
+				t.Errorf("sandboxes oldest first: %v, want %v", got, []ids.SandboxID{b.ID, a.ID})
+			}
+			if err := st.DeleteSandbox(b.ID); !errors.Is(err, errdefs.ErrFailedPrecondition) {
+				t.Errorf("deleting a sandbox with a container: %v", err)
+			}
+		})
+	}
+}
