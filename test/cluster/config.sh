@@ -48,15 +48,23 @@ kubectl() { "$tools/kubectl" --kubeconfig "$C/kubeconfig" "$@"; }
 
 say() { printf '[cluster] %s\n' "$*" >&2; }
 
-# scenario_pod NAME: for a scenario script: the node is Ready, no pod NAME
-# is left from an earlier run, and NAME is deleted when the script exits.
-scenario_pod() {
+# scenario_objects KIND/NAME...: for a scenario script: the node is Ready,
+# none of the objects (pod/x, deployment/y, ...) is left from an earlier
+# run, and they are deleted when the script exits, after the script's own
+# scenario_cleanup function if it defines one.
+scenario_objects() {
 	kubectl wait --for=condition=Ready "node/$node_name" --timeout=60s >/dev/null ||
 		die "node $node_name is not Ready"
-	kubectl delete pod "$1" --ignore-not-found --wait=true >/dev/null
-	# shellcheck disable=SC2064 # the name is fixed now, on purpose
-	trap "kubectl delete pod '$1' --ignore-not-found --wait=false >/dev/null 2>&1 || true" EXIT
+	kubectl delete "$@" --ignore-not-found --wait=true >/dev/null
+	scenario_objects_=("$@")
+	trap scenario_exit_ EXIT
 }
+scenario_exit_() {
+	if declare -F scenario_cleanup >/dev/null; then scenario_cleanup || true; fi
+	kubectl delete "${scenario_objects_[@]}" --ignore-not-found --wait=false >/dev/null 2>&1 || true
+}
+# scenario_pod NAME: scenario_objects of one pod.
+scenario_pod() { scenario_objects "pod/$1"; }
 die() {
 	say "ERROR: $*"
 	exit 1

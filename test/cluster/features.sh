@@ -16,12 +16,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/config.sh"
 resize=feat-resize
 userns=feat-userns
 imgvol=feat-imagevolume
-cleanup() {
-	kubectl delete pod "$resize" "$userns" "$imgvol" --ignore-not-found --wait=false >/dev/null 2>&1 || true
-}
-kubectl wait --for=condition=Ready "node/$node_name" --timeout=60s >/dev/null || die "node $node_name is not Ready"
-kubectl delete pod "$resize" "$userns" "$imgvol" --ignore-not-found --wait=true >/dev/null
-trap cleanup EXIT
+scenario_objects "pod/$resize" "pod/$userns" "pod/$imgvol"
 
 kubectl apply -f - >/dev/null <<YAML
 apiVersion: v1

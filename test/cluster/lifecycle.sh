@@ -21,15 +21,8 @@ stop=lc-prestop
 # The preStop and SIGTERM handlers write here (a hostPath), where this
 # script reads it after the pod is gone.
 marks="$(mktemp -d /tmp/noded-cluster-prestop.XXXXXX)"
-cleanup() {
-	kubectl delete pod "$init" "$side" "$stop" --ignore-not-found --wait=false >/dev/null 2>&1 || true
-	kubectl delete job "$job" --ignore-not-found --cascade=foreground --wait=false >/dev/null 2>&1 || true
-	rm -rf "$marks"
-}
-kubectl wait --for=condition=Ready "node/$node_name" --timeout=60s >/dev/null || die "node $node_name is not Ready"
-kubectl delete pod "$init" "$side" "$stop" --ignore-not-found --wait=true >/dev/null
-kubectl delete job "$job" --ignore-not-found --wait=true >/dev/null
-trap cleanup EXIT
+scenario_cleanup() { rm -rf "$marks"; }
+scenario_objects "pod/$init" "pod/$side" "pod/$stop" "job/$job"
 
 kubectl apply -f - >/dev/null <<YAML
 apiVersion: v1

@@ -18,12 +18,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/config.sh"
 pod=probes
 live=probes-liveness
 agnhost=registry.k8s.io/e2e-test-images/agnhost:2.66.1
-cleanup() {
-	kubectl delete pod "$pod" "$live" --ignore-not-found --wait=false >/dev/null 2>&1 || true
-}
-kubectl wait --for=condition=Ready "node/$node_name" --timeout=60s >/dev/null || die "node $node_name is not Ready"
-kubectl delete pod "$pod" "$live" --ignore-not-found --wait=true >/dev/null
-trap cleanup EXIT
+scenario_objects "pod/$pod" "pod/$live"
 
 kubectl apply -f - >/dev/null <<YAML
 apiVersion: v1

@@ -22,16 +22,11 @@ late=rs-late
 exiter=rs-exiter
 # The exiter's container exits when a file appears here (a hostPath).
 gate="$(mktemp -d /tmp/noded-cluster-restart.XXXXXX)"
-cleanup() {
-	pid_alive noded || cluster_start_noded || true
-	kubectl delete deployment "$app" --ignore-not-found --wait=false >/dev/null 2>&1 || true
-	kubectl delete pod "$late" "$exiter" --ignore-not-found --wait=false >/dev/null 2>&1 || true
+scenario_cleanup() {
+	pid_alive noded || cluster_start_noded
 	rm -rf "$gate"
 }
-kubectl wait --for=condition=Ready "node/$node_name" --timeout=60s >/dev/null || die "node $node_name is not Ready"
-kubectl delete deployment "$app" --ignore-not-found --wait=true >/dev/null
-kubectl delete pod "$late" "$exiter" --ignore-not-found --wait=true >/dev/null
-trap cleanup EXIT
+scenario_objects "deployment/$app" "pod/$late" "pod/$exiter"
 
 kubectl apply -f - >/dev/null <<YAML
 apiVersion: apps/v1

@@ -19,14 +19,11 @@ pod=streams
 prev=streams-previous
 work="$(mktemp -d)"
 pf_pid=
-cleanup() {
+scenario_cleanup() {
 	[[ -z "$pf_pid" ]] || { kill "$pf_pid" 2>/dev/null; wait "$pf_pid" 2>/dev/null; } || true
-	kubectl delete pod "$pod" "$prev" --ignore-not-found --wait=false >/dev/null 2>&1 || true
 	rm -rf "$work"
 }
-kubectl wait --for=condition=Ready "node/$node_name" --timeout=60s >/dev/null || die "node $node_name is not Ready"
-kubectl delete pod "$pod" "$prev" --ignore-not-found --wait=true >/dev/null
-trap cleanup EXIT
+scenario_objects "pod/$pod" "pod/$prev"
 
 kubectl apply -f - >/dev/null <<YAML
 apiVersion: v1

@@ -13,15 +13,7 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/config.sh"
 
 pod=volumes
-cleanup() {
-	kubectl delete pod "$pod" --ignore-not-found --wait=false >/dev/null 2>&1 || true
-	kubectl delete configmap vol-cm --ignore-not-found >/dev/null 2>&1 || true
-	kubectl delete secret vol-secret --ignore-not-found >/dev/null 2>&1 || true
-}
-scenario_pod "$pod"
-trap cleanup EXIT
-kubectl delete configmap vol-cm --ignore-not-found >/dev/null
-kubectl delete secret vol-secret --ignore-not-found >/dev/null
+scenario_objects "pod/$pod" configmap/vol-cm secret/vol-secret
 
 kubectl create configmap vol-cm --from-literal=greeting=hello-from-configmap >/dev/null
 kubectl create secret generic vol-secret --from-literal=password=s3cr3t-value >/dev/null

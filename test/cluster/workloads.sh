@@ -14,13 +14,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/config.sh"
 
 app=web
 client=web-client
-cleanup() {
-	kubectl delete deployment "$app" --ignore-not-found --wait=false >/dev/null 2>&1 || true
-	kubectl delete service "$app" --ignore-not-found --wait=false >/dev/null 2>&1 || true
-	kubectl delete pod "$client" --ignore-not-found --wait=false >/dev/null 2>&1 || true
-}
-trap cleanup EXIT
-cleanup
+scenario_objects "deployment/$app" "service/$app" "pod/$client"
 
 kubectl apply -f - >/dev/null <<YAML
 apiVersion: apps/v1
