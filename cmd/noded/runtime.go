@@ -15,6 +15,7 @@ import (
 	"github.com/noded-dev/noded/internal/cdi"
 	"github.com/noded-dev/noded/internal/config"
 	"github.com/noded-dev/noded/internal/netcni"
+	"github.com/noded-dev/noded/internal/nri"
 	"github.com/noded-dev/noded/internal/oci"
 	"github.com/noded-dev/noded/internal/podmetrics"
 	"github.com/noded-dev/noded/internal/sandbox"
@@ -73,7 +74,12 @@ func newRuntimeServices(ctx context.Context, cfg *config.Config, log *logrus.Ent
 	if starts == 0 {
 		starts = runtime.NumCPU()
 	}
-	svcs := sandbox.New(sandbox.Options{
+	plugins, err := newNRI(cfg, log, node)
+	if err != nil {
+		_ = monitors.Close()
+		return nil, nil, err
+	}
+	opts := sandbox.Options{
 		Store:    records,
 		Images:   images,
 		Rootfs:   store.Containers(),
@@ -89,8 +95,19 @@ func newRuntimeServices(ctx context.Context, cfg *config.Config, log *logrus.Ent
 		// Only test builds can shorten it.
 		EventQueue: eventQueue(log),
 		Rebooted:   rebooted,
-	})
+	}
+	if plugins != nil {
+		opts.NRI = plugins
+	}
+	svcs := sandbox.New(opts)
 	svcs.Recover(ctx)
+	// Plugins connect once the records are whole: Synchronize gives them
+	// every pod and container.
+	if err := plugins.Start(records, svcs.Containers); err != nil {
+		svcs.Close()
+		_ = monitors.Close()
+		return nil, nil, err
+	}
 	// The CRI metrics read the same records, the pods' cgroups and
 	// network namespaces, and the writable layers in storage.
 	// The stats RPCs read through the same collector.
@@ -100,6 +117,7 @@ func newRuntimeServices(ctx context.Context, cfg *config.Config, log *logrus.Ent
 	svcs.Stats.UseCollector(collector)
 	metrics := podmetrics.NewMetrics(collector)
 	return &runtimeServices{Services: svcs, Metrics: metrics, Monitors: monitors}, func() {
+		plugins.Stop()
 		svcs.Close()
 		_ = monitors.Close()
 	}, nil
@@ -119,6 +137,26 @@ func newCDIRegistry(cfg *config.Config, log *logrus.Entry) *cdi.Registry {
 	}
 	log.WithFields(logrus.Fields{"dirs": cfg.CDISpecDirs, "devices": reg.Devices()}).Info("CDI devices")
 	return reg
+}
+
+// newNRI is NRI as configured (nri-*), nil when nri-enable is false.
+func newNRI(cfg *config.Config, log *logrus.Entry, node specgen.Node) (*nri.NRI, error) {
+	if !cfg.NRIEnable {
+		log.Info("NRI is off (nri-enable = false)")
+		return nil, nil
+	}
+	o := nri.Options{
+		RuntimeName: "noded", RuntimeVersion: version,
+		Socket: cfg.NRIListen, PluginDir: cfg.NRIPluginDir, PluginConfigDir: cfg.NRIPluginConfigDir,
+		RegistrationTimeout: cfg.NRIPluginRegistrationTimeout.Duration,
+		RequestTimeout:      cfg.NRIPluginRequestTimeout.Duration,
+		SwapAccounting:      node.SwapAccounting,
+		Logger:              log,
+	}
+	if node.CDI != nil {
+		o.CDI = node.CDI
+	}
+	return nri.New(o)
 }
 
 // runtimeServices are the pod runtime's services and the pod metrics.

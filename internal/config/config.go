@@ -41,6 +41,11 @@ const (
 	// storage itself from its bundled pause binary, so pods run on a node
 	// with no registry access.
 	DefaultPauseImage = "localhost/noded/pause:builtin"
+	// NRI's defaults are the library's and containerd's and CRI-O's, so
+	// that plugins packaged for those find noded.
+	DefaultNRIListen          = "/var/run/nri/nri.sock"
+	DefaultNRIPluginDir       = "/opt/nri/plugins"
+	DefaultNRIPluginConfigDir = "/etc/nri/conf.d"
 )
 
 // DefaultCDISpecDirs are the CDI specification's directories: static
@@ -147,6 +152,34 @@ type Config struct {
 	StreamTLSCert Path `toml:"stream-tls-cert"`
 	StreamTLSKey  Path `toml:"stream-tls-key"`
 	StreamTLSCA   Path `toml:"stream-tls-ca"`
+
+	// NRIEnable runs NRI plugins (internal/nri); off, noded calls none.
+	NRIEnable Bool `toml:"nri-enable"`
+	// NRIListen is the socket NRI plugins connect to.
+	NRIListen Path `toml:"nri-listen"`
+	// NRIPluginDir holds pre-installed plugins noded starts;
+	// NRIPluginConfigDir their configuration files.
+	NRIPluginDir       Path `toml:"nri-plugin-dir"`
+	NRIPluginConfigDir Path `toml:"nri-plugin-config-dir"`
+	// NRIPluginRegistrationTimeout bounds a plugin's registration,
+	// NRIPluginRequestTimeout each of its answers; a plugin that misses
+	// one is disconnected.
+	NRIPluginRegistrationTimeout Duration `toml:"nri-plugin-registration-timeout"`
+	NRIPluginRequestTimeout      Duration `toml:"nri-plugin-request-timeout"`
+}
+
+// Bool is a boolean that a file may write as true and a command-line
+// flag as "true".
+type Bool bool
+
+// UnmarshalText parses true or false (and what strconv.ParseBool takes).
+func (b *Bool) UnmarshalText(t []byte) error {
+	v, err := strconv.ParseBool(strings.TrimSpace(string(t)))
+	if err != nil {
+		return fmt.Errorf("not a boolean (true or false): %q", string(t))
+	}
+	*b = Bool(v)
+	return nil
 }
 
 // Duration is a time.Duration written as a Go duration string ("30s").
@@ -209,6 +242,13 @@ func Default() *Config {
 		ShutdownTimeout:      Duration{30 * time.Second},
 		StreamAddress:        "127.0.0.1",
 		StreamIdleTimeout:    Duration{4 * time.Hour},
+
+		NRIEnable:                    true,
+		NRIListen:                    DefaultNRIListen,
+		NRIPluginDir:                 DefaultNRIPluginDir,
+		NRIPluginConfigDir:           DefaultNRIPluginConfigDir,
+		NRIPluginRegistrationTimeout: Duration{5 * time.Second},
+		NRIPluginRequestTimeout:      Duration{2 * time.Second},
 
 		// With an endpoint set, every request: what an operator who turns
 		// tracing on expects to see.
@@ -338,6 +378,7 @@ func (c *Config) Validate() error {
 		"registries-conf": c.RegistriesConf, "signature-policy": c.SignaturePolicy,
 		"conmon-path": c.ConmonPath, "pause-path": c.PausePath, "seccomp-profile-root": c.SeccompProfileRoot,
 		"stream-tls-cert": c.StreamTLSCert, "stream-tls-key": c.StreamTLSKey, "stream-tls-ca": c.StreamTLSCA,
+		"nri-listen": c.NRIListen, "nri-plugin-dir": c.NRIPluginDir, "nri-plugin-config-dir": c.NRIPluginConfigDir,
 	}
 	for _, key := range sortedKeys(paths) {
 		if paths[key] == "" {
@@ -407,7 +448,27 @@ func (c *Config) Validate() error {
 	if c.ShutdownTimeout.Duration <= 0 {
 		return fmt.Errorf("invalid value for %q: must be positive", "shutdown-timeout")
 	}
+	if err := c.validateNRI(); err != nil {
+		return err
+	}
 	return c.validateStream()
+}
+
+// validateNRI checks NRI's keys: a socket to listen on when NRI is on, and
+// positive timeouts.
+func (c *Config) validateNRI() error {
+	if c.NRIEnable && c.NRIListen == "" {
+		return fmt.Errorf("invalid value for %q: must not be empty with nri-enable", "nri-listen")
+	}
+	for key, d := range map[string]Duration{
+		"nri-plugin-registration-timeout": c.NRIPluginRegistrationTimeout,
+		"nri-plugin-request-timeout":      c.NRIPluginRequestTimeout,
+	} {
+		if d.Duration <= 0 {
+			return fmt.Errorf("invalid value for %q: must be positive", key)
+		}
+	}
+	return nil
 }
 
 // validateStream checks the streaming server's keys.
@@ -497,6 +558,12 @@ var Keys = []Key{
 	{"stream-tls-cert", "TLS certificate of the streaming server (PEM); empty: plain HTTP."},
 	{"stream-tls-key", "Private key of stream-tls-cert (PEM)."},
 	{"stream-tls-ca", "CA bundle (PEM) that streaming clients' certificates must be signed by; empty: no client certificates."},
+	{"nri-enable", "Run NRI (Node Resource Interface) plugins: pre-installed ones from nri-plugin-dir, and any that connect to nri-listen."},
+	{"nri-listen", "Unix socket NRI plugins connect to."},
+	{"nri-plugin-dir", "Directory of pre-installed NRI plugins (executables named <index>-<name>) that noded starts."},
+	{"nri-plugin-config-dir", "Directory of the configuration of pre-installed NRI plugins (<index>-<name>.conf or <name>.conf)."},
+	{"nri-plugin-registration-timeout", "How long an NRI plugin may take to register; one that does not is disconnected."},
+	{"nri-plugin-request-timeout", "How long an NRI plugin may take to answer an event; one that does not is disconnected and the operation goes on without it."},
 }
 
 // Help returns the documentation of key, or "" for an unknown key.

@@ -78,6 +78,26 @@ func TestLoad(t *testing.T) {
 				}
 			},
 		},
+		{
+			desc: "NRI keys, a boolean written as a flag writes it",
+			file: "nri-enable = \"false\"\nnri-listen = \"/run/x/nri.sock\"\nnri-plugin-request-timeout = \"5s\"\n",
+			check: func(t *testing.T, c *Config) {
+				if c.NRIEnable || c.NRIListen != "/run/x/nri.sock" || c.NRIPluginRequestTimeout.Duration != 5*time.Second {
+					t.Errorf("got enable %v listen %q timeout %v", c.NRIEnable, c.NRIListen, c.NRIPluginRequestTimeout)
+				}
+				if c.NRIPluginDir != DefaultNRIPluginDir || c.NRIPluginRegistrationTimeout.Duration != 5*time.Second {
+					t.Errorf("defaults lost: %q %v", c.NRIPluginDir, c.NRIPluginRegistrationTimeout)
+				}
+			},
+		},
+		{desc: "NRI on by default", file: "-", check: func(t *testing.T, c *Config) {
+			if !c.NRIEnable || c.NRIListen != DefaultNRIListen {
+				t.Errorf("got enable %v listen %q", c.NRIEnable, c.NRIListen)
+			}
+		}},
+		{desc: "bad boolean", file: "nri-enable = \"maybe\"\n", wantErr: "nri-enable"},
+		{desc: "NRI timeout must be positive", file: "nri-plugin-request-timeout = \"0s\"\n", wantErr: `"nri-plugin-request-timeout"`},
+		{desc: "NRI socket must be absolute", file: "nri-listen = \"nri.sock\"\n", wantErr: `"nri-listen"`},
 		{desc: "unknown key is named", file: "lisen = \"/x.sock\"\n", wantErr: `unknown key "lisen"`},
 		{desc: "unknown key in a drop-in names the drop-in", file: "-", dropIns: map[string]string{"a.toml": "bogus = 1\n"}, wantErr: `a.toml: unknown key "bogus"`},
 		{desc: "bad log level", file: "log-level = \"loud\"\n", wantErr: `"log-level"`},

@@ -120,6 +120,27 @@ func (s *Containers) CreateContainer(ctx context.Context, podID ids.SandboxID, c
 	if err != nil {
 		return "", err
 	}
+	// The NRI plugins adjust the spec before the bundle is written, and
+	// the container is not recorded (listed) until they agree. Plugins
+	// before a refusing one have seen it, so a rollback tells them it is
+	// gone.
+	unblockSync := s.o.NRI.BlockSync()
+	defer unblockSync()
+	nriRec := &state.Container{
+		ID: id, SandboxID: podID, Name: name, State: state.ContainerCreated, CreatedAt: time.Now().UnixNano(),
+		Config: cfg, ImageRef: img.Name, ImageID: img.ID.String(), StorageID: id, Bundle: bundle,
+		User: state.User(res.User), CgroupsPath: res.Spec.Linux.CgroupsPath,
+	}
+	undo.Push("NRI: container removed", func(ctx context.Context) error {
+		s.o.NRI.RemoveContainer(ctx, pod, nriRec)
+		return nil
+	})
+	if err := s.o.NRI.CreateContainer(ctx, pod, nriRec, res.Spec); err != nil {
+		return "", err
+	}
+	if err := s.step(ctx, "container-nri"); err != nil {
+		return "", err
+	}
 	if err := writeBundle(bundle, res.Spec); err != nil {
 		return "", err
 	}
@@ -141,7 +162,7 @@ func (s *Containers) CreateContainer(ctx context.Context, podID ids.SandboxID, c
 	}
 
 	rec := &state.Container{
-		ID: id, SandboxID: podID, Name: name, State: state.ContainerCreated, CreatedAt: time.Now().UnixNano(),
+		ID: id, SandboxID: podID, Name: name, State: state.ContainerCreated, CreatedAt: nriRec.CreatedAt,
 		Config: cfg, ImageRef: img.Name, ImageID: img.ID.String(), StorageID: id, Bundle: bundle,
 		LogPath: logPath, StopSignal: int(res.StopSignal), User: state.User(res.User),
 		TerminationMessageFile: termFile, CgroupsPath: res.Spec.Linux.CgroupsPath,
@@ -158,6 +179,7 @@ func (s *Containers) CreateContainer(ctx context.Context, podID ids.SandboxID, c
 	}
 	lg.Info("container created")
 	s.events.emit(runtimeapi.ContainerEventType_CONTAINER_CREATED_EVENT, podID, string(id))
+	s.o.NRI.PostCreateContainer(ctx, pod, rec)
 	return id, nil
 }
 
@@ -257,6 +279,11 @@ func (s *Containers) StartContainer(ctx context.Context, id ids.ContainerID) err
 	if pod, err := s.o.Store.Sandbox(c.SandboxID); err != nil || pod.State != state.SandboxReady {
 		return errdefs.FailedPrecondition("pod sandbox %s is not ready", c.SandboxID.Short())
 	}
+	if podRec, err := s.o.Store.Sandbox(c.SandboxID); err == nil {
+		if err := s.o.NRI.StartContainer(ctx, podRec, c); err != nil {
+			return err
+		}
+	}
 	pod, ctr := c.SandboxID, c.ID
 	if err := s.o.Monitor.Start(ctx, pod, ctr); err != nil {
 		return fmt.Errorf("starting container: %w", err)
@@ -278,8 +305,10 @@ func (s *Containers) StartContainer(ctx context.Context, id ids.ContainerID) err
 	// container that exited already has its exit recorded here, not by
 	// the watcher: its STOPPED event goes from here too.
 	s.events.emit(runtimeapi.ContainerEventType_CONTAINER_STARTED_EVENT, c.SandboxID, string(c.ID))
+	s.nriContainer(ctx, c.ID, s.o.NRI.PostStartContainer)
 	if st.Status == oci.StatusExited {
 		s.events.emit(runtimeapi.ContainerEventType_CONTAINER_STOPPED_EVENT, c.SandboxID, string(c.ID))
+		s.nriContainer(ctx, c.ID, s.o.NRI.StopContainer)
 	}
 	s.events.watch(c.SandboxID, c.ID)
 	return s.step(ctx, "start-record")
@@ -335,6 +364,9 @@ func (s *Containers) StopContainer(ctx context.Context, id ids.ContainerID, time
 	if stopped {
 		s.events.emit(runtimeapi.ContainerEventType_CONTAINER_STOPPED_EVENT, pod, string(ctr))
 	}
+	// Whichever path recorded the exit, the plugins hear of it once
+	// (internal/nri remembers), and before StopContainer returns.
+	s.nriContainer(ctx, id, s.o.NRI.StopContainer)
 	return s.step(ctx, "stop-record")
 }
 
@@ -377,6 +409,9 @@ func (s *Containers) RemoveContainer(ctx context.Context, id ids.ContainerID) er
 		return err
 	}
 	s.events.emit(runtimeapi.ContainerEventType_CONTAINER_DELETED_EVENT, c.SandboxID, string(c.ID))
+	if pod, err := s.o.Store.Sandbox(c.SandboxID); err == nil {
+		s.o.NRI.RemoveContainer(ctx, pod, c)
+	}
 	s.stats.forget(c.ID)
 	s.names.Release(string(c.ID))
 	return s.step(ctx, "remove-container-record")

@@ -37,7 +37,16 @@ import (
 // for, asks again. A container that is not running (exited, or exiting
 // meanwhile) gets the new values in its bundle and record only, as
 // containerd updates only the spec of a container without a task.
-func (s *Containers) UpdateContainerResources(ctx context.Context, id ids.ContainerID, r *runtimeapi.LinuxContainerResources) (retErr error) {
+//
+// The NRI plugins may change the request first (UpdateContainer) and are
+// told of the result (PostUpdateContainer).
+func (s *Containers) UpdateContainerResources(ctx context.Context, id ids.ContainerID, r *runtimeapi.LinuxContainerResources) error {
+	return s.updateResources(ctx, id, r, true)
+}
+
+// updateResources is UpdateContainerResources; withNRI asks the plugins
+// (not for an update a plugin asked for itself).
+func (s *Containers) updateResources(ctx context.Context, id ids.ContainerID, r *runtimeapi.LinuxContainerResources, withNRI bool) (retErr error) {
 	if err := resize.Check(r); err != nil {
 		return err
 	}
@@ -49,6 +58,18 @@ func (s *Containers) UpdateContainerResources(ctx context.Context, id ids.Contai
 		return errdefs.NotFound("container %s not found", id.Short())
 	}
 	defer unlock()
+	var pod *state.Sandbox
+	if withNRI {
+		if pod, err = s.o.Store.Sandbox(c.SandboxID); err != nil {
+			return err
+		}
+		if r, err = s.o.NRI.UpdateContainer(ctx, pod, c, r); err != nil {
+			return err
+		}
+		if err := resize.Check(r); err != nil {
+			return err
+		}
+	}
 	spec, err := readBundle(c.Bundle)
 	if err != nil {
 		return fmt.Errorf("container %s: %w", id.Short(), err)
@@ -97,6 +118,9 @@ func (s *Containers) UpdateContainerResources(ctx context.Context, id ids.Contai
 	}
 	undo.Release()
 	lg.WithField("applied", applied).Info("container resources updated")
+	if withNRI {
+		s.nriContainer(ctx, c.ID, s.o.NRI.PostUpdateContainer)
+	}
 	return nil
 }
 

@@ -13,6 +13,7 @@ import (
 	"github.com/noded-dev/noded/internal/errdefs"
 	"github.com/noded-dev/noded/internal/eventbus"
 	"github.com/noded-dev/noded/internal/ids"
+	"github.com/noded-dev/noded/internal/log"
 	"github.com/noded-dev/noded/internal/oci"
 	"github.com/noded-dev/noded/internal/state"
 )
@@ -177,6 +178,7 @@ func (s *Events) recordExit(pod ids.SandboxID, id ids.ContainerID, st oci.State)
 	})
 	if err == nil {
 		s.emit(runtimeapi.ContainerEventType_CONTAINER_STOPPED_EVENT, pod, string(id))
+		s.nriContainer(log.WithContext(s.ctx, s.log), id, s.o.NRI.StopContainer)
 		return
 	}
 	if !errors.Is(err, errAlreadyRecorded) && !errdefs.IsNotFound(err) {

@@ -157,6 +157,21 @@ func (s *Pods) RunPodSandbox(ctx context.Context, cfg *runtimeapi.PodSandboxConf
 	rec.IPs, rec.NetworkReady = ips, rec.NetNSPath != ""
 	rec.PausePID = pid
 	rec.CreatedAt = time.Now().UnixNano()
+	// The NRI plugins see the pod before anyone else can: it is not
+	// recorded (listed) until they agree. Plugins before a refusing one
+	// have seen it, so a rollback tells them it is gone.
+	unblockSync := s.o.NRI.BlockSync()
+	defer unblockSync()
+	undo.Push("NRI: pod stopped and removed", func(ctx context.Context) error {
+		s.o.NRI.RemovePodSandbox(ctx, rec)
+		return nil
+	})
+	if err := s.o.NRI.RunPodSandbox(ctx, rec); err != nil {
+		return "", err
+	}
+	if err := s.step(ctx, "nri-run-pod"); err != nil {
+		return "", err
+	}
 	if err := s.o.Store.AddSandbox(rec); err != nil {
 		return "", err
 	}

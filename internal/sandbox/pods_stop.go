@@ -46,6 +46,11 @@ func (s *Pods) stopLocked(ctx context.Context, id ids.SandboxID) error {
 	if err := s.step(ctx, "stop-containers"); err != nil {
 		return err
 	}
+	// With the workload stopped and the pod still whole (once per pod:
+	// a stopped one returned above).
+	if rec.State == state.SandboxReady {
+		s.o.NRI.StopPodSandbox(ctx, rec)
+	}
 	if err := s.killAndWait(ctx, id, oci.ContainerID(id), 0, 0); err != nil && !errdefs.IsNotFound(err) && !errors.Is(err, errdefs.ErrUnavailable) {
 		return fmt.Errorf("stopping the pause container: %w", err)
 	}
@@ -124,8 +129,12 @@ func (s *Pods) RemovePodSandbox(ctx context.Context, id ids.SandboxID) error {
 		return err
 	}
 	defer unlock()
-	if !s.o.Store.HasSandbox(id) {
-		return nil
+	rec, err := s.o.Store.Sandbox(id)
+	if err != nil {
+		if errdefs.IsNotFound(err) {
+			return nil
+		}
+		return err
 	}
 	if err := s.stopLocked(ctx, id); err != nil {
 		return err
@@ -169,6 +178,7 @@ func (s *Pods) RemovePodSandbox(ctx context.Context, id ids.SandboxID) error {
 		return err
 	}
 	s.events.publish(deleted)
+	s.o.NRI.RemovePodSandbox(ctx, rec)
 	s.names.Release(string(id))
 	log.FromContext(ctx).WithField("pod", id.Short()).Info("pod sandbox removed")
 	return s.step(ctx, "remove-pod-record")

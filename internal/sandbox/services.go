@@ -162,6 +162,9 @@ type Options struct {
 	// EventQueue is how many events a GetContainerEvents subscriber may
 	// have waiting (0: DefaultEventQueue).
 	EventQueue int
+	// NRI is told of every pod and container event (internal/nri); nil
+	// is NRI off.
+	NRI nriHooks
 	// Rebooted says the node rebooted since the records were written
 	// (internal/boot): Recover then ends every pod (recoverReboot).
 	Rebooted bool
@@ -183,6 +186,9 @@ type Services struct {
 func New(o Options) *Services {
 	if o.Host == nil {
 		o.Host = RealHost{}
+	}
+	if o.NRI == nil {
+		o.NRI = noNRI{}
 	}
 	b := &base{o: o, names: ids.NewNames()}
 	events := newEvents(b, log.Or(o.Logger).WithField("component", "sandbox"), o.EventQueue)

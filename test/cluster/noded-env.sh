@@ -193,6 +193,9 @@ nt_start_noded() {
 		--registries-conf "$dir/registries.conf" \
 		--signature-policy "$dir/policy.json" \
 		--cni-config-dir "$dir/cni" \
+		--nri-listen "$dir/nri.sock" \
+		--nri-plugin-dir "$dir/nri/plugins" \
+		--nri-plugin-config-dir "$dir/nri/conf.d" \
 		"$@" \
 		>>"$dir/noded.log" 2>&1 </dev/null &
 	NT_NODED_PID=$!

@@ -218,8 +218,12 @@ say "starting noded"
 # unconfined" spec follows containerd's choice for a request that names no
 # profile; noded's default is CRI-O's (runtime default), which
 # TestStrictDefaults checks. The kubelet always names a profile.
+# nri-plugin-request-timeout 10s: critest's NRI synchronization specs hold a
+# plugin's Synchronize open for 2 s on purpose (to create containers while
+# it runs); with the library's 2 s default the plugin would be cut off.
 nt_start_noded "$noded_bin" "$tmp" "$sock" "$crictl" "$noded_start_timeout" \
-	--seccomp-when-empty unconfined --log-level debug --log-format text
+	--seccomp-when-empty unconfined --log-level debug --log-format text \
+	--nri-plugin-request-timeout 10s
 noded_pid=$NT_NODED_PID
 say "noded (pid $noded_pid) is up: $("$crictl" --config "$tmp/crictl.yaml" --runtime-endpoint "$endpoint" version 2>/dev/null | tr '\n' ' ')"
 
@@ -233,6 +237,8 @@ critest_args=(
 	--ginkgo.timeout "$suite_timeout"
 	--ginkgo.json-report "$out/report.json"
 	--ginkgo.junit-report "$out/junit.xml"
+	# noded's private NRI socket (nt_start_noded): the NRI specs run.
+	-nri-socket "$tmp/nri.sock"
 )
 # Only when > 1: ginkgo rejects a suite run in-process with -parallel set
 # ("Use of go test -parallel"); > 1 makes critest re-run itself through

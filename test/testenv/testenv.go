@@ -100,18 +100,22 @@ type Options struct {
 type Daemon struct {
 	Dir    string
 	Socket string
-	CNIDir string
-	Log    *SyncBuffer
-	Opts   Options
-	Cmd    *exec.Cmd
-	done   chan error
-	conn   *grpc.ClientConn
+	// NRISocket is the daemon's own NRI socket (nri-listen), never the
+	// host's: test daemons must not collide with each other or with a
+	// runtime on the host.
+	NRISocket string
+	CNIDir    string
+	Log       *SyncBuffer
+	Opts      Options
+	Cmd       *exec.Cmd
+	done      chan error
+	conn      *grpc.ClientConn
 }
 
 // Start runs noded on private directories below o.Dir and waits (at most
 // 30 s) until its socket answers Version.
 func Start(o Options) (*Daemon, error) {
-	d := &Daemon{Opts: o, Dir: o.Dir, Socket: filepath.Join(o.Dir, "noded.sock"), CNIDir: filepath.Join(o.Dir, "cni"), Log: &SyncBuffer{}}
+	d := &Daemon{Opts: o, Dir: o.Dir, Socket: filepath.Join(o.Dir, "noded.sock"), NRISocket: filepath.Join(o.Dir, "nri.sock"), CNIDir: filepath.Join(o.Dir, "cni"), Log: &SyncBuffer{}}
 	for _, sub := range []string{d.CNIDir, filepath.Join(o.Dir, "noded.toml.d")} {
 		if err := os.MkdirAll(sub, 0o755); err != nil {
 			return nil, err
@@ -133,6 +137,9 @@ func Start(o Options) (*Daemon, error) {
 		"--state-dir", filepath.Join(o.Dir, "state"),
 		"--run-dir", filepath.Join(o.Dir, "run"),
 		"--cni-config-dir", d.CNIDir,
+		"--nri-listen", d.NRISocket,
+		"--nri-plugin-dir", filepath.Join(o.Dir, "nri", "plugins"),
+		"--nri-plugin-config-dir", filepath.Join(o.Dir, "nri", "conf.d"),
 		"--log-level", "debug",
 	}, o.Args...)
 	bin := o.Bin
