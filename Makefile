@@ -142,6 +142,13 @@ fmt:
 clean:
 	rm -rf $(BIN) $(BUILD)/critest
 
+# The Debian package, _build/deb/noded_<version>_<arch>.deb (dpkg-deb, no
+# network; packaging/deb/build.sh says what it holds). Its test installs it
+# on this machine: test/package/deb.sh.
+.PHONY: deb
+deb: build
+	packaging/deb/build.sh "$(VERSION)"
+
 # Regenerates the configuration reference in README.md from `noded config`
 # on built-in defaults (cgroupfs fixed: the default follows the host).
 readme-config: noded

@@ -6,6 +6,8 @@
 #   make test         unit tests
 #   make integration  integration tests (./test/integration/..., build tag
 #                     `integration`); skipped while that directory has none
+#   test/package/deb.sh  the Debian package (make deb) installed, run,
+#                     removed and purged on this machine
 #   make critest      CRI validation (test/critest/run.sh) against a private
 #                     noded, checked against test/critest/expected-failures.txt
 #   make cluster-e2e  a one-node Kubernetes v1.37 cluster on a private noded
@@ -80,12 +82,28 @@ if ((build_ok)); then
 		record "integration (make integration)" "SKIP (no tests under test/integration yet)" 0
 	fi
 
+	# The Debian package (make deb), installed, run, removed and purged on
+	# this machine; exit 77 is a skip, its reason in NODED_SKIP_FILE.
+	pkg_skip="$(mktemp)"
+	pkg_start=$SECONDS
+	log "===== package (test/package/deb.sh) ====="
+	if NODED_SKIP_FILE="$pkg_skip" test/package/deb.sh; then
+		record "package (test/package/deb.sh)" PASS $((SECONDS - pkg_start))
+	elif (($? == 77)); then
+		record "package (test/package/deb.sh)" "SKIP ($(cat "$pkg_skip"))" $((SECONDS - pkg_start))
+	else
+		record "package (test/package/deb.sh)" FAIL $((SECONDS - pkg_start))
+		failed=1
+	fi
+	rm -f "$pkg_skip"
+
 	run_step "critest (make critest)" make critest
 	critest_ran=1
 
 	run_step "cluster e2e (make cluster-e2e)" make cluster-e2e
 else
 	record "integration (make integration)" "SKIP (build failed)" 0
+	record "package (test/package/deb.sh)" "SKIP (build failed)" 0
 	record "critest (make critest)" "SKIP (build failed)" 0
 	record "cluster e2e (make cluster-e2e)" "SKIP (build failed)" 0
 fi

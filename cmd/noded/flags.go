@@ -38,7 +38,8 @@ func newFlags(name string, out io.Writer) *cliFlags {
 		}
 	}
 	f.fs.Usage = func() {
-		fmt.Fprintf(out, "Usage: %s [flags]\n       %s config [flags]   print the effective configuration as TOML\n\nFlags:\n", name, name)
+		fmt.Fprintf(out, "Usage: %s [flags]\n       %s config [flags]            print the effective configuration as TOML\n"+
+			"       %s default-network [flags]   write the default CNI network unless cni-config-dir holds one\n\nFlags:\n", name, name, name)
 		f.fs.PrintDefaults()
 	}
 	return f

@@ -35,12 +35,13 @@ func main() {
 
 var errUsage = errors.New("usage")
 
-// run parses the command line and either prints the configuration or runs
-// the daemon until it is told to stop.
+// run parses the command line and either prints the configuration, writes
+// the default CNI network (`noded default-network`) or runs the daemon
+// until it is told to stop.
 func run(args []string, stdout, stderr io.Writer) error {
-	printConfig := len(args) > 0 && args[0] == "config"
-	if printConfig {
-		args = args[1:]
+	cmd := ""
+	if len(args) > 0 && (args[0] == "config" || args[0] == "default-network") {
+		cmd, args = args[0], args[1:]
 	}
 	f := newFlags("noded", stderr)
 	if err := f.fs.Parse(args); err != nil {
@@ -58,7 +59,10 @@ func run(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if printConfig {
+	if cmd == "default-network" {
+		return printDefaultNetwork(cfg, stdout)
+	}
+	if cmd == "config" {
 		out, err := cfg.TOML()
 		if err != nil {
 			return err

@@ -63,6 +63,7 @@ func serve(cfg *config.Config, log *logrus.Entry, load func() (*config.Config, e
 	}
 	defer closeImages()
 
+	logDefaultNetwork(cfg, log)
 	network, err := netcni.New(netcni.Options{
 		ConfDir:    cfg.CNIConfigDir,
 		PluginDirs: cfg.CNIPluginDirs,

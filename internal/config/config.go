@@ -88,6 +88,10 @@ type Config struct {
 
 	CNIConfigDir  Path   `toml:"cni-config-dir"`
 	CNIPluginDirs []Path `toml:"cni-plugin-dirs"`
+	// CNIDefaultNetwork writes noded's default bridge network
+	// (netcni.WriteDefaultNetwork) into CNIConfigDir at start when that
+	// holds no network, so that a fresh node runs pods.
+	CNIDefaultNetwork Bool `toml:"cni-default-network"`
 
 	// RegistriesConf is a containers-registries.conf(5) file. Empty means
 	// $CONTAINERS_REGISTRIES_CONF (ApplyEnvironment), else the
@@ -232,6 +236,7 @@ func Default() *Config {
 		LogFormat:            "text",
 		CNIConfigDir:         DefaultCNIConfigDir,
 		CNIPluginDirs:        slices.Clone(netcni.DefaultPluginDirs),
+		CNIDefaultNetwork:    true,
 		PullProgressTimeout:  Duration{5 * time.Minute},
 		MaxParallelDownloads: 3,
 		PauseImage:           DefaultPauseImage,
@@ -538,6 +543,7 @@ var Keys = []Key{
 	{"tracing-sampling-rate-per-million", "Share of new traces recorded, per million (requests whose caller sampled their trace always are)."},
 	{"cni-config-dir", "CNI network configuration directory; the first file in lexical order is used."},
 	{"cni-plugin-dirs", "CNI plugin directories, searched in order (comma-separated on the command line)."},
+	{"cni-default-network", "At start, when cni-config-dir holds no network, write noded's default one there: " + netcni.DefaultNetworkFile + ", bridge " + netcni.DefaultBridge + " on " + netcni.DefaultSubnet + " (and " + netcni.DefaultSubnet6 + " when the host has IPv6); an existing network is never changed."},
 	{"registries-conf", "containers-registries.conf(5) file; empty: $CONTAINERS_REGISTRIES_CONF or /etc/containers/registries.conf."},
 	{"signature-policy", "containers-policy.json(5) file; empty: /etc/containers/policy.json, or accept anything when it is absent."},
 	{"pull-progress-timeout", "Fail a pull that makes no progress for this long; 0 disables the check."},

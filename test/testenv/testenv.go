@@ -137,6 +137,9 @@ func Start(o Options) (*Daemon, error) {
 		"--state-dir", filepath.Join(o.Dir, "state"),
 		"--run-dir", filepath.Join(o.Dir, "run"),
 		"--cni-config-dir", d.CNIDir,
+		// Tests write the network they need; one that wants noded's
+		// default network turns this on in Args.
+		"--cni-default-network", "false",
 		"--nri-listen", d.NRISocket,
 		"--nri-plugin-dir", filepath.Join(o.Dir, "nri", "plugins"),
 		"--nri-plugin-config-dir", filepath.Join(o.Dir, "nri", "conf.d"),
