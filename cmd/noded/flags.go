@@ -39,7 +39,8 @@ func newFlags(name string, out io.Writer) *cliFlags {
 	}
 	f.fs.Usage = func() {
 		fmt.Fprintf(out, "Usage: %s [flags]\n       %s config [flags]            print the effective configuration as TOML\n"+
-			"       %s default-network [flags]   write the default CNI network unless cni-config-dir holds one\n\nFlags:\n", name, name, name)
+			"       %s default-network [flags]   write the default CNI network unless cni-config-dir holds one\n"+
+			"       %s check [--repair] [flags]  check the image store (noded stopped); --repair removes what is damaged\n\nFlags:\n", name, name, name, name)
 		f.fs.PrintDefaults()
 	}
 	return f

@@ -40,8 +40,12 @@ var errUsage = errors.New("usage")
 // until it is told to stop.
 func run(args []string, stdout, stderr io.Writer) error {
 	cmd := ""
-	if len(args) > 0 && (args[0] == "config" || args[0] == "default-network") {
+	if len(args) > 0 && (args[0] == "config" || args[0] == "default-network" || args[0] == "check") {
 		cmd, args = args[0], args[1:]
+	}
+	repair := false
+	if cmd == "check" && len(args) > 0 && args[0] == "--repair" {
+		repair, args = true, args[1:]
 	}
 	f := newFlags("noded", stderr)
 	if err := f.fs.Parse(args); err != nil {
@@ -58,6 +62,9 @@ func run(args []string, stdout, stderr io.Writer) error {
 	cfg, err := f.load()
 	if err != nil {
 		return err
+	}
+	if cmd == "check" {
+		return runCheck(cfg, repair, stdout)
 	}
 	if cmd == "default-network" {
 		return printDefaultNetwork(cfg, stdout)

@@ -177,7 +177,8 @@ JSON
 }
 
 # nt_start_noded BIN DIR SOCK CRICTL [TIMEOUT] [noded args...]: starts noded
-# on DIR's private root, runroot, state, CNI config, registries.conf and
+# on DIR's private root, runroot, state, run dir (never the default
+# /run/noded/run: another noded may use it), CNI config, registries.conf and
 # policy (nt_noded_files, nt_start_registry), listening on SOCK, and waits
 # until crictl gets an answer. Log: DIR/noded.log. Sets NT_NODED_PID.
 nt_start_noded() {
@@ -190,6 +191,7 @@ nt_start_noded() {
 		--root "$dir/root" \
 		--runroot "$dir/runroot" \
 		--state-dir "$dir/state" \
+		--run-dir "$dir/run" \
 		--registries-conf "$dir/registries.conf" \
 		--signature-policy "$dir/policy.json" \
 		--cni-config-dir "$dir/cni" \

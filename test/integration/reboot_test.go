@@ -5,6 +5,7 @@ package integration
 import (
 	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -41,6 +42,14 @@ func TestUncleanReboot(t *testing.T) {
 
 	powerLoss(t, e)
 	layer := truncateLayerFile(t, e.d.Dir, "bin/busybox")
+
+	// `noded check` finds the damage offline, and only reports it.
+	dir := e.d.Dir
+	check := exec.Command(nodedBin(t), "check", "--config", filepath.Join(dir, "noded.toml"), "--config-dir", filepath.Join(dir, "noded.toml.d"),
+		"--root", filepath.Join(dir, "root"), "--runroot", filepath.Join(dir, "runroot"))
+	if out, err := check.CombinedOutput(); err == nil || !strings.Contains(string(out), "damaged layer "+layer) {
+		t.Errorf("noded check on the damaged store: %v\n%s", err, out)
+	}
 
 	e.d = e.d.Restart(t)
 	e.rt, e.img = e.d.Runtime(t), e.d.Images(t)
