@@ -92,6 +92,8 @@ type puller struct {
 	metrics         *metrics
 
 	requests *group[requestKey, storage.ImageID]
+	// idle returns the pulls' memory to the kernel once they are over.
+	idle *idleRelease
 }
 
 type pullerOptions struct {
@@ -110,6 +112,7 @@ func newPuller(base context.Context, wg *sync.WaitGroup, o pullerOptions) *pulle
 		registries: o.registries, policy: o.policy, commit: o.commit, images: o.store,
 		retryDelays: o.retryDelays, metrics: o.metrics,
 		requests: newGroup[requestKey, storage.ImageID](base, wg, false, nil),
+		idle:     newIdleRelease(),
 	}
 	p.progressTimeout.Store(int64(o.progressTimeout))
 	return p
@@ -120,6 +123,7 @@ func (s *puller) Pull(ctx context.Context, ref string, auth Auth) (storage.Image
 	start := time.Now()
 	s.metrics.inFlight.Inc()
 	defer s.metrics.inFlight.Dec()
+	defer s.idle.begin()()
 	id, err := s.pull(ctx, ref, auth)
 	result := "success"
 	if err != nil {

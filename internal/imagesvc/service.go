@@ -237,6 +237,7 @@ func (h stepHook) after(step string) error {
 func (s *Service) Close() {
 	s.cancel()
 	s.wg.Wait()
+	s.puller.idle.close()
 }
 
 // Pull pulls ref (resolving a short name through registries.conf) and
