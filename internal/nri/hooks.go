@@ -12,12 +12,12 @@ import (
 )
 
 // The lifecycle hooks, in the order of a pod's life. Each is a no-op on a
-// nil *NRI.
+// nil *NRI, and while no plugin is connected.
 
 // RunPodSandbox tells the plugins of a new pod before it is recorded (and
 // so before any List or Status shows it); an error fails RunPodSandbox.
 func (n *NRI) RunPodSandbox(ctx context.Context, pod *state.Sandbox) error {
-	if n == nil {
+	if n == nil || !n.active() {
 		return nil
 	}
 	if err := n.ad.RunPodSandbox(ctx, &runPodReq{Pod: podSandbox(pod)}); err != nil {
@@ -29,7 +29,7 @@ func (n *NRI) RunPodSandbox(ctx context.Context, pod *state.Sandbox) error {
 // StopPodSandbox tells the plugins that a pod stops, once per pod: its
 // workload containers are stopped, and it is still recorded.
 func (n *NRI) StopPodSandbox(ctx context.Context, pod *state.Sandbox) {
-	if n == nil || !n.markStopped("pod/"+string(pod.ID)) {
+	if n == nil || !n.markStopped("pod/"+string(pod.ID)) || !n.active() {
 		return
 	}
 	if err := n.ad.StopPodSandbox(ctx, &stopPodReq{Pod: podSandbox(pod)}); err != nil {
@@ -44,6 +44,9 @@ func (n *NRI) RemovePodSandbox(ctx context.Context, pod *state.Sandbox) {
 	}
 	n.StopPodSandbox(ctx, pod)
 	defer n.forget("pod/" + string(pod.ID))
+	if !n.active() {
+		return
+	}
 	if err := n.ad.RemovePodSandbox(ctx, &removePodReq{Pod: podSandbox(pod)}); err != nil {
 		log.FromContext(ctx).WithError(err).Warn("NRI RemovePodSandbox")
 	}
@@ -55,7 +58,7 @@ func (n *NRI) RemovePodSandbox(ctx context.Context, pod *state.Sandbox) {
 // CreateContainer. Updates of other containers and evictions the plugins
 // ask for are carried out in the background.
 func (n *NRI) CreateContainer(ctx context.Context, pod *state.Sandbox, c *state.Container, spec *specs.Spec) error {
-	if n == nil {
+	if n == nil || !n.active() {
 		return nil
 	}
 	rpl, err := n.ad.CreateContainer(ctx, &createCtrReq{Pod: podSandbox(pod), Container: container(c, spec)})
@@ -71,7 +74,7 @@ func (n *NRI) CreateContainer(ctx context.Context, pod *state.Sandbox, c *state.
 
 // PostCreateContainer tells the plugins that a container was created.
 func (n *NRI) PostCreateContainer(ctx context.Context, pod *state.Sandbox, c *state.Container) {
-	if n == nil {
+	if n == nil || !n.active() {
 		return
 	}
 	if err := n.ad.PostCreateContainer(ctx, &postCreateReq{Pod: podSandbox(pod), Container: container(c, nil)}); err != nil {
@@ -82,7 +85,7 @@ func (n *NRI) PostCreateContainer(ctx context.Context, pod *state.Sandbox, c *st
 // StartContainer tells the plugins that a container is about to start; an
 // error fails StartContainer, which leaves the container created.
 func (n *NRI) StartContainer(ctx context.Context, pod *state.Sandbox, c *state.Container) error {
-	if n == nil {
+	if n == nil || !n.active() {
 		return nil
 	}
 	if err := n.ad.StartContainer(ctx, &startCtrReq{Pod: podSandbox(pod), Container: container(c, nil)}); err != nil {
@@ -93,7 +96,7 @@ func (n *NRI) StartContainer(ctx context.Context, pod *state.Sandbox, c *state.C
 
 // PostStartContainer tells the plugins that a container runs.
 func (n *NRI) PostStartContainer(ctx context.Context, pod *state.Sandbox, c *state.Container) {
-	if n == nil {
+	if n == nil || !n.active() {
 		return
 	}
 	if err := n.ad.PostStartContainer(ctx, &postStartReq{Pod: podSandbox(pod), Container: container(c, nil)}); err != nil {
@@ -104,7 +107,7 @@ func (n *NRI) PostStartContainer(ctx context.Context, pod *state.Sandbox, c *sta
 // UpdateContainer lets the plugins change the resources the kubelet asks
 // for a container; it returns what to apply. An error fails the update.
 func (n *NRI) UpdateContainer(ctx context.Context, pod *state.Sandbox, c *state.Container, r *runtimeapi.LinuxContainerResources) (*runtimeapi.LinuxContainerResources, error) {
-	if n == nil {
+	if n == nil || !n.active() {
 		return r, nil
 	}
 	rpl, err := n.ad.UpdateContainer(ctx, &updateCtrReq{Pod: podSandbox(pod), Container: container(c, nil), LinuxResources: nriResources(r)})
@@ -128,7 +131,7 @@ func (n *NRI) UpdateContainer(ctx context.Context, pod *state.Sandbox, c *state.
 // PostUpdateContainer tells the plugins that a container's resources were
 // updated.
 func (n *NRI) PostUpdateContainer(ctx context.Context, pod *state.Sandbox, c *state.Container) {
-	if n == nil {
+	if n == nil || !n.active() {
 		return
 	}
 	if err := n.ad.PostUpdateContainer(ctx, &postUpdateReq{Pod: podSandbox(pod), Container: container(c, nil)}); err != nil {
@@ -139,7 +142,7 @@ func (n *NRI) PostUpdateContainer(ctx context.Context, pod *state.Sandbox, c *st
 // StopContainer tells the plugins that a container stopped, once per
 // container, whether it was stopped or exited by itself.
 func (n *NRI) StopContainer(ctx context.Context, pod *state.Sandbox, c *state.Container) {
-	if n == nil || !n.markStopped("ctr/"+string(c.ID)) {
+	if n == nil || !n.markStopped("ctr/"+string(c.ID)) || !n.active() {
 		return
 	}
 	rpl, err := n.ad.StopContainer(ctx, &stopCtrReq{Pod: podSandbox(pod), Container: container(c, nil)})
@@ -161,6 +164,9 @@ func (n *NRI) RemoveContainer(ctx context.Context, pod *state.Sandbox, c *state.
 		n.StopContainer(ctx, pod, c)
 	}
 	defer n.forget("ctr/" + string(c.ID))
+	if !n.active() {
+		return
+	}
 	if err := n.ad.RemoveContainer(ctx, &removeCtrReq{Pod: podSandbox(pod), Container: container(c, nil)}); err != nil {
 		log.FromContext(ctx).WithError(err).Warn("NRI RemoveContainer")
 	}

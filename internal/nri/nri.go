@@ -23,6 +23,7 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/containerd/nri/pkg/adaptation"
@@ -90,6 +91,11 @@ type NRI struct {
 	// records it; forgotten at removal.
 	mu      sync.Mutex
 	stopped map[string]bool
+
+	// plugins is how many plugins are connected (the library reports it
+	// through its metrics hook): with none, the hooks skip building the
+	// NRI view of a pod or container (bundle reads on every event).
+	plugins atomic.Int64
 }
 
 // setLoggerOnce routes the library's package-level logger to noded's: it
@@ -114,7 +120,7 @@ func New(o Options) (*NRI, error) {
 	if name == "" {
 		name = "noded"
 	}
-	opts := []adaptation.Option{adaptation.WithSocketPath(o.Socket)}
+	opts := []adaptation.Option{adaptation.WithSocketPath(o.Socket), adaptation.WithMetrics(pluginCount{n})}
 	if o.PluginDir != "" {
 		opts = append(opts, adaptation.WithPluginPath(o.PluginDir))
 	}
@@ -242,6 +248,20 @@ func (n *NRI) evict(ctx context.Context, evictions []*adaptation.ContainerEvicti
 		}
 	}
 }
+
+// active reports whether any plugin is connected. A creation asks it under
+// BlockSync, where it is exact: a plugin is counted before its
+// synchronization ends.
+func (n *NRI) active() bool { return n.plugins.Load() > 0 }
+
+// pluginCount keeps NRI.plugins; the library's other metrics are not used.
+type pluginCount struct{ n *NRI }
+
+func (pluginCount) RecordPluginInvocation(string, string, error)      {}
+func (pluginCount) RecordPluginLatency(string, string, time.Duration) {}
+func (pluginCount) RecordPluginAdjustments(string, string, *adaptation.ContainerAdjustment, int, int) {
+}
+func (c pluginCount) UpdatePluginCount(count int) { c.n.plugins.Store(int64(count)) }
 
 // markStopped records that the plugins are told of key's stop and reports
 // whether that is news.

@@ -444,7 +444,14 @@ func TestPlugins(t *testing.T) {
 		a.AddAnnotation("nri/x", "y")
 		return a, nil
 	}
+	// No plugin: the hooks do nothing (no bundle is read, nothing changes).
+	if spec := testSpec(); n.active() || n.CreateContainer(ctx, pod, testContainer(), spec) != nil || len(spec.Process.Env) != 3 {
+		t.Fatal("hooks ran with no plugin connected")
+	}
 	s := connect(t, n, socket, "good", "10", good)
+	if !n.active() {
+		t.Fatal("a synchronized plugin is not counted")
+	}
 	if !slices.Contains(good.synced, "pod1") || !slices.Contains(good.synced, "ctr1") {
 		t.Fatalf("Synchronize gave %v, want the pod and its container", good.synced)
 	}
