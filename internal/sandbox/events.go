@@ -40,7 +40,9 @@ const recoveryEventsKeep = 2 * time.Minute
 // Close) and the event bus (internal/eventbus: one bounded queue per
 // subscriber; a publisher never waits for a subscriber, one that falls
 // behind is cut off with ResourceExhausted and its kubelet relists).
-// Events are published after the record they announce is written.
+// Events are published after the record they announce is written, except
+// a watched exit's STOPPED, published while its record is written
+// (recordExit says why that loses nothing).
 type Events struct {
 	*base
 	log *logrus.Entry
@@ -165,19 +167,90 @@ func (s *Events) watch(pod ids.SandboxID, id ids.ContainerID) {
 	}()
 }
 
+// watchPause follows a ready pod's pause container, which its monitor
+// runs (and reaps, as its parent) like any container: if the pause dies
+// while noded runs (killed, crashed), the pod can no longer run
+// containers, and pauseExited records it. From RunPodSandbox once the pod
+// is recorded, and from recovery for a pod whose pause still runs, so a
+// restart keeps it watched.
+func (s *Events) watchPause(pod ids.SandboxID) {
+	s.watchers.Add(1)
+	go func() {
+		defer s.watchers.Done()
+		if _, err := s.o.Monitor.Wait(s.ctx, pod, oci.ContainerID(pod)); err != nil {
+			// NotFound: the pod's monitor shut down (a stop) and the
+			// pause went with it.
+			if s.ctx.Err() == nil && !errdefs.IsNotFound(err) {
+				s.log.WithError(err).WithField("pod", pod.Short()).Warn("lost track of the pause process")
+			}
+			return
+		}
+		s.pauseExited(pod)
+	}()
+}
+
+// pauseExited records a pod whose pause process exited as unknown, as
+// recovery records one whose pause it finds gone (PodSandboxStatus reports
+// it NOTREADY), and publishes the pod's STOPPED event (container_id the
+// pod's ID, which the kubelet's EventedPLEG reads as the sandbox's exit);
+// the kubelet then stops the pod and makes a new one. Under the pod's
+// lock, so that a StopPodSandbox, which kills the pause itself, ends
+// first: it has recorded the pod not ready and sent its STOPPED, and
+// nothing is done here. One STOPPED per pod, whichever comes first; the
+// unknown record is on disk before the event (a restart does not send it
+// again: recovery only looks at ready pods).
+func (s *Events) pauseExited(pod ids.SandboxID) {
+	unlock, err := s.lockPod(s.ctx, pod)
+	if err != nil {
+		return // closing
+	}
+	defer unlock()
+	_, err = s.o.Store.UpdateSandbox(pod, func(r *state.Sandbox) error {
+		if r.State != state.SandboxReady {
+			return errAlreadyRecorded
+		}
+		r.State = state.SandboxUnknown
+		return nil
+	})
+	if err != nil {
+		if !errors.Is(err, errAlreadyRecorded) && !errdefs.IsNotFound(err) {
+			s.log.WithError(err).WithField("pod", pod.Short()).Warn("recording the pause process's exit")
+		}
+		return
+	}
+	s.log.WithField("pod", pod.Short()).Warn("pause process exited; pod is not ready")
+	s.emit(runtimeapi.ContainerEventType_CONTAINER_STOPPED_EVENT, pod, string(pod))
+}
+
 // recordExit records the exit unless a stop recorded it first, and then
 // publishes the container's STOPPED event: exactly one per exit, from
 // whichever records it.
+//
+// The event goes out (and ContainerStatus shows the exit) while the
+// record's file is still being written (state.Store.RecordContainerExit):
+// the two fsyncs are not on the way to the kubelet. That keeps the rule
+// that a kill -9 at any moment loses nothing, because the monitor keeps
+// the exit too: a noded killed before the file is written finds the
+// record running at its restart and records the monitor's exit then, with
+// its real code, replaying the STOPPED event (Containers.recover). Only in
+// that case can an exit's STOPPED event come twice, once before and once
+// after the restart.
 func (s *Events) recordExit(pod ids.SandboxID, id ids.ContainerID, st oci.State) {
-	_, err := s.o.Store.UpdateContainer(id, func(r *state.Container) error {
+	_, written, err := s.o.Store.RecordContainerExit(id, func(r *state.Container) error {
 		if r.State == state.ContainerExited {
 			return errAlreadyRecorded
 		}
 		applyState(r, st)
+		if r.State != state.ContainerExited {
+			return fmt.Errorf("monitor reported %s after waiting for the exit", st.Status)
+		}
 		return nil
 	})
 	if err == nil {
 		s.emit(runtimeapi.ContainerEventType_CONTAINER_STOPPED_EVENT, pod, string(id))
+		if err := written(); err != nil {
+			s.log.WithError(err).WithField("container", id.Short()).Warn("writing the record of a container exit; a restart records it again from the monitor")
+		}
 		s.nriContainer(log.WithContext(s.ctx, s.log), id, s.o.NRI.StopContainer)
 		return
 	}

@@ -6,11 +6,14 @@
 // arrives is taken, on the subscriber that measures while others
 // subscribe too; then the container is removed.
 //
-// An exit is recorded durably twice before its event can go: by the
-// pod's monitor (its state file) and by noded (its record), each an
-// fsync. -dir puts every directory of noded (records, monitor state,
-// storage) there instead of /tmp: a tmpfs such as /dev/shm shows what the
-// fsyncs cost.
+// An exit is recorded durably twice: by the pod's monitor (its state
+// file) and by noded (its record), each an atomic write with two fsyncs.
+// Neither is on the way to the event any more (the monitor answers noded
+// before its write, noded publishes before its own; conmon-go's
+// transition and state.Store.RecordContainerExit say why that loses
+// nothing on a kill -9). -dir puts every directory of noded (records,
+// monitor state, storage) there instead of /tmp: a tmpfs such as /dev/shm
+// shows what the fsyncs still cost.
 //
 // Three spans per exit, on this host's one clock:
 //
@@ -21,6 +24,14 @@
 //	                 to the event received
 //	noded → event    the event's created_at to its receipt (statuses
 //	                 built, queue, gRPC)
+//
+// Then -status more containers are killed the same way while
+// ContainerStatus is asked every 200 µs (no subscriber measures), to see how
+// soon a status call shows the exit, the kubelet's other way to learn it:
+//
+//	kill → status    SIGKILL sent to the first ContainerStatus that
+//	                 answers EXITED
+//	exit → status    finished_at to that answer
 //
 // It prints p50/p95/max of each; it asserts nothing. Run it as root on an
 // otherwise idle machine: `make bench-events`.
@@ -50,10 +61,11 @@ const image = "registry.k8s.io/e2e-test-images/busybox:1.29-2"
 func main() {
 	exits := flag.Int("exits", 100, "containers killed, one after another")
 	subscribers := flag.Int("subscribers", 3, "subscribers at once (one measures, the others read too)")
+	statuses := flag.Int("status", 50, "containers killed while ContainerStatus is polled, after the measured events")
 	base := flag.String("dir", "", "parent directory of noded's directories (empty: the system's temporary directory)")
 	logLevel := flag.String("log-level", "info", "noded's log level")
 	flag.Parse()
-	if err := run(*exits, *subscribers, *logLevel, *base); err != nil {
+	if err := run(*exits, *subscribers, *statuses, *logLevel, *base); err != nil {
 		fmt.Fprintln(os.Stderr, "bench-events:", err)
 		os.Exit(1)
 	}
@@ -65,7 +77,7 @@ type received struct {
 	at time.Time
 }
 
-func run(exits, subscribers int, logLevel, base string) (retErr error) {
+func run(exits, subscribers, statuses int, logLevel, base string) (retErr error) {
 	if os.Geteuid() != 0 {
 		return errors.New("needs root")
 	}
@@ -153,24 +165,30 @@ func run(exits, subscribers int, logLevel, base string) (retErr error) {
 		}
 	}()
 
-	var killToEvent, exitToEvent, nodedToEvent []time.Duration
-	for i := range exits {
+	// start creates and starts the attempt'th sleep container.
+	start := func(attempt int) (id string, pid int, _ error) {
 		c, err := rt.CreateContainer(ctx, &runtimeapi.CreateContainerRequest{
 			PodSandboxId: pod.GetPodSandboxId(), SandboxConfig: pcfg,
 			Config: &runtimeapi.ContainerConfig{
-				Metadata: &runtimeapi.ContainerMetadata{Name: "sleep", Attempt: uint32(i)},
+				Metadata: &runtimeapi.ContainerMetadata{Name: "sleep", Attempt: uint32(attempt)},
 				Image:    &runtimeapi.ImageSpec{Image: image},
 				Command:  []string{"sleep", "3600"},
 			},
 		})
 		if err != nil {
-			return err
+			return "", 0, err
 		}
-		id := c.GetContainerId()
+		id = c.GetContainerId()
 		if _, err := rt.StartContainer(ctx, &runtimeapi.StartContainerRequest{ContainerId: id}); err != nil {
-			return err
+			return "", 0, err
 		}
-		pid, err := containerPid(ctx, rt, id)
+		pid, err = containerPid(ctx, rt, id)
+		return id, pid, err
+	}
+
+	var killToEvent, exitToEvent, nodedToEvent []time.Duration
+	for i := range exits {
+		id, pid, err := start(i)
 		if err != nil {
 			return err
 		}
@@ -197,11 +215,53 @@ func run(exits, subscribers int, logLevel, base string) (retErr error) {
 			return err
 		}
 	}
+	var killToStatus, exitToStatus []time.Duration
+	for i := range statuses {
+		id, pid, err := start(exits + i)
+		if err != nil {
+			return err
+		}
+		sent := time.Now()
+		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+			return fmt.Errorf("killing container %s (pid %d): %w", id, pid, err)
+		}
+		st, at, err := waitExited(ctx, rt, id, 30*time.Second)
+		if err != nil {
+			return err
+		}
+		killToStatus = append(killToStatus, at.Sub(sent))
+		exitToStatus = append(exitToStatus, at.Sub(time.Unix(0, st.GetFinishedAt())))
+		if _, err := rt.RemoveContainer(ctx, &runtimeapi.RemoveContainerRequest{ContainerId: id}); err != nil {
+			return err
+		}
+	}
 	fmt.Printf("container exit → CONTAINER_STOPPED at a subscriber: %d exits, %d subscribers, noded's directories in %s\n", exits, subscribers, dir)
 	report("kill → event", killToEvent)
 	report("exit → event", exitToEvent)
 	report("noded → event", nodedToEvent)
+	fmt.Printf("container exit → ContainerStatus EXITED, polled: %d exits\n", statuses)
+	report("kill → status", killToStatus)
+	report("exit → status", exitToStatus)
 	return nil
+}
+
+// waitExited asks ContainerStatus in a loop until it reports id exited,
+// and returns that status and when it came.
+func waitExited(ctx context.Context, rt runtimeapi.RuntimeServiceClient, id string, within time.Duration) (*runtimeapi.ContainerStatus, time.Time, error) {
+	deadline := time.Now().Add(within)
+	for time.Now().Before(deadline) {
+		r, err := rt.ContainerStatus(ctx, &runtimeapi.ContainerStatusRequest{ContainerId: id})
+		if err != nil {
+			return nil, time.Time{}, err
+		}
+		if st := r.GetStatus(); st.GetState() == runtimeapi.ContainerState_CONTAINER_EXITED {
+			return st, time.Now(), nil
+		}
+		// A pause, so that the loop does not take the CPU the exit needs
+		// (2 cores); it adds at most this much to the figures.
+		time.Sleep(200 * time.Microsecond)
+	}
+	return nil, time.Time{}, fmt.Errorf("ContainerStatus of %s not EXITED within %s", id, within)
 }
 
 // waitStopped reads events until id's STOPPED one.
