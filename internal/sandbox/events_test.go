@@ -12,6 +12,7 @@ import (
 
 	"github.com/noded-dev/noded/internal/errdefs"
 	"github.com/noded-dev/noded/internal/eventbus"
+	"github.com/noded-dev/noded/internal/oci"
 )
 
 // subscriber runs ContainerEvents until the test ends and hands over each
@@ -229,5 +230,50 @@ func TestClosingEndsStreams(t *testing.T) {
 	s.Events.EndStreams()
 	if err := wait(); !errors.Is(err, errdefs.ErrUnavailable) {
 		t.Errorf("stream ended with %v, want Unavailable", err)
+	}
+}
+
+// A pause process that dies while noded runs makes its pod not ready, with
+// one STOPPED event for the pod (its ID as container_id), also for a pod
+// watched again after a restart; the kubelet's stop and removal then add
+// no second STOPPED.
+func TestPauseDeathStopsThePod(t *testing.T) {
+	for _, restart := range []bool{false, true} {
+		name := map[bool]string{false: "running", true: "after restart"}[restart]
+		t.Run(name, func(t *testing.T) {
+			s, f := newTestService(t, nil)
+			ctx := context.Background()
+			podID, err := s.Pods.RunPodSandbox(ctx, podConfig("pause"), "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if restart {
+				s = restartOnDisk(t, s)
+			}
+			pod := string(podID)
+			events, _ := subscriber(t, s)
+			if err := f.Kill(ctx, podID, oci.ContainerID(podID), syscall.SIGKILL); err != nil {
+				t.Fatal(err)
+			}
+			ev := next(t, events, wantEvent{runtimeapi.ContainerEventType_CONTAINER_STOPPED_EVENT, pod})
+			if st := ev.GetPodSandboxStatus().GetState(); st != runtimeapi.PodSandboxState_SANDBOX_NOTREADY {
+				t.Errorf("STOPPED event: pod %s, want NOTREADY", st)
+			}
+			if st, _, err := s.Pods.PodSandboxStatus(podID, false); err != nil || st.GetState() != runtimeapi.PodSandboxState_SANDBOX_NOTREADY {
+				t.Errorf("PodSandboxStatus after the pause died: %v %v", st, err)
+			}
+			if err := s.Pods.StopPodSandbox(ctx, podID); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.Pods.RemovePodSandbox(ctx, podID); err != nil {
+				t.Fatal(err)
+			}
+			next(t, events, wantEvent{runtimeapi.ContainerEventType_CONTAINER_DELETED_EVENT, pod})
+			select {
+			case ev := <-events:
+				t.Errorf("extra event %s %s", ev.GetContainerEventType(), ev.GetContainerId())
+			default:
+			}
+		})
 	}
 }

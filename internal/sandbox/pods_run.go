@@ -189,6 +189,7 @@ func (s *Pods) RunPodSandbox(ctx context.Context, cfg *runtimeapi.PodSandboxConf
 	// kubelet's EventedPLEG expects both, as containerd sends them.
 	s.events.emit(runtimeapi.ContainerEventType_CONTAINER_CREATED_EVENT, id, string(id))
 	s.events.emit(runtimeapi.ContainerEventType_CONTAINER_STARTED_EVENT, id, string(id))
+	s.events.watchPause(id)
 	return id, nil
 }
 

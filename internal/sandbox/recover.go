@@ -14,7 +14,8 @@ import (
 
 // recover reserves the recorded pod names and marks pods whose pause
 // process is gone (node reboot, killed) as unknown: they can no longer
-// run containers, and the kubelet will stop them.
+// run containers, and the kubelet will stop them. A ready pod's running
+// pause is watched again, as RunPodSandbox watched it (Events.watchPause).
 func (s *Pods) recover(ctx context.Context) {
 	lg := log.FromContext(ctx)
 	for _, sb := range s.o.Store.Sandboxes() {
@@ -26,6 +27,7 @@ func (s *Pods) recover(ctx context.Context) {
 		}
 		st, err := s.o.Monitor.State(ctx, sb.ID, oci.ContainerID(sb.ID))
 		if err == nil && st.Status == oci.StatusRunning {
+			s.events.watchPause(sb.ID)
 			continue
 		}
 		lg.WithField("pod", sb.ID.Short()).Warn("pause process not running; pod is not ready")
