@@ -89,16 +89,25 @@ critest: build
 
 bench: bench-pull bench-pods bench-exec bench-events bench-stats
 
+# bench-pull, bench-pods and bench-exec take BENCH_ARGS: -endpoint
+# unix:///path measures any CRI runtime instead of a noded started here;
+# -compare also starts Debian's containerd 1.6.20 + runc and containerd 2.4
+# + runc 1.4 (built from the Go module proxy by
+# test/bench/peer/build-containerd2.sh, cached in /var/cache/noded-test) on
+# private directories and prints each figure for each runtime and the
+# ratio to the best peer, e.g. make bench-pods BENCH_ARGS=-compare.
+BENCH_ARGS ?=
+
 bench-pull: build
-	$(GO) run $(GOFLAGS_BUILD) ./test/bench/pull
+	$(GO) run $(GOFLAGS_BUILD) ./test/bench/pull $(BENCH_ARGS)
 
 bench-pods: build
-	$(GO) run $(GOFLAGS_BUILD) ./test/bench/pods
+	$(GO) run $(GOFLAGS_BUILD) ./test/bench/pods $(BENCH_ARGS)
 
 # ExecSync, streaming exec and port-forward against Debian's containerd
 # 1.6.20 + runc 1.1.5 (apt-get download, unpacked into _build/containerd).
 bench-exec: build
-	$(GO) run $(GOFLAGS_BUILD) ./test/bench/exec
+	$(GO) run $(GOFLAGS_BUILD) ./test/bench/exec $(BENCH_ARGS)
 
 # ListPodSandboxStats and ListContainerStats with 50 pods running, against
 # Debian's containerd 1.6.20 (as bench-exec).

@@ -55,6 +55,10 @@ test_packages=(
 	bsdutils
 	# Script linting (make lint and developers).
 	shellcheck
+	# runc's seccomp build (cgo) for the benchmarks' containerd 2 peer
+	# (test/bench/peer/build-containerd2.sh).
+	libseccomp-dev
+	pkg-config
 	# cri-tools and busybox sources come as tarballs / over TLS.
 	ca-certificates
 	tar

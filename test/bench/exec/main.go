@@ -1,7 +1,8 @@
-// Command exec compares the streaming paths of noded and Debian's
-// containerd 1.6.20 (its CRI plugin, with Debian's runc 1.1.5), both
-// started here on private directories and driven by the same CRI client,
-// in alternating trials:
+// Command exec compares the streaming paths of noded (or any CRI socket,
+// -endpoint) with Debian's containerd 1.6.20 (its CRI plugin, with
+// Debian's runc 1.1.5) and, with -compare, containerd 2 + runc 1.4 built
+// from the Go module proxy (test/bench/peer), all started here on private
+// directories and driven by the same CRI client, in alternating trials:
 //
 //   - ExecSync of `true` in a running busybox container (the kubelet's
 //     exec probes): latency p50/p95, and the machine's CPU time per call;
@@ -13,12 +14,14 @@
 //     local listener): 256 MiB through one stream, and 20 streams at once
 //     of 8 MiB each, from busybox tcpsvd servers in the pod.
 //
-// containerd and runc are not installed: their Debian packages are
+// Debian's containerd and runc are not installed: their packages are
 // fetched with apt-get download into _build/containerd and unpacked there
-// with dpkg-deb -x (reused when present).
+// with dpkg-deb -x (reused when present). The pod is the kubelet's
+// (peer.Pod). The table gives each runtime's figure and noded / the best
+// peer.
 //
 // It prints figures; it asserts nothing. Run it as root on an otherwise
-// idle machine: `make bench-exec`.
+// idle machine: `make bench-exec`, `make bench-exec BENCH_ARGS=-compare`.
 package main
 
 import (
@@ -32,9 +35,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"os/exec"
 	"os/signal"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -50,17 +51,15 @@ import (
 
 	"github.com/noded-dev/noded/internal/procfs"
 	"github.com/noded-dev/noded/test/bench/peer"
-	"github.com/noded-dev/noded/test/testenv"
 )
 
 // image is the busybox image of the offline registry (test/testimages),
-// served under its upstream name and, for containerd, under ADDR/name.
+// served under its upstream name through every runtime's registry mirrors.
 const image = "registry.k8s.io/e2e-test-images/busybox:1.29-2"
 
 const (
-	pauseImage = "registry.k8s.io/pause:3.9"
-	bigPort    = 8000 // serves cfg.bytes per connection
-	smallPort  = 8001 // serves cfg.streamBytes per connection
+	bigPort   = 8000 // serves cfg.bytes per connection
+	smallPort = 8001 // serves cfg.streamBytes per connection
 )
 
 type config struct {
@@ -85,10 +84,11 @@ func main() {
 	flag.IntVar(&cfg.streams, "streams", 20, "port-forward streams at once")
 	flag.Int64Var(&cfg.streamBytes, "stream-bytes", 8<<20, "bytes per concurrent port-forward stream")
 	flag.IntVar(&cfg.abandon, "abandon", 1000, "noded only, after the trials: streaming execs whose client goes away early, then what is left")
-	flag.BoolVar(&cfg.printLogs, "print-logs", false, "print both daemons' logs on failure")
+	flag.BoolVar(&cfg.printLogs, "print-logs", false, "print the daemons' logs on failure")
+	rf := peer.AddFlags()
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, cfg)
+	err := run(ctx, cfg, *rf)
 	stop()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench-exec:", err)
@@ -98,55 +98,18 @@ func main() {
 
 // rtm is one runtime under test, with its pod and busybox container.
 type rtm struct {
-	name    string
-	rt      runtimeapi.RuntimeServiceClient
-	img     runtimeapi.ImageServiceClient
-	image   string // the busybox reference this runtime pulls
-	cgroup  string // pod cgroup parent directory, removed at the end
-	logDir  string
-	pod     string
-	ctr     string
-	version string
+	*peer.Runtime
+	name string
+	pod  string
+	ctr  string
 }
 
-func run(ctx context.Context, cfg config) (retErr error) {
+func run(ctx context.Context, cfg config, rf peer.Flags) (retErr error) {
 	b, err := peer.Prepare(ctx, "bench-exec")
 	if err != nil {
 		return err
 	}
 	defer b.Close()
-	pkg, dir, reg, tag := b.Pkg, b.Dir, b.Reg, b.Tag
-	nodedCg, ctrdCg := b.NodedCgroup, b.ContainerdCgroup
-
-	// containerd, on its own bridge and subnet.
-	cd, err := peer.StartContainerd(ctx, pkg, filepath.Join(dir, "containerd"), "containerd-bench-exec", reg.Addr, "nbxc"+tag, "10.236.0.0/24")
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err := cd.Stop(); err != nil && retErr == nil {
-			retErr = err
-		}
-		if retErr != nil && cfg.printLogs {
-			fmt.Fprintf(os.Stderr, "containerd log:\n%s\n", readFile(cd.LogPath))
-		}
-	}()
-
-	// noded, on another.
-	ndir := filepath.Join(dir, "noded")
-	nbridge := "nbxn" + tag
-	if err := os.MkdirAll(filepath.Join(ndir, "cni"), 0o755); err != nil {
-		return err
-	}
-	conf := testenv.BridgeConf("noded-bench-exec", nbridge, "10.237.0.0/24", filepath.Join(ndir, "ipam"))
-	if err := os.WriteFile(filepath.Join(ndir, "cni", "10-bench.conflist"), []byte(conf), 0o644); err != nil {
-		return err
-	}
-	defer func() { _ = exec.Command("ip", "link", "del", nbridge).Run() }()
-	policy := filepath.Join(dir, "policy.json")
-	if err := os.WriteFile(policy, []byte(testenv.InsecurePolicy), 0o644); err != nil {
-		return err
-	}
 	// Metrics (for go_goroutines in the abandoned-sessions phase) on a
 	// free loopback port.
 	ml, err := net.Listen("tcp", "127.0.0.1:0")
@@ -155,33 +118,35 @@ func run(ctx context.Context, cfg config) (retErr error) {
 	}
 	metricsAddr := ml.Addr().String()
 	ml.Close()
-	d, err := testenv.Start(testenv.Options{Dir: ndir, Args: []string{
-		"--registries-conf", reg.RegistriesConf, "--signature-policy", policy, "--log-level", "info",
-		"--metrics-address", metricsAddr,
-	}})
+	prts, err := b.Runtimes(ctx, peer.Setup{Flags: rf, Peers: true, Net: 244, NodedArgs: []string{"--metrics-address", metricsAddr}})
 	if err != nil {
 		return err
 	}
-	defer func() {
-		_ = d.Stop()
-		if retErr != nil && cfg.printLogs {
-			fmt.Fprintf(os.Stderr, "noded log:\n%s\n", d.Log.String())
-		}
-	}()
-
-	runtimes := []*rtm{
-		{name: "containerd", rt: cd.RT, img: cd.Img, image: reg.Addr + "/" + image, cgroup: ctrdCg, logDir: filepath.Join(dir, "logs-c")},
-		{name: "noded", rt: d.Runtime(), img: d.Images(), image: image, cgroup: nodedCg, logDir: filepath.Join(dir, "logs-n")},
+	if cfg.printLogs {
+		defer func() {
+			if retErr == nil {
+				return
+			}
+			for _, r := range prts {
+				switch {
+				case r.Noded != nil:
+					fmt.Fprintf(os.Stderr, "noded log:\n%s\n", r.Noded.Log.String())
+				case r.Containerd != nil:
+					fmt.Fprintf(os.Stderr, "%s log:\n%s\n", r.Name, readFile(r.Containerd.LogPath))
+				}
+			}
+		}()
 	}
-	for _, r := range runtimes {
-		defer r.removePods()
-		if err := r.setup(ctx, cfg); err != nil {
-			return fmt.Errorf("%s: %w", r.name, err)
+	var runtimes []*rtm
+	for _, r := range prts {
+		x := &rtm{Runtime: r, name: r.Name}
+		if err := x.setup(ctx, cfg, b.Dir); err != nil {
+			return fmt.Errorf("%s: %w", r.Name, err)
 		}
+		runtimes = append(runtimes, x)
 	}
-	fmt.Printf("containerd: %s (%s); runc: %s\n", runtimes[0].version, pkg.ContainerdVersion, pkg.RuncVersion)
-	fmt.Printf("noded:      %s\n", runtimes[1].version)
-	fmt.Printf("image %s; %d trials alternating; %d CPUs; loadavg %s\n", image, cfg.trials, peer.NumCPU(), peer.Loadavg())
+	peer.PrintRuntimes(prts, cfg.trials)
+	fmt.Printf("image %s\n", image)
 
 	// Warm-up, not counted: the first exec and port-forward of each runtime.
 	for _, r := range runtimes {
@@ -196,21 +161,25 @@ func run(ctx context.Context, cfg config) (retErr error) {
 		}
 	}
 
-	res := map[string]*samples{"containerd": {}, "noded": {}}
+	res := map[*peer.Runtime]*samples{}
+	for _, r := range prts {
+		res[r] = &samples{}
+	}
 	for t := range cfg.trials {
-		order := runtimes
-		if t%2 == 1 {
-			order = []*rtm{runtimes[1], runtimes[0]}
-		}
-		for _, r := range order {
-			if err := r.trial(ctx, cfg, t+1, res[r.name]); err != nil {
+		for _, pr := range peer.Order(prts, t) {
+			r := runtimes[slices.Index(prts, pr)]
+			if err := r.trial(ctx, cfg, t+1, res[pr]); err != nil {
 				return fmt.Errorf("%s, trial %d: %w", r.name, t+1, err)
 			}
 		}
 	}
-	printTable(cfg, res["containerd"], res["noded"])
-	if cfg.abandon > 0 {
-		return runtimes[1].abandonPhase(ctx, cfg.abandon, d.Pid(), metricsAddr)
+	var all []*samples
+	for _, r := range prts {
+		all = append(all, res[r])
+	}
+	printTable(cfg, prts, all)
+	if d := prts[0].Noded; cfg.abandon > 0 && d != nil {
+		return runtimes[0].abandonPhase(ctx, cfg.abandon, d.Pid(), metricsAddr)
 	}
 	return nil
 }
@@ -247,7 +216,7 @@ func (r *rtm) abandonPhase(ctx context.Context, n, nodedPid int, metricsAddr str
 		if h.goroutines, err = goroutines(metricsAddr); err != nil {
 			return h, err
 		}
-		resp, err := r.rt.ExecSync(ctx, &runtimeapi.ExecSyncRequest{ContainerId: r.ctr, Cmd: []string{"sh", "-c", "ps -o args | grep -c '^[c]at$' || true"}, Timeout: 10})
+		resp, err := r.RT.ExecSync(ctx, &runtimeapi.ExecSyncRequest{ContainerId: r.ctr, Cmd: []string{"sh", "-c", "ps -o args | grep -c '^[c]at$' || true"}, Timeout: 10})
 		if err != nil {
 			return h, err
 		}
@@ -261,7 +230,7 @@ func (r *rtm) abandonPhase(ctx context.Context, n, nodedPid int, metricsAddr str
 	start := time.Now()
 	for i := range n {
 		sctx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
-		resp, err := r.rt.Exec(sctx, &runtimeapi.ExecRequest{ContainerId: r.ctr, Cmd: []string{"cat"}, Stdin: true, Stdout: true, Tty: i%2 == 1})
+		resp, err := r.RT.Exec(sctx, &runtimeapi.ExecRequest{ContainerId: r.ctr, Cmd: []string{"cat"}, Stdin: true, Stdout: true, Tty: i%2 == 1})
 		if err != nil {
 			cancel()
 			return fmt.Errorf("abandoned exec %d: %w", i, err)
@@ -302,7 +271,7 @@ func (r *rtm) abandonPhase(ctx context.Context, n, nodedPid int, metricsAddr str
 // monitorPid is the parent of the pod's pause process (noded's verbose
 // pod status has the pause pid).
 func (r *rtm) monitorPid(ctx context.Context) (int, error) {
-	st, err := r.rt.PodSandboxStatus(ctx, &runtimeapi.PodSandboxStatusRequest{PodSandboxId: r.pod, Verbose: true})
+	st, err := r.RT.PodSandboxStatus(ctx, &runtimeapi.PodSandboxStatusRequest{PodSandboxId: r.pod, Verbose: true})
 	if err != nil {
 		return 0, err
 	}
@@ -412,8 +381,8 @@ func (r *rtm) trial(ctx context.Context, cfg config, n int, s *samples) error {
 	s.pfManyTime = append(s.pfManyTime, mdt)
 	s.pfManyCPU = append(s.pfManyCPU, manyCPU)
 
-	fmt.Printf("trial %d %-10s ExecSync p50 %s p95 %s cpu/call %s | echo first byte p50 %s | exec stdout %.0f MiB/s | pf 1 stream %.0f MiB/s | pf %d streams %s | loadavg %s\n",
-		n, r.name, ms(pct(lat, 0.5)), ms(pct(lat, 0.95)), ms(cpu/time.Duration(cfg.calls)), ms(pct(fb, 0.5)),
+	fmt.Printf("trial %d %-15s ExecSync p50 %s p95 %s cpu/call %s | echo first byte p50 %s | exec stdout %.0f MiB/s | pf 1 stream %.0f MiB/s | pf %d streams %s | loadavg %s\n",
+		n, r.name, ms(peer.Pct(lat, 0.5)), ms(peer.Pct(lat, 0.95)), ms(cpu/time.Duration(cfg.calls)), ms(peer.Pct(fb, 0.5)),
 		rate(cfg.bytes, dt)/(1<<20), rate(cfg.bytes, pdt)/(1<<20), cfg.streams, mdt.Round(time.Millisecond), peer.Loadavg())
 	return nil
 }
@@ -421,55 +390,36 @@ func (r *rtm) trial(ctx context.Context, cfg config, n int, s *samples) error {
 // setup pulls the image and starts one pod with one busybox container
 // that runs two tcpsvd servers (bigPort, smallPort), then waits until they
 // listen.
-func (r *rtm) setup(ctx context.Context, cfg config) error {
-	v, err := r.rt.Version(ctx, &runtimeapi.VersionRequest{})
+func (r *rtm) setup(ctx context.Context, cfg config, dir string) error {
+	if err := peer.PullImage(ctx, r.Runtime, image); err != nil {
+		return err
+	}
+	p, err := peer.NewPod(r.Runtime, dir, "bench-exec")
 	if err != nil {
 		return err
 	}
-	r.version = v.GetRuntimeName() + " " + v.GetRuntimeVersion() + " (CRI " + v.GetRuntimeApiVersion() + ")"
-	if _, err := r.img.PullImage(ctx, &runtimeapi.PullImageRequest{Image: &runtimeapi.ImageSpec{Image: r.image}}); err != nil {
-		return err
-	}
-	name := fmt.Sprintf("bench-exec-%d", time.Now().UnixNano())
-	pcfg := &runtimeapi.PodSandboxConfig{
-		Metadata:     &runtimeapi.PodSandboxMetadata{Name: name, Namespace: "bench", Uid: name},
-		LogDirectory: filepath.Join(r.logDir, name),
-		Linux:        &runtimeapi.LinuxPodSandboxConfig{CgroupParent: "/" + r.cgroup + "/" + name},
-	}
-	if err := os.MkdirAll(pcfg.LogDirectory, 0o755); err != nil {
-		return err
-	}
-	pod, err := r.rt.RunPodSandbox(ctx, &runtimeapi.RunPodSandboxRequest{Config: pcfg})
+	pod, err := r.RT.RunPodSandbox(ctx, &runtimeapi.RunPodSandboxRequest{Config: p.Config})
 	if err != nil {
 		return err
 	}
 	r.pod = pod.GetPodSandboxId()
 	script := fmt.Sprintf("tcpsvd -c %d 0 %d head -c %d /dev/zero & tcpsvd -c %d 0 %d head -c %d /dev/zero & wait",
 		cfg.streams+10, bigPort, cfg.bytes, cfg.streams+10, smallPort, cfg.streamBytes)
-	c, err := r.rt.CreateContainer(ctx, &runtimeapi.CreateContainerRequest{
-		PodSandboxId: r.pod, SandboxConfig: pcfg,
-		Config: &runtimeapi.ContainerConfig{
-			Metadata: &runtimeapi.ContainerMetadata{Name: "servers"},
-			Image:    &runtimeapi.ImageSpec{Image: r.image},
-			Command:  []string{"sh", "-c", script},
-			LogPath:  "servers.log",
-			// What the kubelet sends by default (--seccomp-default=false),
-			// so both runtimes confine the container the same way.
-			Linux: &runtimeapi.LinuxContainerConfig{SecurityContext: &runtimeapi.LinuxContainerSecurityContext{
-				Seccomp: &runtimeapi.SecurityProfile{ProfileType: runtimeapi.SecurityProfile_Unconfined},
-			}},
-		},
-	})
+	cc, err := p.Container("servers", image, []string{"sh", "-c", script})
+	if err != nil {
+		return err
+	}
+	c, err := r.RT.CreateContainer(ctx, &runtimeapi.CreateContainerRequest{PodSandboxId: r.pod, SandboxConfig: p.Config, Config: cc})
 	if err != nil {
 		return err
 	}
 	r.ctr = c.GetContainerId()
-	if _, err := r.rt.StartContainer(ctx, &runtimeapi.StartContainerRequest{ContainerId: r.ctr}); err != nil {
+	if _, err := r.RT.StartContainer(ctx, &runtimeapi.StartContainerRequest{ContainerId: r.ctr}); err != nil {
 		return err
 	}
 	listening := fmt.Sprintf("netstat -ltn | grep -q ':%d ' && netstat -ltn | grep -q ':%d '", bigPort, smallPort)
 	for range 100 {
-		resp, err := r.rt.ExecSync(ctx, &runtimeapi.ExecSyncRequest{ContainerId: r.ctr, Cmd: []string{"sh", "-c", listening}, Timeout: 10})
+		resp, err := r.RT.ExecSync(ctx, &runtimeapi.ExecSyncRequest{ContainerId: r.ctr, Cmd: []string{"sh", "-c", listening}, Timeout: 10})
 		if err != nil {
 			return err
 		}
@@ -481,25 +431,12 @@ func (r *rtm) setup(ctx context.Context, cfg config) error {
 	return errors.New("the pod's tcpsvd servers did not start listening")
 }
 
-func (r *rtm) removePods() {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	pods, err := r.rt.ListPodSandbox(ctx, &runtimeapi.ListPodSandboxRequest{})
-	if err != nil {
-		return
-	}
-	for _, p := range pods.GetItems() {
-		_, _ = r.rt.StopPodSandbox(ctx, &runtimeapi.StopPodSandboxRequest{PodSandboxId: p.GetId()})
-		_, _ = r.rt.RemovePodSandbox(ctx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: p.GetId()})
-	}
-}
-
 // execSyncLoop runs `true` n times, one after another, as exec probes do.
 func (r *rtm) execSyncLoop(ctx context.Context, n int) ([]time.Duration, error) {
 	lat := make([]time.Duration, 0, n)
 	for range n {
 		start := time.Now()
-		resp, err := r.rt.ExecSync(ctx, &runtimeapi.ExecSyncRequest{ContainerId: r.ctr, Cmd: []string{"true"}, Timeout: 10})
+		resp, err := r.RT.ExecSync(ctx, &runtimeapi.ExecSyncRequest{ContainerId: r.ctr, Cmd: []string{"true"}, Timeout: 10})
 		if err != nil {
 			return nil, err
 		}
@@ -541,7 +478,7 @@ func (r *rtm) loneExecSyncs(ctx context.Context, n int) ([]time.Duration, error)
 // stream runs cmd through the Exec RPC and its SPDY URL, its stdout going
 // to w (stderr too when stderr is set).
 func (r *rtm) stream(ctx context.Context, cmd []string, w io.Writer, stderr io.Writer) error {
-	resp, err := r.rt.Exec(ctx, &runtimeapi.ExecRequest{ContainerId: r.ctr, Cmd: cmd, Stdout: true, Stderr: stderr != nil})
+	resp, err := r.RT.Exec(ctx, &runtimeapi.ExecRequest{ContainerId: r.ctr, Cmd: cmd, Stdout: true, Stderr: stderr != nil})
 	if err != nil {
 		return err
 	}
@@ -585,7 +522,7 @@ func (r *rtm) execStdout(ctx context.Context, n int64) (time.Duration, error) {
 // pod, on local ports of 127.0.0.1 (kubectl port-forward's path: one SPDY
 // connection, one stream pair per local connection).
 func (r *rtm) forward(ctx context.Context, fn func(big, small string) error) (err error) {
-	resp, err := r.rt.PortForward(ctx, &runtimeapi.PortForwardRequest{PodSandboxId: r.pod, Port: []int32{bigPort, smallPort}})
+	resp, err := r.RT.PortForward(ctx, &runtimeapi.PortForwardRequest{PodSandboxId: r.pod, Port: []int32{bigPort, smallPort}})
 	if err != nil {
 		return err
 	}
@@ -693,63 +630,38 @@ func (c *counter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-func printTable(cfg config, c, n *samples) {
-	type row struct {
-		figure string
-		c, n   float64
-		format string
-	}
-	mibs := func(v []float64) float64 { return median(v) / (1 << 20) }
-	msOf := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
-	perCall := func(s *samples) float64 {
-		return msOf(s.execSyncCPU) / float64(max(1, s.execSyncCalls))
-	}
-	size := fmt.Sprintf("%d MiB", cfg.bytes>>20)
-	rows := []row{
-		{"ExecSync `true` p50 (ms)", msOf(pct(c.execSync, 0.5)), msOf(pct(n.execSync, 0.5)), "%.2f"},
-		{"ExecSync `true` p95 (ms)", msOf(pct(c.execSync, 0.95)), msOf(pct(n.execSync, 0.95)), "%.2f"},
-		{"ExecSync machine CPU per call (ms)", perCall(c), perCall(n), "%.2f"},
-		{fmt.Sprintf("ExecSync `true` alone (%s apart) p50 (ms)", loneGap), msOf(pct(c.lone, 0.5)), msOf(pct(n.lone, 0.5)), "%.2f"},
-		{"exec `echo hi` first byte p50 (ms)", msOf(pct(c.firstByte, 0.5)), msOf(pct(n.firstByte, 0.5)), "%.2f"},
-		{"exec `echo hi` first byte p95 (ms)", msOf(pct(c.firstByte, 0.95)), msOf(pct(n.firstByte, 0.95)), "%.2f"},
-		{"exec stdout " + size + " (MiB/s)", mibs(c.execRate), mibs(n.execRate), "%.0f"},
-		{"exec stdout " + size + " machine CPU (s)", medianDur(c.execCPU).Seconds(), medianDur(n.execCPU).Seconds(), "%.2f"},
-		{"port-forward 1 stream " + size + " (MiB/s)", mibs(c.pfRate), mibs(n.pfRate), "%.0f"},
-		{"port-forward 1 stream machine CPU (s)", medianDur(c.pfCPU).Seconds(), medianDur(n.pfCPU).Seconds(), "%.2f"},
-		{fmt.Sprintf("port-forward %d streams x %d MiB, total (s)", cfg.streams, cfg.streamBytes>>20), medianDur(c.pfManyTime).Seconds(), medianDur(n.pfManyTime).Seconds(), "%.3f"},
-		{fmt.Sprintf("port-forward %d streams, aggregate (MiB/s)", cfg.streams), float64(int64(cfg.streams)*cfg.streamBytes) / (1 << 20) / medianDur(c.pfManyTime).Seconds(), float64(int64(cfg.streams)*cfg.streamBytes) / (1 << 20) / medianDur(n.pfManyTime).Seconds(), "%.0f"},
-		{fmt.Sprintf("port-forward %d streams machine CPU (s)", cfg.streams), medianDur(c.pfManyCPU).Seconds(), medianDur(n.pfManyCPU).Seconds(), "%.2f"},
-	}
-	fmt.Printf("\nlatencies: every call of every trial; throughputs and CPU: median of %d trials\n", cfg.trials)
-	fmt.Printf("%-46s %12s %12s %16s\n", "figure", "containerd", "noded", "noded/containerd")
-	for _, r := range rows {
-		ratio := "-"
-		if r.c > 0 {
-			ratio = fmt.Sprintf("%.2f", r.n/r.c)
+func printTable(cfg config, rts []*peer.Runtime, ss []*samples) {
+	col := func(f func(s *samples) float64) []float64 {
+		v := make([]float64, len(ss))
+		for i, s := range ss {
+			v[i] = f(s)
 		}
-		fmt.Printf("%-46s %12s %12s %16s\n", r.figure, fmt.Sprintf(r.format, r.c), fmt.Sprintf(r.format, r.n), ratio)
+		return v
 	}
+	mibs := func(v []float64) float64 { return peer.Median(v) / (1 << 20) }
+	msOf := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+	size := fmt.Sprintf("%d MiB", cfg.bytes>>20)
+	many := float64(int64(cfg.streams)*cfg.streamBytes) / (1 << 20)
+	rows := []peer.Row{
+		{Figure: "ExecSync `true` p50 (ms)", Values: col(func(s *samples) float64 { return msOf(peer.Pct(s.execSync, 0.5)) }), Format: "%.2f"},
+		{Figure: "ExecSync `true` p95 (ms)", Values: col(func(s *samples) float64 { return msOf(peer.Pct(s.execSync, 0.95)) }), Format: "%.2f"},
+		{Figure: "ExecSync machine CPU per call (ms)", Values: col(func(s *samples) float64 { return msOf(s.execSyncCPU) / float64(max(1, s.execSyncCalls)) }), Format: "%.2f"},
+		{Figure: fmt.Sprintf("ExecSync `true` alone (%s apart) p50 (ms)", loneGap), Values: col(func(s *samples) float64 { return msOf(peer.Pct(s.lone, 0.5)) }), Format: "%.2f"},
+		{Figure: "exec `echo hi` first byte p50 (ms)", Values: col(func(s *samples) float64 { return msOf(peer.Pct(s.firstByte, 0.5)) }), Format: "%.2f"},
+		{Figure: "exec `echo hi` first byte p95 (ms)", Values: col(func(s *samples) float64 { return msOf(peer.Pct(s.firstByte, 0.95)) }), Format: "%.2f"},
+		{Figure: "exec stdout " + size + " (MiB/s)", Values: col(func(s *samples) float64 { return mibs(s.execRate) }), Format: "%.0f", HigherBetter: true},
+		{Figure: "exec stdout " + size + " machine CPU (s)", Values: col(func(s *samples) float64 { return medianDur(s.execCPU).Seconds() }), Format: "%.2f"},
+		{Figure: "port-forward 1 stream " + size + " (MiB/s)", Values: col(func(s *samples) float64 { return mibs(s.pfRate) }), Format: "%.0f", HigherBetter: true},
+		{Figure: "port-forward 1 stream machine CPU (s)", Values: col(func(s *samples) float64 { return medianDur(s.pfCPU).Seconds() }), Format: "%.2f"},
+		{Figure: fmt.Sprintf("port-forward %d streams x %d MiB, total (s)", cfg.streams, cfg.streamBytes>>20), Values: col(func(s *samples) float64 { return medianDur(s.pfManyTime).Seconds() }), Format: "%.3f"},
+		{Figure: fmt.Sprintf("port-forward %d streams, aggregate (MiB/s)", cfg.streams), Values: col(func(s *samples) float64 { return many / medianDur(s.pfManyTime).Seconds() }), Format: "%.0f", HigherBetter: true},
+		{Figure: fmt.Sprintf("port-forward %d streams machine CPU (s)", cfg.streams), Values: col(func(s *samples) float64 { return medianDur(s.pfManyCPU).Seconds() }), Format: "%.2f"},
+	}
+	fmt.Printf("\nlatencies: every call of every trial; throughputs and CPU: median of %d trials (loadavg %s)\n", cfg.trials, peer.Loadavg())
+	peer.PrintTable(rts, rows)
 }
 
-func pct(d []time.Duration, p float64) time.Duration {
-	if len(d) == 0 {
-		return 0
-	}
-	s := slices.Clone(d)
-	slices.Sort(s)
-	return s[min(len(s)-1, int(p*float64(len(s))))]
-}
-
-func median(v []float64) float64 {
-	if len(v) == 0 {
-		return 0
-	}
-	s := slices.Clone(v)
-	slices.Sort(s)
-	return s[len(s)/2]
-}
-
-func medianDur(d []time.Duration) time.Duration { return pct(d, 0.5) }
+func medianDur(d []time.Duration) time.Duration { return peer.Pct(d, 0.5) }
 
 func rate(n int64, dt time.Duration) float64 {
 	if dt <= 0 {

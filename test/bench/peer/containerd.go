@@ -1,16 +1,20 @@
-// Package peer starts the runtime the benchmarks compare noded with:
-// Debian's containerd 1.6.20 (its CRI plugin, with Debian's runc) on
+// Package peer starts the runtimes the benchmarks compare noded with, on
 // private directories, one configuration for every benchmark so that each
-// compares the same containerd.
+// compares the same containerd: Debian's containerd 1.6.20 (its CRI
+// plugin, with Debian's runc) and containerd 2 with runc 1.4 built from the
+// Go module proxy (build-containerd2.sh). runtimes.go puts noded, the peers
+// or any CRI endpoint behind one Runtime for the benchmarks' one client.
 package peer
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -21,6 +25,7 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/noded-dev/noded/test/testenv"
+	"github.com/noded-dev/noded/test/testimages"
 )
 
 // PauseImage is containerd's sandbox image, served by the offline registry.
@@ -46,17 +51,21 @@ type Containerd struct {
 	madeRun []string
 }
 
-// Debian is the unpacked Debian containerd and runc packages.
-type Debian struct {
+// Dist is one containerd distribution: containerd, its runc v2 shim (in
+// Bin, found on PATH) and the runc it runs.
+type Dist struct {
 	Bin, Containerd, Runc          string
 	ContainerdVersion, RuncVersion string
+	// V2 is containerd 2.x: its configuration lacks 1.x's opt plugin and
+	// has NRI, which must stay off the host's NRI socket.
+	V2 bool
 }
 
 // DebianPackages downloads (apt-get download) and unpacks (dpkg-deb -x)
 // Debian's containerd and runc below dir, unless already there.
-func DebianPackages(ctx context.Context, dir string) (*Debian, error) {
+func DebianPackages(ctx context.Context, dir string) (*Dist, error) {
 	root := filepath.Join(dir, "pkg")
-	p := &Debian{Bin: filepath.Join(root, "usr", "bin"), Containerd: filepath.Join(root, "usr", "bin", "containerd"), Runc: filepath.Join(root, "usr", "sbin", "runc")}
+	p := &Dist{Bin: filepath.Join(root, "usr", "bin"), Containerd: filepath.Join(root, "usr", "bin", "containerd"), Runc: filepath.Join(root, "usr", "sbin", "runc")}
 	_, err1 := os.Stat(p.Containerd)
 	_, err2 := os.Stat(p.Runc)
 	_, err3 := os.Stat(filepath.Join(p.Bin, "containerd-shim-runc-v2"))
@@ -79,25 +88,59 @@ func DebianPackages(ctx context.Context, dir string) (*Debian, error) {
 			}
 		}
 	}
+	return p, p.versions(ctx)
+}
+
+// versions fills in the versions the binaries print.
+func (p *Dist) versions(ctx context.Context) error {
 	out, err := exec.CommandContext(ctx, p.Containerd, "--version").Output()
 	if err != nil {
-		return nil, fmt.Errorf("%s --version: %w", p.Containerd, err)
+		return fmt.Errorf("%s --version: %w", p.Containerd, err)
 	}
 	p.ContainerdVersion = strings.TrimSpace(string(out))
 	out, err = exec.CommandContext(ctx, p.Runc, "--version").Output()
 	if err != nil {
-		return nil, fmt.Errorf("%s --version: %w", p.Runc, err)
+		return fmt.Errorf("%s --version: %w", p.Runc, err)
 	}
 	p.RuncVersion, _, _ = strings.Cut(strings.TrimSpace(string(out)), "\n")
-	return p, nil
+	return nil
+}
+
+// Containerd2 is containerd 2 and runc 1.4 as build-containerd2.sh builds
+// them from the Go module proxy into the cache (/var/cache/noded-test);
+// it runs the script (minutes, once per version) when they are missing.
+func Containerd2(ctx context.Context, repo string) (*Dist, error) {
+	script := filepath.Join(repo, "test", "bench", "peer", "build-containerd2.sh")
+	cmd := exec.CommandContext(ctx, "bash", script)
+	cmd.Stderr = os.Stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", script, err)
+	}
+	dirs := strings.Fields(string(out))
+	if len(dirs) != 2 {
+		return nil, fmt.Errorf("%s printed %q, want two directories", script, out)
+	}
+	p := &Dist{Bin: dirs[0], Containerd: filepath.Join(dirs[0], "containerd"), Runc: filepath.Join(dirs[1], "runc"), V2: true}
+	return p, p.versions(ctx)
 }
 
 // StartContainerd runs containerd with its CRI plugin on private
-// directories below dir: runc from the Debian package, the cgroupfs
-// driver, a CNI bridge of its own (the network named network), the
-// offline registry at regAddr over plain HTTP and its pause image as the
-// sandbox image.
-func StartContainerd(ctx context.Context, pkg *Debian, dir, network, regAddr, bridge, subnet string) (*Containerd, error) {
+// directories below dir: the distribution's runc, the cgroupfs driver, a
+// CNI bridge of its own (the network named network), the offline registry
+// at regAddr over plain HTTP, both under its own name and as the mirror of
+// the upstream registries it serves (testimages' path-prefixed mirrors, as
+// noded's registries.conf has them), and its pause image as the sandbox
+// image.
+func StartContainerd(ctx context.Context, pkg *Dist, dir, network, regAddr, bridge, subnet string) (*Containerd, error) {
+	mirrors := map[string]string{regAddr: "http://" + regAddr}
+	for _, r := range testimages.AlwaysMirrored {
+		mirrors[r] = "http://" + regAddr + "/v2/" + r
+	}
+	return startContainerd(ctx, pkg, dir, network, bridge, subnet, regAddr+"/"+PauseImage, mirrors)
+}
+
+func startContainerd(ctx context.Context, pkg *Dist, dir, network, bridge, subnet, sandboxImage string, mirrors map[string]string) (*Containerd, error) {
 	c := &Containerd{dir: dir, sock: filepath.Join(dir, "containerd.sock"), LogPath: filepath.Join(dir, "containerd.log"), bridge: bridge}
 	for _, sub := range []string{"cni", "opt"} {
 		if err := os.MkdirAll(filepath.Join(dir, sub), 0o755); err != nil {
@@ -119,8 +162,7 @@ state = %[2]q
 disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper", "io.containerd.snapshotter.v1.aufs"]
 [grpc]
   address = %[3]q
-[plugins."io.containerd.internal.v1.opt"]
-  path = %[4]q
+%[4]s
 [plugins."io.containerd.grpc.v1.cri"]
   sandbox_image = %[5]q
   stream_server_address = "127.0.0.1"
@@ -141,11 +183,9 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = %[8]q
     conf_dir = %[9]q
-  [plugins."io.containerd.grpc.v1.cri".registry.mirrors.%[10]q]
-    endpoint = [%[11]q]
-`, filepath.Join(dir, "root"), filepath.Join(dir, "state"), c.sock, filepath.Join(dir, "opt"),
-		regAddr+"/"+PauseImage, pkg.Runc, filepath.Join(dir, "runc"), cniBinDir(), filepath.Join(dir, "cni"),
-		regAddr, "http://"+regAddr)
+%[10]s`, filepath.Join(dir, "root"), filepath.Join(dir, "state"), c.sock, versionPlugins(pkg, dir),
+		sandboxImage, pkg.Runc, filepath.Join(dir, "runc"), cniBinDir(), filepath.Join(dir, "cni"),
+		mirrorConf(mirrors))
 	confPath := filepath.Join(dir, "config.toml")
 	if err := os.WriteFile(confPath, []byte(toml), 0o644); err != nil {
 		return nil, err
@@ -189,6 +229,26 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
+}
+
+// versionPlugins is the configuration of the plugins one major version
+// has: 1.x's opt directory (else /opt/containerd), 2.x's NRI turned off
+// (else it serves the host's /var/run/nri/nri.sock).
+func versionPlugins(pkg *Dist, dir string) string {
+	if pkg.V2 {
+		return "[plugins.\"io.containerd.nri.v1.nri\"]\n  disable = true"
+	}
+	return fmt.Sprintf("[plugins.\"io.containerd.internal.v1.opt\"]\n  path = %q", filepath.Join(dir, "opt"))
+}
+
+// mirrorConf is the CRI plugin's registry.mirrors section (deprecated in
+// 2.x for hosts.toml files, still read by 2.4).
+func mirrorConf(mirrors map[string]string) string {
+	var b strings.Builder
+	for _, name := range slices.Sorted(maps.Keys(mirrors)) {
+		fmt.Fprintf(&b, "  [plugins.\"io.containerd.grpc.v1.cri\".registry.mirrors.%q]\n    endpoint = [%q]\n", name, mirrors[name])
+	}
+	return b.String()
 }
 
 // Ready reports whether the runtime and its network are ready.
@@ -282,12 +342,17 @@ func readFile(p string) string {
 // registry, and a pod cgroup parent for each runtime (removed by Close).
 type Bench struct {
 	Repo                          string
-	Pkg                           *Debian
+	Pkg                           *Dist
 	Dir                           string
 	Reg                           *testenv.Registry
 	NodedCgroup, ContainerdCgroup string
 	// Tag is unique to this run (its PID), for bridge names.
 	Tag string
+	// Name is the benchmark's, in cgroup and network names.
+	Name string
+
+	cgroups  []string
+	runtimes []*Runtime
 }
 
 // Prepare makes a Bench for the benchmark called name; it must run as root.
@@ -295,7 +360,7 @@ func Prepare(ctx context.Context, name string) (_ *Bench, retErr error) {
 	if os.Geteuid() != 0 {
 		return nil, errors.New("needs root")
 	}
-	b := &Bench{Repo: testenv.RepoRoot(), Tag: strconv.Itoa(os.Getpid() % 10000)}
+	b := &Bench{Repo: testenv.RepoRoot(), Tag: strconv.Itoa(os.Getpid() % 10000), Name: strings.TrimPrefix(name, "bench-")}
 	for _, bin := range []string{"noded", "noded-pause", "conmon-go"} {
 		if _, err := os.Stat(filepath.Join(b.Repo, "bin", bin)); err != nil {
 			return nil, fmt.Errorf("no bin/%s: run make build", bin)
@@ -320,8 +385,17 @@ func Prepare(ctx context.Context, name string) (_ *Bench, retErr error) {
 	return b, nil
 }
 
-// Close removes the cgroups, stops the registry and removes the directory.
+// Close stops the runtimes Runtimes started, removes the cgroups, stops
+// the registry and removes the directory (unmounting what is below it,
+// the containerd peers' network namespaces included). What it could not
+// stop cleanly it reports on stderr.
 func (b *Bench) Close() {
+	if err := b.stopRuntimes(); err != nil {
+		fmt.Fprintln(os.Stderr, "bench: stopping the runtimes:", err)
+	}
+	for _, cg := range b.cgroups {
+		_ = testenv.RemoveCgroupTree(cg)
+	}
 	if b.NodedCgroup != "" {
 		_ = testenv.RemoveCgroupTree(b.NodedCgroup)
 		_ = testenv.RemoveCgroupTree(b.ContainerdCgroup)

@@ -1,351 +1,218 @@
-// Command pods measures pod start latency and memory of a real noded, with
-// the same CRI calls crictl makes for `crictl runp` + `create` + `start`:
+// Command pods measures pod start latency and memory with the CRI calls
+// the kubelet makes for a pod of one container (RunPodSandbox,
+// CreateContainer, StartContainer of a busybox `sleep`, with the pod and
+// container configs the kubelet sends: test/bench/peer's Pod), against
+// noded started here on private directories, or any CRI socket
+// (-endpoint), and with -compare against Debian's containerd 1.6 and
+// containerd 2 (test/bench/peer), all driven by this one client in
+// alternating trials:
 //
-//   - start latency (RunPodSandbox + CreateContainer + StartContainer of a
-//     busybox `sleep`), p50 and p95 over 20 pods one after another, and over
-//     10 pods started at once;
-//   - noded's idle RSS (before any pod, after an image pull);
-//   - the per-pod overhead, monitor + pause, as VmRSS and Pss, with 20 pods
-//     running.
+//   - start latency, p50 over N pods one after another, and the
+//     CreateContainer part of it;
+//   - N pods started at once: p50, and the time until the last one runs;
+//   - the per-pod overhead with the pods running, measured the same way
+//     for every runtime (peer.PodOverhead): the pause process, its parent
+//     (noded's monitor, containerd's shim) and that parent's other
+//     helpers, VmRSS and Pss;
+//   - the daemon's RSS with the pods running and after the whole run;
+//   - the machine's CPU time per pod (every process, kernel included).
 //
-// It prints figures; it asserts nothing. Run it as root on an otherwise
-// idle machine: `make bench-pods`.
+// Each figure is the median over the trials. It prints figures; it
+// asserts nothing. Run it as root: `make bench-pods`,
+// `make bench-pods BENCH_ARGS=-compare`.
 package main
 
 import (
-	"bufio"
 	"context"
 	"flag"
 	"fmt"
+	"math"
 	"os"
-	"os/exec"
-	"path/filepath"
-	"slices"
-	"strconv"
-	"strings"
+	"os/signal"
 	"sync"
+	"syscall"
 	"time"
 
-	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
-
 	"github.com/noded-dev/noded/internal/procfs"
-	"github.com/noded-dev/noded/test/testenv"
+	"github.com/noded-dev/noded/test/bench/peer"
 )
 
 const image = "registry.k8s.io/e2e-test-images/busybox:1.29-2"
 
+type config struct {
+	sequential, concurrent, trials int
+}
+
 func main() {
-	sequential := flag.Int("sequential", 20, "pods started one after another")
-	concurrent := flag.Int("concurrent", 10, "pods started at once")
-	logLevel := flag.String("log-level", "info", "noded's log level")
-	daemonLog := flag.String("daemon-log", "", "write noded's log to this file")
+	var cfg config
+	flag.IntVar(&cfg.sequential, "sequential", 10, "pods started one after another per trial")
+	flag.IntVar(&cfg.concurrent, "concurrent", 10, "pods started at once per trial")
+	flag.IntVar(&cfg.trials, "trials", 3, "trials per runtime, alternating (each runtime goes first in turn)")
+	rf := peer.AddFlags()
 	flag.Parse()
-	if err := run(*sequential, *concurrent, *logLevel, *daemonLog); err != nil {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, cfg, *rf)
+	stop()
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench-pods:", err)
 		os.Exit(1)
 	}
 }
 
-type bench struct {
-	d      *testenv.Daemon
-	rt     runtimeapi.RuntimeServiceClient
-	logDir string
-	n      int
+// samples are one runtime's figures, one per trial.
+type samples struct {
+	seqP50, seqCreateP50, seqCPU []float64 // ms
+	parP50, parLast, parCPU      []float64 // ms
+	monRSS, monPSS, totRSS       []float64 // MiB per pod
+	totPSS, daemonBusy           []float64
+	daemonAfter                  float64
 }
 
-func run(sequential, concurrent int, logLevel, daemonLog string) (retErr error) {
-	if os.Geteuid() != 0 {
-		return fmt.Errorf("needs root")
-	}
-	dir, err := os.MkdirTemp("", "noded-bench-")
+func run(ctx context.Context, cfg config, rf peer.Flags) error {
+	b, err := peer.Prepare(ctx, "bench-pods")
 	if err != nil {
 		return err
 	}
-	defer func() { _ = testenv.CleanupDir(dir) }()
-	reg, err := testenv.StartRegistry(dir)
+	defer b.Close()
+	rts, err := b.Runtimes(ctx, peer.Setup{Flags: rf, Net: 240})
 	if err != nil {
 		return err
 	}
-	defer reg.Close()
-	policy := filepath.Join(dir, "policy.json")
-	if err := os.WriteFile(policy, []byte(testenv.InsecurePolicy), 0o644); err != nil {
-		return err
-	}
-	bridge := fmt.Sprintf("nbench%d", os.Getpid()%10000)
-	if err := os.MkdirAll(filepath.Join(dir, "cni"), 0o755); err != nil {
-		return err
-	}
-	conf := testenv.BridgeConf("noded-bench", bridge, "10.232.0.0/22", filepath.Join(dir, "ipam"))
-	if err := os.WriteFile(filepath.Join(dir, "cni", "10-bench.conflist"), []byte(conf), 0o644); err != nil {
-		return err
-	}
-	defer func() { _ = exec.Command("ip", "link", "del", bridge).Run() }()
-	defer func() { _ = testenv.RemoveCgroupTree("noded-bench") }()
-
-	d, err := testenv.Start(testenv.Options{Dir: dir, Args: []string{
-		"--registries-conf", reg.RegistriesConf, "--signature-policy", policy, "--log-level", logLevel,
-	}})
-	if err != nil {
-		return err
-	}
-	defer func() {
-		_ = d.Stop()
-		if daemonLog != "" {
-			_ = os.WriteFile(daemonLog, []byte(d.Log.String()), 0o644)
-		}
-	}()
-	b := &bench{d: d, rt: d.Runtime(), logDir: filepath.Join(dir, "logs")}
-	defer b.removeAll()
-
-	ctx := context.Background()
-	if _, err := d.Images().PullImage(ctx, &runtimeapi.PullImageRequest{Image: &runtimeapi.ImageSpec{Image: image}}); err != nil {
-		return err
-	}
-	// Warm-up pod: creates the built-in pause image, as on a node's first pod.
-	if _, err := b.startPod(ctx); err != nil {
-		return err
-	}
-	b.removeAll()
-	time.Sleep(2 * time.Second)
-	idle, _ := memOf(d.Pid())
-	fmt.Printf("noded idle RSS: %.1f MiB (after one image pull and one pod)\n", mib(idle.rss))
-
-	var seq []time.Duration
-	cpu0 := busyCPU()
-	for range sequential {
-		dt, err := b.startPod(ctx)
-		if err != nil {
+	peer.PrintRuntimes(rts, cfg.trials)
+	fmt.Printf("image %s; per trial %d pods one after another, then %d at once\n", image, cfg.sequential, cfg.concurrent)
+	res := map[*peer.Runtime]*samples{}
+	for _, r := range rts {
+		res[r] = &samples{}
+		// Warm-up, not counted: the pull, and a first pod (noded makes its
+		// built-in pause image, containerd pulls its sandbox image).
+		if err := peer.PullImage(ctx, r, image); err != nil {
 			return err
 		}
-		seq = append(seq, dt)
-	}
-	report(fmt.Sprintf("start latency, %d pods one after another", sequential), seq)
-	reportCPU(cpu0, sequential)
-
-	time.Sleep(2 * time.Second) // let monitors settle before measuring
-	monitors, pauses, helpers, err := podProcesses(dir)
-	if err != nil {
-		return err
-	}
-	var mon, pau, hel mem
-	for _, p := range monitors {
-		m, _ := memOf(p)
-		mon.add(m)
-	}
-	for _, p := range pauses {
-		m, _ := memOf(p)
-		pau.add(m)
-	}
-	for _, p := range helpers {
-		m, _ := memOf(p)
-		hel.add(m)
-	}
-	if n := len(monitors); n > 0 {
-		fmt.Printf("per-pod overhead with %d pods running (%d monitors, %d pause):\n", sequential, n, len(pauses))
-		fmt.Printf("  monitor   VmRSS %.2f MiB  Pss %.2f MiB\n", mib(mon.rss)/float64(n), mib(mon.pss)/float64(n))
-		if len(pauses) > 0 {
-			fmt.Printf("  pause     VmRSS %.2f MiB  Pss %.2f MiB\n", mib(pau.rss)/float64(len(pauses)), mib(pau.pss)/float64(len(pauses)))
+		if _, _, err := peer.StartPod(ctx, r, b.Dir, "warm-up", image, []string{"sleep", "3600"}); err != nil {
+			return err
 		}
-		if len(helpers) > 0 {
-			fmt.Printf("  helpers   %d alive, VmRSS %.2f MiB  Pss %.2f MiB in all\n", len(helpers), mib(hel.rss), mib(hel.pss))
-		}
-		fmt.Printf("  total     VmRSS %.2f MiB  Pss %.2f MiB per pod\n", mib(mon.rss+pau.rss+hel.rss)/float64(n), mib(mon.pss+pau.pss+hel.pss)/float64(n))
+		r.RemovePods()
 	}
-	busy, _ := memOf(d.Pid())
-	fmt.Printf("noded RSS with %d pods: %.1f MiB\n", sequential, mib(busy.rss))
-	b.removeAll()
-
-	var mu sync.Mutex
-	var par []time.Duration
-	var wg sync.WaitGroup
-	errs := make(chan error, concurrent)
-	start := time.Now()
-	cpu0 = busyCPU()
-	for range concurrent {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			dt, err := b.startPod(ctx)
-			if err != nil {
-				errs <- err
-				return
+	for t := range cfg.trials {
+		for _, r := range peer.Order(rts, t) {
+			if err := trial(ctx, b, cfg, r, t+1, res[r]); err != nil {
+				return fmt.Errorf("%s, trial %d: %w", r.Name, t+1, err)
 			}
-			mu.Lock()
-			par = append(par, dt)
-			mu.Unlock()
-		}()
+		}
 	}
-	wg.Wait()
-	close(errs)
-	if err := <-errs; err != nil {
-		return err
+	time.Sleep(2 * time.Second)
+	for _, r := range rts {
+		res[r].daemonAfter = rssMiB(r.Pid)
 	}
-	report(fmt.Sprintf("start latency, %d pods at once (wall %s)", concurrent, time.Since(start).Round(time.Millisecond)), par)
-	reportCPU(cpu0, concurrent)
+
+	col := func(f func(s *samples) float64) []float64 {
+		v := make([]float64, len(rts))
+		for i, r := range rts {
+			v[i] = f(res[r])
+		}
+		return v
+	}
+	med := func(f func(s *samples) []float64) []float64 {
+		return col(func(s *samples) float64 { return peer.Median(f(s)) })
+	}
+	fmt.Printf("\nmedian of %d trials (loadavg %s)\n", cfg.trials, peer.Loadavg())
+	peer.PrintTable(rts, []peer.Row{
+		{Figure: fmt.Sprintf("pod start p50, %d one after another (ms)", cfg.sequential), Values: med(func(s *samples) []float64 { return s.seqP50 }), Format: "%.0f"},
+		{Figure: "  of which CreateContainer p50 (ms)", Values: med(func(s *samples) []float64 { return s.seqCreateP50 }), Format: "%.1f"},
+		{Figure: "  machine CPU per pod (ms)", Values: med(func(s *samples) []float64 { return s.seqCPU }), Format: "%.0f"},
+		{Figure: fmt.Sprintf("%d pods at once, p50 (ms)", cfg.concurrent), Values: med(func(s *samples) []float64 { return s.parP50 }), Format: "%.0f"},
+		{Figure: fmt.Sprintf("%d pods at once, until the last runs (ms)", cfg.concurrent), Values: med(func(s *samples) []float64 { return s.parLast }), Format: "%.0f"},
+		{Figure: "  machine CPU per pod (ms)", Values: med(func(s *samples) []float64 { return s.parCPU }), Format: "%.0f"},
+		{Figure: "per pod: monitor/shim + pause VmRSS (MiB)", Values: med(func(s *samples) []float64 { return s.totRSS }), Format: "%.2f"},
+		{Figure: "per pod: monitor/shim + pause Pss (MiB)", Values: med(func(s *samples) []float64 { return s.totPSS }), Format: "%.2f"},
+		{Figure: "  of which monitor/shim VmRSS (MiB)", Values: med(func(s *samples) []float64 { return s.monRSS }), Format: "%.2f"},
+		{Figure: "  of which monitor/shim Pss (MiB)", Values: med(func(s *samples) []float64 { return s.monPSS }), Format: "%.2f"},
+		{Figure: fmt.Sprintf("daemon RSS, %d pods running (MiB)", cfg.sequential), Values: med(func(s *samples) []float64 { return s.daemonBusy }), Format: "%.1f"},
+		{Figure: "daemon RSS after the run's pulls and pods (MiB)", Values: col(func(s *samples) float64 { return s.daemonAfter }), Format: "%.1f"},
+	})
 	return nil
 }
 
-// startPod runs the three calls and returns their total duration.
-func (b *bench) startPod(ctx context.Context) (time.Duration, error) {
-	b.n++
-	name := fmt.Sprintf("bench-%d-%d", time.Now().UnixNano(), b.n)
-	pcfg := &runtimeapi.PodSandboxConfig{
-		Metadata:     &runtimeapi.PodSandboxMetadata{Name: name, Namespace: "bench", Uid: name},
-		LogDirectory: filepath.Join(b.logDir, name),
-		Linux:        &runtimeapi.LinuxPodSandboxConfig{CgroupParent: "/noded-bench/" + name},
+func trial(ctx context.Context, b *peer.Bench, cfg config, r *peer.Runtime, n int, s *samples) error {
+	var total, create []time.Duration
+	cpu0 := busyCPU()
+	for i := range cfg.sequential {
+		t, _, err := peer.StartPod(ctx, r, b.Dir, fmt.Sprintf("seq-%d-%d", n, i), image, []string{"sleep", "3600"})
+		if err != nil {
+			return err
+		}
+		total, create = append(total, t.Total), append(create, t.Create)
 	}
-	if err := os.MkdirAll(pcfg.LogDirectory, 0o755); err != nil {
-		return 0, err
+	seqCPU := (busyCPU() - cpu0) / time.Duration(cfg.sequential)
+	s.seqP50 = append(s.seqP50, peer.Ms(peer.Pct(total, 0.5)))
+	s.seqCreateP50 = append(s.seqCreateP50, peer.Ms(peer.Pct(create, 0.5)))
+	s.seqCPU = append(s.seqCPU, peer.Ms(seqCPU))
+
+	time.Sleep(2 * time.Second) // let monitors and shims settle before measuring
+	o, err := peer.PodOverhead(r.Cgroup)
+	if err != nil {
+		return err
 	}
+	tot := o.Total()
+	nan := math.NaN()
+	monRSS, monPSS := nan, nan
+	if o.Pods > 0 {
+		monRSS, monPSS = peer.MiB(o.Monitor.RSS)/float64(o.Pods), peer.MiB(o.Monitor.PSS)/float64(o.Pods)
+	}
+	s.monRSS, s.monPSS = append(s.monRSS, monRSS), append(s.monPSS, monPSS)
+	s.totRSS, s.totPSS = append(s.totRSS, peer.MiB(tot.RSS)), append(s.totPSS, peer.MiB(tot.PSS))
+	s.daemonBusy = append(s.daemonBusy, rssMiB(r.Pid))
+	r.RemovePods()
+
+	var mu sync.Mutex
+	var par []time.Duration
+	errs := make([]error, cfg.concurrent)
+	var wg sync.WaitGroup
+	cpu0 = busyCPU()
 	start := time.Now()
-	pod, err := b.rt.RunPodSandbox(ctx, &runtimeapi.RunPodSandboxRequest{Config: pcfg})
-	if err != nil {
-		return 0, err
+	for i := range cfg.concurrent {
+		wg.Go(func() {
+			t, _, err := peer.StartPod(ctx, r, b.Dir, fmt.Sprintf("par-%d-%d", n, i), image, []string{"sleep", "3600"})
+			errs[i] = err
+			mu.Lock()
+			par = append(par, t.Total)
+			mu.Unlock()
+		})
 	}
-	c, err := b.rt.CreateContainer(ctx, &runtimeapi.CreateContainerRequest{
-		PodSandboxId: pod.GetPodSandboxId(), SandboxConfig: pcfg,
-		Config: &runtimeapi.ContainerConfig{
-			Metadata: &runtimeapi.ContainerMetadata{Name: "sleep"},
-			Image:    &runtimeapi.ImageSpec{Image: image},
-			Command:  []string{"sleep", "3600"},
-			LogPath:  "sleep.log",
-			// What the kubelet sends by default (--seccomp-default=false),
-			// so both runtimes confine the container the same way.
-			Linux: &runtimeapi.LinuxContainerConfig{SecurityContext: &runtimeapi.LinuxContainerSecurityContext{
-				Seccomp: &runtimeapi.SecurityProfile{ProfileType: runtimeapi.SecurityProfile_Unconfined},
-			}},
-		},
-	})
-	if err != nil {
-		return 0, err
+	wg.Wait()
+	last := time.Since(start)
+	parCPU := (busyCPU() - cpu0) / time.Duration(cfg.concurrent)
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
 	}
-	if _, err := b.rt.StartContainer(ctx, &runtimeapi.StartContainerRequest{ContainerId: c.GetContainerId()}); err != nil {
-		return 0, err
-	}
-	return time.Since(start), nil
+	s.parP50 = append(s.parP50, peer.Ms(peer.Pct(par, 0.5)))
+	s.parLast = append(s.parLast, peer.Ms(last))
+	s.parCPU = append(s.parCPU, peer.Ms(parCPU))
+	r.RemovePods()
+	fmt.Printf("trial %d %-15s one after another p50 %.0f ms (create %.1f ms) | at once p50 %.0f ms, last %.0f ms | per pod %.2f MiB VmRSS %.2f MiB Pss (%d pods, %d helpers) | loadavg %s\n",
+		n, r.Name, peer.Ms(peer.Pct(total, 0.5)), peer.Ms(peer.Pct(create, 0.5)), peer.Ms(peer.Pct(par, 0.5)), peer.Ms(last),
+		peer.MiB(tot.RSS), peer.MiB(tot.PSS), o.Pods, o.Others, peer.Loadavg())
+	return nil
 }
 
-func (b *bench) removeAll() {
-	ctx := context.Background()
-	pods, err := b.rt.ListPodSandbox(ctx, &runtimeapi.ListPodSandboxRequest{})
+func rssMiB(pid int) float64 {
+	if pid <= 0 {
+		return math.NaN()
+	}
+	m, err := peer.MemOf(pid)
 	if err != nil {
-		return
+		return math.NaN()
 	}
-	for _, p := range pods.GetItems() {
-		_, _ = b.rt.RemovePodSandbox(ctx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: p.GetId()})
-	}
-}
-
-func report(what string, d []time.Duration) {
-	if len(d) == 0 {
-		return
-	}
-	slices.Sort(d)
-	pct := func(p float64) time.Duration { return d[min(len(d)-1, int(p*float64(len(d))))] }
-	fmt.Printf("%s: p50 %s  p95 %s  min %s  max %s\n", what,
-		pct(0.50).Round(time.Millisecond), pct(0.95).Round(time.Millisecond),
-		d[0].Round(time.Millisecond), d[len(d)-1].Round(time.Millisecond))
+	return peer.MiB(m.RSS)
 }
 
 // busyCPU returns the machine's non-idle CPU time so far, from /proc/stat
-// (every process counts: noded, monitors, helpers, CNI plugins, the
-// kernel's work for them, and this program's gRPC calls).
+// (every process counts: the runtime, its monitors or shims, runc or the
+// helpers, the CNI plugins, the kernel's work for them, and this
+// program's gRPC calls).
 func busyCPU() time.Duration {
 	d, _ := procfs.BusyCPU() // 0 if unreadable: the figures then say so
 	return d
 }
-
-func reportCPU(since time.Duration, pods int) {
-	if pods == 0 {
-		return
-	}
-	used := busyCPU() - since
-	fmt.Printf("  CPU time used, whole machine: %s per pod\n", (used / time.Duration(pods)).Round(time.Millisecond))
-}
-
-// podProcesses finds this run's monitors (their command line names the
-// run's directory) and their children that are pause processes or
-// libcontainer helpers (a warm helper waits for an operation; none should
-// be left once the pods run).
-func podProcesses(dir string) (monitors, pauses, helpers []int, err error) {
-	entries, err := os.ReadDir("/proc")
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	isMonitor := map[int]bool{}
-	parent := map[int]int{}
-	comm := map[int]string{}
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		cmdline, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		args := strings.Split(string(cmdline), "\x00")
-		if len(args) > 1 && strings.HasSuffix(args[0], "conmon-go") && args[1] == "monitor" && strings.Contains(string(cmdline), dir) {
-			isMonitor[pid] = true
-			monitors = append(monitors, pid)
-		}
-		parent[pid] = ppid(pid)
-		if len(args) > 0 {
-			comm[pid] = args[0]
-		}
-	}
-	for pid, pp := range parent {
-		switch {
-		case !isMonitor[pp]:
-		case comm[pid] == "/pause":
-			pauses = append(pauses, pid)
-		case comm[pid] == "conmon-go-runtime":
-			helpers = append(helpers, pid)
-		}
-	}
-	return monitors, pauses, helpers, nil
-}
-
-func ppid(pid int) int {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0
-	}
-	// The command may contain spaces: fields start after the last ')'.
-	s := string(b)
-	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
-	if len(fields) < 2 {
-		return 0
-	}
-	n, _ := strconv.Atoi(fields[1])
-	return n
-}
-
-type mem struct{ rss, pss uint64 } // bytes
-
-func (m *mem) add(o mem) { m.rss += o.rss; m.pss += o.pss }
-
-// memOf reads VmRSS from status and Pss from smaps_rollup.
-func memOf(pid int) (mem, error) {
-	var m mem
-	for file, key := range map[string]string{"status": "VmRSS:", "smaps_rollup": "Pss:"} {
-		f, err := os.Open(fmt.Sprintf("/proc/%d/%s", pid, file))
-		if err != nil {
-			return m, err
-		}
-		sc := bufio.NewScanner(f)
-		for sc.Scan() {
-			fields := strings.Fields(sc.Text())
-			if len(fields) >= 2 && fields[0] == key {
-				kb, _ := strconv.ParseUint(fields[1], 10, 64)
-				if key == "VmRSS:" {
-					m.rss = kb << 10
-				} else {
-					m.pss = kb << 10
-				}
-				break
-			}
-		}
-		_ = f.Close()
-	}
-	return m, nil
-}
-
-func mib(b uint64) float64 { return float64(b) / (1 << 20) }

@@ -12,6 +12,12 @@
 // and per manifest, the bytes fetched, layers unpacked and the peak RSS
 // (VmHWM, reset before each scenario). It prints figures; it asserts only
 // that the pulls succeed. Needs root (overlay mounts, drop_caches).
+//
+// With -endpoint or -compare (cri.go) the same image is pulled instead
+// through the CRI PullImage call of a daemon: noded started here (or the
+// runtime at -endpoint) and, with -compare, Debian's containerd 1.6 and
+// containerd 2 (test/bench/peer), in alternating trials: one pull, then
+// -concurrency pulls at once, each blob's GETs counted by the registry.
 package main
 
 import (
@@ -44,6 +50,7 @@ import (
 	"github.com/noded-dev/noded/internal/imagesvc"
 	"github.com/noded-dev/noded/internal/imagesvc/regtest"
 	"github.com/noded-dev/noded/internal/storage"
+	"github.com/noded-dev/noded/test/bench/peer"
 )
 
 const registryEnv = "NODED_BENCH_PULL_REGISTRY"
@@ -78,6 +85,7 @@ func main() {
 	logLevel := flag.String("log-level", "warn", "log level of the image service")
 	runs := flag.Int("runs", 3, "times to run the three scenarios (the summary gives medians)")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the pulls (this process) to this file")
+	rf := peer.AddFlags()
 	flag.Parse()
 
 	if os.Getenv(registryEnv) == "1" {
@@ -98,7 +106,13 @@ func main() {
 		}
 		defer pprof.StopCPUProfile()
 	}
-	if err := run(*sizeMB, *nLayers, *shared, *concurrency, *parallel, *runs, *logLevel); err != nil {
+	var err error
+	if rf.Endpoint != "" || rf.Compare {
+		err = runCRI(*sizeMB, *nLayers, *concurrency, *runs, *rf)
+	} else {
+		err = run(*sizeMB, *nLayers, *shared, *concurrency, *parallel, *runs, *logLevel)
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench-pull:", err)
 		os.Exit(1)
 	}
@@ -177,38 +191,50 @@ func serveRegistry(sizeMB, nLayers, shared int) error {
 	return nil
 }
 
-func run(sizeMB, nLayers, shared, concurrency, parallel, runs int, logLevel string) (retErr error) {
-	if os.Geteuid() != 0 {
-		return errors.New("needs root (overlay mounts, drop_caches)")
-	}
-	// The registry child.
+// startRegistry runs the registry child (this binary, registryEnv set),
+// reads where it serves the images and returns a function that stops it.
+func startRegistry(sizeMB, nLayers int) (registryInfo, func(), error) {
+	var reg registryInfo
 	child := exec.Command(os.Args[0], os.Args[1:]...)
 	child.Env = append(os.Environ(), registryEnv+"=1")
 	child.Stderr = os.Stderr
 	stdin, err := child.StdinPipe()
 	if err != nil {
-		return err
+		return reg, nil, err
 	}
 	stdout, err := child.StdoutPipe()
 	if err != nil {
-		return err
+		return reg, nil, err
 	}
 	fmt.Printf("building and pushing the images (%d MB, %d layers; gzip)...\n", sizeMB, nLayers)
 	if err := child.Start(); err != nil {
-		return err
+		return reg, nil, err
 	}
-	defer func() {
+	stop := func() {
 		_ = stdin.Close()
 		_ = child.Wait()
-	}()
-	var reg registryInfo
+	}
 	line, err := bufio.NewReader(stdout).ReadBytes('\n')
 	if err != nil {
-		return fmt.Errorf("registry child: %w", err)
+		stop()
+		return reg, nil, fmt.Errorf("registry child: %w", err)
 	}
 	if err := json.Unmarshal(line, &reg); err != nil {
+		stop()
+		return reg, nil, err
+	}
+	return reg, stop, nil
+}
+
+func run(sizeMB, nLayers, shared, concurrency, parallel, runs int, logLevel string) (retErr error) {
+	if os.Geteuid() != 0 {
+		return errors.New("needs root (overlay mounts, drop_caches)")
+	}
+	reg, stopRegistry, err := startRegistry(sizeMB, nLayers)
+	if err != nil {
 		return err
 	}
+	defer stopRegistry()
 
 	dir, err := os.MkdirTemp("", "noded-bench-pull-")
 	if err != nil {

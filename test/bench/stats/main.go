@@ -261,18 +261,7 @@ func (r *rtm) startPod(ctx context.Context, i int) error {
 	return err
 }
 
-func (r *rtm) removePods() {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	pods, err := r.rt.ListPodSandbox(ctx, &runtimeapi.ListPodSandboxRequest{})
-	if err != nil {
-		return
-	}
-	for _, p := range pods.GetItems() {
-		_, _ = r.rt.StopPodSandbox(ctx, &runtimeapi.StopPodSandboxRequest{PodSandboxId: p.GetId()})
-		_, _ = r.rt.RemovePodSandbox(ctx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: p.GetId()})
-	}
-}
+func (r *rtm) removePods() { (&peer.Runtime{RT: r.rt}).RemovePods() }
 
 // trial makes n ListPodSandboxStats calls (where the runtime has them),
 // then n ListContainerStats calls, each one after another.
@@ -340,12 +329,12 @@ func printTable(cfg config, c, n *samples) {
 		return r
 	}
 	rows := []row{
-		mk("ListPodSandboxStats p50 (ms)", c.podCalls, n.podCalls, msOf(pct(c.listPod, 0.5)), msOf(pct(n.listPod, 0.5))),
-		mk("ListPodSandboxStats p95 (ms)", c.podCalls, n.podCalls, msOf(pct(c.listPod, 0.95)), msOf(pct(n.listPod, 0.95))),
+		mk("ListPodSandboxStats p50 (ms)", c.podCalls, n.podCalls, msOf(peer.Pct(c.listPod, 0.5)), msOf(peer.Pct(n.listPod, 0.5))),
+		mk("ListPodSandboxStats p95 (ms)", c.podCalls, n.podCalls, msOf(peer.Pct(c.listPod, 0.95)), msOf(peer.Pct(n.listPod, 0.95))),
 		mk("ListPodSandboxStats daemon CPU per call (ms)", c.podCalls, n.podCalls, perCall(c.podDaemonCPU, c.podCalls), perCall(n.podDaemonCPU, n.podCalls)),
 		mk("ListPodSandboxStats machine CPU per call (ms)", c.podCalls, n.podCalls, perCall(c.podCPU, c.podCalls), perCall(n.podCPU, n.podCalls)),
-		mk("ListContainerStats p50 (ms)", c.ctrCalls, n.ctrCalls, msOf(pct(c.listCtr, 0.5)), msOf(pct(n.listCtr, 0.5))),
-		mk("ListContainerStats p95 (ms)", c.ctrCalls, n.ctrCalls, msOf(pct(c.listCtr, 0.95)), msOf(pct(n.listCtr, 0.95))),
+		mk("ListContainerStats p50 (ms)", c.ctrCalls, n.ctrCalls, msOf(peer.Pct(c.listCtr, 0.5)), msOf(peer.Pct(n.listCtr, 0.5))),
+		mk("ListContainerStats p95 (ms)", c.ctrCalls, n.ctrCalls, msOf(peer.Pct(c.listCtr, 0.95)), msOf(peer.Pct(n.listCtr, 0.95))),
 		mk("ListContainerStats daemon CPU per call (ms)", c.ctrCalls, n.ctrCalls, perCall(c.ctrDaemonCPU, c.ctrCalls), perCall(n.ctrDaemonCPU, n.ctrCalls)),
 		mk("ListContainerStats machine CPU per call (ms)", c.ctrCalls, n.ctrCalls, perCall(c.ctrCPU, c.ctrCalls), perCall(n.ctrCPU, n.ctrCalls)),
 	}
@@ -374,15 +363,6 @@ func daemonCPU(pid int) time.Duration {
 	utime, _ := strconv.ParseUint(f[11], 10, 64)
 	stime, _ := strconv.ParseUint(f[12], 10, 64)
 	return time.Duration(utime+stime) * 10 * time.Millisecond
-}
-
-func pct(d []time.Duration, p float64) time.Duration {
-	if len(d) == 0 {
-		return 0
-	}
-	s := slices.Clone(d)
-	slices.Sort(s)
-	return s[min(len(s)-1, int(p*float64(len(s))))]
 }
 
 // busyCPU returns the machine's non-idle CPU time so far, from /proc/stat.
