@@ -19,7 +19,7 @@ export PATH := /usr/local/go/bin:$(PATH)
 
 .PHONY: cluster-e2e all build noded noded-failpoints conmon-go pause testregistry run test integration soak critest \
 	bench bench-pull bench-pods bench-exec bench-events bench-stats lint fmt vet clean readme-config \
-	cluster-tools cluster-up cluster-down
+	cluster-tools cluster-up cluster-down e2e-tools e2e-conformance e2e-conformance-ci
 
 all: build
 
@@ -137,6 +137,21 @@ cluster-down:
 # observability checks through a real kubelet, down.
 cluster-e2e: build cluster-tools
 	test/cluster/e2e.sh
+
+# Kubernetes' e2e suite (e2e.test, agnhost for its images, the ginkgo CLI;
+# k8s.io/kubernetes at the cluster's version, cached like cluster-tools)
+# against the cluster: test/e2e/run.sh brings it up, runs the
+# [NodeConformance] specs (results in _build/e2e, checked against
+# test/e2e/expected-failures.txt) and brings it down, under the cluster lock.
+e2e-tools:
+	test/cluster/build-tools.sh e2e.test agnhost ginkgo
+
+e2e-conformance: build cluster-tools e2e-tools
+	test/e2e/run.sh
+
+# The CI subset (a few minutes): test/e2e/ci-focus.txt.
+e2e-conformance-ci: build cluster-tools e2e-tools
+	E2E_FOCUS_FILE=test/e2e/ci-focus.txt E2E_OUT=$(BUILD)/e2e-ci test/e2e/run.sh
 
 lint: vet
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo 'gofmt: files above need formatting'; exit 1; }

@@ -14,6 +14,7 @@
 #   NODED_TOOLS_DIR      where tools go            (default: _build/tools)
 #   NODED_SKIP_LINTERS=1 do not build the linters  (they take minutes)
 #   NODED_SKIP_CLUSTER_TOOLS=1  do not build etcd and the Kubernetes binaries
+#   NODED_SKIP_E2E_TOOLS=1      do not build the e2e suite (e2e.test, agnhost)
 set -euo pipefail
 
 # shellcheck source=lib.sh source-path=SCRIPTDIR
@@ -192,6 +193,14 @@ fi
 # (18 min of CPU; modules already downloaded), under a second once cached.
 if [[ "${NODED_SKIP_CLUSTER_TOOLS:-0}" != 1 ]]; then
 	"$NODED_REPO_ROOT/test/cluster/build-tools.sh"
+	# Kubernetes' e2e suite for make e2e-conformance(-ci): e2e.test, agnhost
+	# (its image) and ginkgo, from the same module and cache (7 min for
+	# e2e.test with the cluster tools' build cache warm).
+	if [[ "${NODED_SKIP_E2E_TOOLS:-0}" != 1 ]]; then
+		"$NODED_REPO_ROOT/test/cluster/build-tools.sh" e2e.test agnhost ginkgo
+	else
+		log "NODED_SKIP_E2E_TOOLS=1: not building e2e.test, agnhost and ginkgo"
+	fi
 else
 	log "NODED_SKIP_CLUSTER_TOOLS=1: not building the cluster tools"
 fi

@@ -15,7 +15,9 @@
 # main module, so a throw-away go.mod requires k8s.io/kubernetes and
 # replaces each of those modules with its published v0.<minor>.<patch>.
 #
-# Usage: build-tools.sh [binary...]   (default: all of them)
+# Usage: build-tools.sh [binary...]   (default: all of the cluster's; the
+# e2e suite's e2e.test, agnhost and ginkgo, for make e2e-conformance, only
+# when named)
 # Environment:
 #   NODED_TEST_CACHE   cache root            (default: /var/cache/noded-test)
 #   K8S_VERSION        kubernetes release    (default: v1.37.2)
@@ -102,8 +104,13 @@ build() {
 	etcd)
 		dir="$etcd_dir" module=go.etcd.io/etcd/server/v3 version="$ETCD_VERSION"
 		;;
-	kube-apiserver | kube-controller-manager | kube-scheduler | kubelet | kube-proxy | kubectl)
+	kube-apiserver | kube-controller-manager | kube-scheduler | kubelet | kube-proxy | kubectl | e2e.test | agnhost)
 		dir="$k8s_dir" module=k8s.io/kubernetes version="$K8S_VERSION"
+		;;
+	ginkgo)
+		# Not a kubernetes package: keyed by the ginkgo kubernetes requires.
+		dir="$k8s_dir" module=github.com/onsi/ginkgo/v2
+		version="$(awk '$1 == "github.com/onsi/ginkgo/v2" { print $2; exit }' "$(gomod_dir k8s.io/kubernetes "$K8S_VERSION")/go.mod")"
 		;;
 	*) die "unknown binary $name" ;;
 	esac
@@ -116,13 +123,42 @@ build() {
 			build_etcd
 		else
 			prepare_k8s_module
-			(cd "$k8s_dir/src" && nice -n 19 go build -trimpath -ldflags "$(k8s_ldflags)" \
-				-o "$dir/bin/$name.new" "k8s.io/kubernetes/cmd/$name") || die "building $name failed"
+			build_k8s "$name" "$dir/bin/$name.new" || die "building $name failed"
 		fi
 		mv -f "$dir/bin/$name.new" "$dir/bin/$name"
 		log "built $name in $((SECONDS - start)) s"
 	fi
 	ln -sfn "$dir/bin/$name" "$link_dir/$name"
+}
+
+# build_k8s NAME OUT: one program of k8s.io/kubernetes, in the shared
+# throw-away module. e2e.test is the e2e suite's test binary (go test -c
+# k8s.io/kubernetes/test/e2e, as kubernetes' make WHAT=test/e2e/e2e.test);
+# agnhost is the e2e test image's multi-tool, static so that it runs from
+# any image (test/testimages puts it in the agnhost image), its version the
+# image tag of test/images/agnhost/VERSION; ginkgo is the CLI of the
+# ginkgo version kubernetes pins, which runs e2e.test in parallel.
+build_k8s() {
+	local name=$1 out=$2 kdir
+	case "$name" in
+	e2e.test)
+		(cd "$k8s_dir/src" && nice -n 19 go test -c -trimpath -ldflags "$(k8s_ldflags)" \
+			-o "$out" k8s.io/kubernetes/test/e2e)
+		;;
+	agnhost)
+		kdir="$(gomod_dir k8s.io/kubernetes "$K8S_VERSION")"
+		(cd "$k8s_dir/src" && CGO_ENABLED=0 nice -n 19 go build -trimpath \
+			-ldflags "-X main.Version=$(cat "$kdir/test/images/agnhost/VERSION")" \
+			-o "$out" k8s.io/kubernetes/test/images/agnhost)
+		;;
+	ginkgo)
+		(cd "$k8s_dir/src" && nice -n 19 go build -trimpath -o "$out" github.com/onsi/ginkgo/v2/ginkgo)
+		;;
+	*)
+		(cd "$k8s_dir/src" && nice -n 19 go build -trimpath -ldflags "$(k8s_ldflags)" \
+			-o "$out" "k8s.io/kubernetes/cmd/$name")
+		;;
+	esac
 }
 
 # build_etcd: etcd's server/go.mod replaces its sibling modules with ../api

@@ -30,6 +30,7 @@ import (
 type options struct {
 	addr           string
 	busybox        string
+	agnhost        string
 	registriesConf string
 	readyFile      string
 	logFile        string
@@ -40,6 +41,8 @@ func parseFlags(args []string) (options, error) {
 	fs := flag.NewFlagSet("noded-testregistry", flag.ContinueOnError)
 	fs.StringVar(&o.addr, "addr", "127.0.0.1:5000", "listen address; port 0 picks a free port")
 	fs.StringVar(&o.busybox, "busybox", "_build/busybox/busybox", "static busybox binary (test/images/build-busybox.sh)")
+	fs.StringVar(&o.agnhost, "agnhost", os.Getenv("NODED_TESTREGISTRY_AGNHOST"),
+		"static agnhost binary: also serve the Kubernetes e2e suite's images (default $NODED_TESTREGISTRY_AGNHOST; test/e2e/run.sh sets it)")
 	fs.StringVar(&o.registriesConf, "registries-conf", "", "write a containers-registries.conf v2 mirroring the upstream registries here")
 	fs.StringVar(&o.readyFile, "ready-file", "", "write the serving address to this file once every image is pushed")
 	fs.StringVar(&o.logFile, "log", "", "append progress and registry request logs to this file")
@@ -91,7 +94,11 @@ func run(ctx context.Context, o options) error {
 	logger := log.New(progress, "noded-testregistry: ", log.LstdFlags)
 
 	start := time.Now()
-	images, err := testimages.Catalog(o.busybox)
+	var opts []testimages.Option
+	if o.agnhost != "" {
+		opts = append(opts, testimages.WithAgnhost(o.agnhost))
+	}
+	images, err := testimages.Catalog(o.busybox, opts...)
 	if err != nil {
 		return fmt.Errorf("build images: %w", err)
 	}
@@ -112,6 +119,9 @@ func run(ctx context.Context, o options) error {
 	}
 	if o.registriesConf != "" {
 		conf := testimages.RegistriesConf(addr, testimages.Registries(images))
+		if o.agnhost != "" {
+			conf += testimages.FakeRegistryConf()
+		}
 		if err := writeFileAtomic(o.registriesConf, []byte(conf)); err != nil {
 			return err
 		}

@@ -85,15 +85,27 @@ func (i Image) HostImage() (v1.Image, error) {
 	return nil, fmt.Errorf("no %s/%s entry in the manifest list of %s", want.OS, want.Architecture, i.Names[0])
 }
 
-// Catalog builds every image critest uses. busyboxPath is a static busybox
-// for the build machine's architecture; gcc (or $CC) must be able to link
-// static binaries.
-func Catalog(busyboxPath string) ([]Image, error) {
+// Catalog builds every image critest uses, and with WithAgnhost the e2e
+// suite's too (e2e.go). busyboxPath is a static busybox for the build
+// machine's architecture; gcc (or $CC) must be able to link static binaries.
+func Catalog(busyboxPath string, opts ...Option) ([]Image, error) {
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
 	b, err := newBuilder(busyboxPath)
 	if err != nil {
 		return nil, err
 	}
-	return b.catalog()
+	images, err := b.catalog()
+	if err != nil || o.agnhost == "" {
+		return images, err
+	}
+	e2e, err := b.e2eCatalog(o.agnhost)
+	if err != nil {
+		return nil, err
+	}
+	return append(images, e2e...), nil
 }
 
 // Names returns every name of every image, sorted.
