@@ -30,4 +30,6 @@ func (m *metrics) observe(op string, err error, d time.Duration) {
 }
 
 // Collectors are the manager's metrics, for the daemon's registry.
-func (m *Manager) Collectors() []prometheus.Collector { return []prometheus.Collector{m.metrics.durations} }
+func (m *Manager) Collectors() []prometheus.Collector {
+	return []prometheus.Collector{m.metrics.durations}
+}

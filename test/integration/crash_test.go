@@ -36,8 +36,8 @@ func TestKilledCreatesLeaveNothing(t *testing.T) {
 	e := newPodEnv(t)
 	e.killEachCreateStep(t, bin, e.baseline(t), []createStep{
 		{"pending", false}, {"pod-files", false}, {"netns", false}, {"monitor", false},
-		{"pause-bundle", false}, {"pause", false}, {"cni", false}, {"record", false},
-		{"container-pending", true}, {"container-rootfs", true}, {"container-create", true},
+		{"pause-bundle", false}, {"pause", false}, {"cni", false}, {"nri-run-pod", false}, {"record", false},
+		{"container-pending", true}, {"container-rootfs", true}, {"container-nri", true}, {"container-create", true},
 	}, createKills{name: "crash", container: sleeperRequest})
 }
 
