@@ -107,10 +107,10 @@ func TestDefaultCNINetwork(t *testing.T) {
 		}
 
 		// A restart finds the network and does not write it again.
-		if err := d.Daemon.Stop(); err != nil {
+		if err := d.Stop(); err != nil {
 			t.Fatal(err)
 		}
-		d = d.Restart(t)
+		d.Restart(t)
 		after, err := os.Stat(file)
 		if err != nil {
 			t.Fatal(err)
