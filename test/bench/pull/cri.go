@@ -28,7 +28,10 @@ type criSamples struct {
 // through PullImage, the kubelet's call, by each runtime in alternating
 // trials: one pull, then concurrency pulls at once, each after removing
 // the image (RemoveImage) and dropping the page cache, with the counting
-// registry's GETs per blob.
+// registry's GETs per blob. The image is ADDR/bench/big:1 on 127.0.0.1
+// over plain HTTP: a runtime at -endpoint must be configured to pull from
+// there (noded: a registries.conf entry with insecure = true for
+// 127.0.0.1; containerd: a registry mirror or hosts.toml for it).
 func runCRI(sizeMB, nLayers, concurrency, trials int, rf peer.Flags) error {
 	reg, stopRegistry, err := startRegistry(sizeMB, nLayers)
 	if err != nil {
