@@ -226,6 +226,27 @@ func TestNRIHooks(t *testing.T) {
 		}
 	})
 
+	t.Run("a pod whose pause died is told at its stop", func(t *testing.T) {
+		s, _, n := newNRITestService(t)
+		pod, err := s.Pods.RunPodSandbox(ctx, podConfig("p"), "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		// As the pause watcher (or a restart's recovery) leaves it.
+		if _, err := s.Pods.o.Store.UpdateSandbox(pod, func(r *state.Sandbox) error {
+			r.State = state.SandboxUnknown
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Pods.StopPodSandbox(ctx, pod); err != nil {
+			t.Fatal(err)
+		}
+		if calls, _ := n.seen(); !slices.Contains(calls, "StopPodSandbox p") {
+			t.Errorf("hooks %q: no StopPodSandbox for the pod whose pause died", calls)
+		}
+	})
+
 	t.Run("a refused RunPodSandbox leaves nothing", func(t *testing.T) {
 		s, f, n := newNRITestService(t)
 		n.failRun = errors.New("refused")

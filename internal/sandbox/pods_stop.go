@@ -47,8 +47,9 @@ func (s *Pods) stopLocked(ctx context.Context, id ids.SandboxID) error {
 		return err
 	}
 	// With the workload stopped and the pod still whole (once per pod:
-	// a stopped one returned above).
-	if rec.State == state.SandboxReady {
+	// a stopped one returned above). A pod whose pause died (unknown) is
+	// told too: its plugins still hold what they gave it.
+	if rec.State == state.SandboxReady || rec.State == state.SandboxUnknown {
 		s.o.NRI.StopPodSandbox(ctx, rec)
 	}
 	if err := s.killAndWait(ctx, id, oci.ContainerID(id), 0, 0); err != nil && !errdefs.IsNotFound(err) && !errors.Is(err, errdefs.ErrUnavailable) {
