@@ -81,6 +81,28 @@ cluster_start_noded() {
 	record_pid noded "$NT_NODED_PID"
 }
 
+# cluster_lock "$@": runs the calling script under the lock of the
+# machine's one cluster (/tmp/noded-cluster.lock: fixed ports, kube-proxy's
+# iptables chains), waiting up to NODED_CLUSTER_LOCK_WAIT seconds (default
+# 3600) for another user (a CI run, a developer's e2e-conformance) to
+# finish. It re-executes the script under `flock -o`, so that the lock is
+# held by flock alone: the daemons the script starts must not inherit it
+# (they would keep it after the script). A caller that holds it already
+# (`flock FILE make ...`, or NODED_CLUSTER_LOCKED set by the re-exec) goes
+# on at once: taking it again would wait for itself.
+cluster_lock_file=/tmp/noded-cluster.lock
+cluster_lock() {
+	local fd
+	[[ -z "${NODED_CLUSTER_LOCKED:-}" ]] || return 0
+	for fd in "/proc/$$/fd/"*; do
+		[[ "$(readlink "$fd" 2>/dev/null)" == "$cluster_lock_file" ]] && return 0
+	done
+	if ! flock -n "$cluster_lock_file" true; then
+		say "waiting for the cluster lock $cluster_lock_file (another cluster is in use)"
+	fi
+	exec env NODED_CLUSTER_LOCKED=1 flock -o -w "${NODED_CLUSTER_LOCK_WAIT:-3600}" "$cluster_lock_file" "$0" "$@"
+}
+
 # The daemons, in start order; down.sh stops them in reverse.
 components=(registry noded etcd kube-apiserver kube-controller-manager kube-scheduler kube-proxy kubelet)
 

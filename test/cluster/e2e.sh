@@ -24,6 +24,10 @@
 set -uo pipefail
 
 dir="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=config.sh source-path=SCRIPTDIR
+source "$dir/config.sh"
+# One cluster at a time on the machine: wait for another user's to go.
+cluster_lock "$@"
 export NODED_CLUSTER_KUBELET_GATES="${NODED_CLUSTER_KUBELET_GATES:-PodAndContainerStatsFromCRI=true,EventedPLEG=true,CRIListStreaming=true}"
 
 rc=0
