@@ -2,9 +2,16 @@ package testimages
 
 import (
 	"archive/tar"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"io"
+	"math/big"
+	"net"
 	"os"
 	"path"
 
@@ -83,6 +90,14 @@ var curlStandIn = concat(
 	`exec wget -q -T "$timeout" -O "$out" "$url"`,
 )
 
+// bashStandIn is /bin/bash of the agnhost stand-in (upstream's alpine has
+// bash): probe specs run `/bin/bash -c SCRIPT`; busybox ash runs the scripts.
+var bashStandIn = concat(
+	"#!/bin/sh",
+	"# noded test image: busybox sh standing in for bash.",
+	`exec /bin/sh "$@"`,
+)
+
 // e2eCatalog builds the e2e suite's images.
 func (b *builder) e2eCatalog(agnhostPath string) ([]Image, error) {
 	agnhost, err := os.ReadFile(agnhostPath)
@@ -134,11 +149,18 @@ func (b *builder) agnhostImage(agnhost []byte, pause Image) (Image, error) {
 	if err != nil {
 		return Image{}, err
 	}
+	crt, key, err := localhostCert()
+	if err != nil {
+		return Image{}, err
+	}
 	tools := newTree().
 		file("usr/bin/curl", 0o755, curlStandIn).
+		file("bin/bash", 0o755, bashStandIn).
+		file("localhost.crt", 0o644, crt).
+		file("localhost.key", 0o644, key).
 		dir("uploads", 0o755)
 	idx, err := b.multiArch(dockerFormat, cfg, b.baseStep(),
-		step{createdBy: "RUN mkdir /uploads; COPY curl stand-in /usr/bin/curl", tree: tools},
+		step{createdBy: "RUN mkdir /uploads; ADD localhost.crt localhost.key; COPY curl and bash stand-ins", tree: tools},
 		step{createdBy: "RUN adduser -u 1000 -D user-defined-in-image && addgroup -g 50000 group-defined-in-image", tree: agnhostAccountsTree()},
 		step{createdBy: "COPY --from=preparer /registry /var/registry", tree: registry},
 		step{createdBy: "ADD agnhost agnhost; ln -s agnhost agnhost-2",
@@ -147,7 +169,7 @@ func (b *builder) agnhostImage(agnhost []byte, pause Image) (Image, error) {
 	return Image{
 		Names: []string{e2eImages + "agnhost:" + agnhostTag, e2eImages + "agnhost:" + agnhostPrevTag},
 		Purpose: "e2e: agnhost " + agnhostTag + " from k8s.io/kubernetes/test/images/agnhost on busybox (sh, nc, wget; " +
-			"a wget-based curl), the fake registry's pause:testing; also under the previous tag (AgnhostPrev)",
+			"a wget-based curl, bash as sh), the fake registry's pause:testing; also under the previous tag (AgnhostPrev)",
 		Index: idx,
 	}, err
 }
@@ -306,4 +328,34 @@ const FakeRegistry = "localhost:5000"
 func FakeRegistryConf() string {
 	return fmt.Sprintf("\n# The e2e suite's fake registry (agnhost fake-registry-server).\n"+
 		"[[registry]]\nprefix = %q\nlocation = %q\ninsecure = true\n", FakeRegistry, FakeRegistry)
+}
+
+// localhostCert is the TLS certificate and key of agnhost's HTTPS servers
+// (netexec --tls-cert-file /localhost.crt: the lifecycle hook specs' https
+// hooks; upstream adds test/images/agnhost/porter/localhost.*). Clients do
+// not verify it. An ed25519 key from a fixed seed and ed25519's
+// deterministic signatures keep the image's digest stable.
+func localhostCert() (crt, key []byte, err error) {
+	seed := sha256.Sum256([]byte("noded test image agnhost localhost"))
+	priv := ed25519.NewKeyFromSeed(seed[:])
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		Subject:      pkix.Name{CommonName: "localhost"},
+		DNSNames:     []string{"localhost"},
+		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
+		NotBefore:    Epoch,
+		NotAfter:     Epoch.AddDate(100, 0, 0),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(nil, tmpl, tmpl, priv.Public(), priv)
+	if err != nil {
+		return nil, nil, fmt.Errorf("agnhost localhost certificate: %w", err)
+	}
+	pk, err := x509.MarshalPKCS8PrivateKey(priv)
+	if err != nil {
+		return nil, nil, err
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
+		pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: pk}), nil
 }

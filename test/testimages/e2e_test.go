@@ -72,7 +72,7 @@ func TestAgnhostImage(t *testing.T) {
 		t.Errorf("entrypoint and cmd = %q, want /agnhost pause", got)
 	}
 	fs := flatten(t, host)
-	for _, p := range []string{"agnhost", "agnhost-2", "bin/sh", "usr/bin/curl", "uploads"} {
+	for _, p := range []string{"agnhost", "agnhost-2", "bin/sh", "bin/bash", "usr/bin/curl", "localhost.crt", "localhost.key", "uploads"} {
 		if _, ok := fs[p]; !ok {
 			t.Errorf("no /%s", p)
 		}
@@ -81,9 +81,20 @@ func TestAgnhostImage(t *testing.T) {
 		t.Errorf("/etc/group lacks group-defined-in-image:\n%s", f.content)
 	}
 
+	// Deterministic, like the rest of the catalog (the TLS key and
+	// certificate included).
+	again := e2eTestCatalog(t)
+	d1, err := img.Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d2, err := again["registry.k8s.io/e2e-test-images/agnhost:2.66.1"].Digest(); err != nil || d1 != d2 {
+		t.Errorf("agnhost digest changed between two builds: %s, then %s (%v)", d1, d2, err)
+	}
+
 	// The fake registry: pause:testing is the pause image's manifest list,
 	// and every manifest and blob it names is there.
-	pause := e2eTestCatalog(t)["registry.k8s.io/pause:3.10.2"]
+	pause := again["registry.k8s.io/pause:3.10.2"]
 	want, err := pause.Digest()
 	if err != nil {
 		t.Fatal(err)
