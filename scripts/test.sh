@@ -12,6 +12,8 @@
 #                     noded, checked against test/critest/expected-failures.txt
 #   make cluster-e2e  a one-node Kubernetes v1.37 cluster on a private noded
 #                     (test/cluster): smoke and observability scenarios
+#   make e2e-conformance-ci  a few [NodeConformance] specs of Kubernetes' e2e
+#                     suite against that cluster (test/e2e/ci-focus.txt)
 #
 # Every step runs even when an earlier one failed (except that integration
 # and critest need a build), so one run reports everything that is broken.
@@ -73,6 +75,7 @@ build_ok=1
 run_step "unit (make test)" make test
 
 critest_ran=0
+e2e_ran=0
 if ((build_ok)); then
 	# The integration suite may not exist yet; `go test` on a pattern that
 	# matches no package is an error, so look for test files first.
@@ -101,11 +104,22 @@ if ((build_ok)); then
 	critest_ran=1
 
 	run_step "cluster e2e (make cluster-e2e)" make cluster-e2e
+
+	# The e2e suite's CI subset needs e2e.test, agnhost and ginkgo
+	# (install-test-deps.sh builds them unless NODED_SKIP_E2E_TOOLS=1).
+	e2e_bin="${NODED_TEST_CACHE:-/var/cache/noded-test}/k8s-$(source test/cluster/versions.sh && echo "$K8S_VERSION")/bin"
+	if [[ -x "$e2e_bin/e2e.test" && -x "$e2e_bin/agnhost" && -x "$e2e_bin/ginkgo" ]]; then
+		run_step "e2e CI (make e2e-conformance-ci)" make e2e-conformance-ci
+		e2e_ran=1
+	else
+		record "e2e CI (make e2e-conformance-ci)" "SKIP (no e2e.test/agnhost/ginkgo in $e2e_bin: make e2e-tools)" 0
+	fi
 else
 	record "integration (make integration)" "SKIP (build failed)" 0
 	record "package (test/package/deb.sh)" "SKIP (build failed)" 0
 	record "critest (make critest)" "SKIP (build failed)" 0
 	record "cluster e2e (make cluster-e2e)" "SKIP (build failed)" 0
+	record "e2e CI (make e2e-conformance-ci)" "SKIP (build failed)" 0
 fi
 
 # Closing summary. critest's own count line is repeated here so it is not
@@ -127,6 +141,9 @@ n_pass=0 n_fail=0 n_skip=0
 		grep -E '^critest: [0-9]+ passed' _build/critest/summary.txt | sed 's/^/  /' || true
 		[[ -f _build/critest-websocket/summary.txt ]] &&
 			grep -E '^critest: [0-9]+ passed' _build/critest-websocket/summary.txt | sed 's/^/  websocket pass: /' || true
+	fi
+	if ((e2e_ran)) && [[ -f _build/e2e-ci/summary.txt ]]; then
+		grep -E '^e2e: [0-9]+ passed' _build/e2e-ci/summary.txt | sed 's/^/  e2e CI subset: /' || true
 	fi
 	echo "======================================================"
 	if ((failed)); then
