@@ -172,6 +172,18 @@ fingerprint /etc/crictl.yaml /etc/cni >"$work/before.txt"
 fingerprint /etc/crictl.yaml >"$work/before-crictl.txt"
 # Writing and removing a file changes its directory's mtime: put them back.
 [[ ! -d /etc/cni ]] || find /etc/cni -type d -printf '%T@ %p\n' >"$work/dir-times"
+# Leftovers of an earlier noded on the default paths go aside, and back at
+# the end: its state, and the default network a noded run from source
+# wrote (which would pass for an existing network of the host's).
+moved=()
+for d in "${state_dirs[@]}" /etc/cni/net.d/99-noded-bridge.conflist; do
+	if [[ -e "$d" ]]; then
+		mkdir -p "$work/saved$(dirname "$d")"
+		mv "$d" "$work/saved$d"
+		moved+=("$d")
+		say "moved aside $d (restored at the end)"
+	fi
+done
 crictl_before=0 cni_net_before=0 cni_dir_before=0
 [[ -e /etc/crictl.yaml ]] && crictl_before=1
 [[ -d /etc/cni/net.d ]] && cni_dir_before=1
@@ -187,17 +199,6 @@ for s in "${sysctls[@]}"; do
 	[[ -e "$s" ]] && sysctl_before[$s]="$(cat "$s")"
 done
 
-# Leftovers of an earlier noded on the default paths go aside, and back at
-# the end.
-moved=()
-for d in "${state_dirs[@]}"; do
-	if [[ -e "$d" ]]; then
-		mkdir -p "$work/saved$(dirname "$d")"
-		mv "$d" "$work/saved$d"
-		moved+=("$d")
-		say "moved aside $d (restored at the end)"
-	fi
-done
 
 noded_pid="" reg_pid=""
 failed=0
