@@ -15,9 +15,9 @@
 # main module, so a throw-away go.mod requires k8s.io/kubernetes and
 # replaces each of those modules with its published v0.<minor>.<patch>.
 #
-# Usage: build-tools.sh [binary...]   (default: all of the cluster's; the
-# e2e suite's e2e.test, agnhost and ginkgo, for make e2e-conformance, only
-# when named)
+# Usage: build-tools.sh [binary...]   (default: all of the cluster's, and
+# agnhost, whose image the cluster scenarios' grpc probe runs; the e2e
+# suite's e2e.test and ginkgo, for make e2e-conformance, only when named)
 # Environment:
 #   NODED_TEST_CACHE   cache root            (default: /var/cache/noded-test)
 #   K8S_VERSION        kubernetes release    (default: v1.37.2)
@@ -185,7 +185,7 @@ build_etcd() {
 # finished, and the build cache keeps the rest of its work.
 names=("$@")
 if ((${#names[@]} == 0)); then
-	names=(etcd kubectl kube-scheduler kube-proxy kube-controller-manager kube-apiserver kubelet)
+	names=(etcd agnhost kubectl kube-scheduler kube-proxy kube-controller-manager kube-apiserver kubelet)
 fi
 total=$SECONDS
 for n in "${names[@]}"; do

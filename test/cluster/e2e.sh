@@ -28,6 +28,10 @@ dir="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 source "$dir/config.sh"
 # One cluster at a time on the machine: wait for another user's to go.
 cluster_lock "$@"
+# The test registry serves the e2e images (agnhost: probes.sh's grpc
+# server) when given agnhost (make cluster-tools builds it).
+[[ -x "$tools/agnhost" ]] || die "$tools/agnhost missing; run make cluster-tools"
+export NODED_TESTREGISTRY_AGNHOST="$tools/agnhost"
 export NODED_CLUSTER_KUBELET_GATES="${NODED_CLUSTER_KUBELET_GATES:-PodAndContainerStatsFromCRI=true,EventedPLEG=true,CRIListStreaming=true}"
 
 rc=0

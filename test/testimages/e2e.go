@@ -294,7 +294,7 @@ func fakeRegistryTree(img Image, repo, tag string) (*tree, error) {
 		MediaType string `json:"mediaType"`
 	}
 	if err := json.Unmarshal(raw, &probe); err != nil || probe.MediaType == "" {
-		return nil, fmt.Errorf("fake registry: manifest list of %s has no mediaType (%v)", img.Names[0], err)
+		return nil, fmt.Errorf("fake registry: manifest list of %s has no mediaType (%w)", img.Names[0], err)
 	}
 	return t, nil
 }
