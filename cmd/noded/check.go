@@ -8,7 +8,7 @@ import (
 )
 
 // runCheck is `noded check [--repair]`: the image store check that noded
-// runs at a start after an unclean stop (internal/boot), offline. Without
+// runs at a start after a power loss (internal/boot), offline. Without
 // --repair it only reports, and fails if anything is damaged; with it,
 // damaged containers, images and layers are removed (pull the images
 // again). Run it while noded is stopped: a repair under a running noded

@@ -16,8 +16,8 @@ import (
 )
 
 // newImageService opens the image store and builds the image service on
-// it, registering its metrics. With check (the last run did not end
-// cleanly: internal/boot) the store is checked first and what is damaged
+// it, registering its metrics. With check (a power loss since the last
+// run: internal/boot) the store is checked first and what is damaged
 // removed (checkStore). The returned function stops pulls in flight and
 // shuts the store down (unmounting what it mounted); serve calls it on
 // exit.

@@ -35,14 +35,14 @@ const socketMode = 0o660
 func serve(cfg *config.Config, log *logrus.Entry, load func() (*config.Config, error)) error {
 	reg := metrics.New()
 
-	// How the last run ended: a crash or power loss gets the store
-	// checked, a reboot every pod ended (internal/boot).
+	// How the last run ended: a power loss gets the store checked, a
+	// reboot every pod ended (internal/boot).
 	start, err := boot.Detect(cfg.StateDir, cfg.RunDir)
 	if err != nil {
 		return err
 	}
-	if start.Unclean {
-		log.Warn("the last run of noded did not stop cleanly: checking the image store")
+	if start.PowerLoss() {
+		log.Warn("the last run of noded did not stop cleanly and the node rebooted since: checking the image store")
 	}
 	if start.Rebooted {
 		log.WithField("why", start.Why).Warn("the node rebooted since the last run: every pod it had is ended")
@@ -57,7 +57,7 @@ func serve(cfg *config.Config, log *logrus.Entry, load func() (*config.Config, e
 		}
 	}()
 
-	images, closeImages, err := newImageService(cfg, log, reg, start.Unclean)
+	images, closeImages, err := newImageService(cfg, log, reg, start.PowerLoss())
 	if err != nil {
 		return err
 	}

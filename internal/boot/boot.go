@@ -4,10 +4,12 @@
 // run directory, a tmpfs, came back without noded's marker, or the
 // kernel's boot ID changed).
 //
-// After an unclean end noded checks and repairs the image store (a power
-// loss can leave half-written layers); after a reboot every pod is ended
-// (internal/sandbox: recoverReboot), since its processes, namespaces and
-// mounts are gone.
+// After a power loss (an unclean end and a reboot: PowerLoss) noded checks
+// and repairs the image store, which can hold half-written layers; a
+// crash of noded alone cannot leave those (the kernel still has every
+// write), and layers it was unpacking are removed at every start anyway.
+// After any reboot every pod is ended (internal/sandbox: recoverReboot),
+// since its processes, namespaces and mounts are gone.
 //
 // Lifecycle: Detect once at start, before anything reads the records;
 // Started once the recovery is done (from then on a crash is unclean
@@ -77,6 +79,11 @@ func Detect(stateDir, runDir string) (*Start, error) {
 	}
 	return s, nil
 }
+
+// PowerLoss is an unclean end followed by a reboot: what may have cut
+// writes short on disk. Checking the store reads every layer (seconds per
+// gigabyte), so a mere restart after a crash does not do it.
+func (s *Start) PowerLoss() bool { return s.Unclean && s.Rebooted }
 
 // Started records this run: the boot ID, the run directory's marker, and
 // no clean-shutdown marker (a crash from now on is unclean). Call it once

@@ -42,7 +42,7 @@ func (d Damage) Lines() []string {
 // errors of the removals that failed.
 //
 // It reads every layer: seconds per gigabyte of images. noded runs it at a
-// start after an unclean end (internal/boot), and `noded check` offline.
+// start after a power loss (internal/boot), and `noded check` offline.
 func (s *Store) Check(repair bool) (Damage, []error, error) {
 	report, err := s.s.Check(cstorage.CheckMost())
 	if err != nil {
