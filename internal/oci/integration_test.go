@@ -661,7 +661,16 @@ func TestIntegration(t *testing.T) {
 				if tc.join {
 					joinPod(s, pause.Pid)
 				}
-				e.run(id, s)
+				st0, _ := e.run(id, s)
+				if len(tc.kill) > 0 {
+					// Signal the program, not the runtime's init in the
+					// instant before its exec: that init is a Go process,
+					// which has a SIGTERM handler even as PID 1.
+					waitFor(t, func() bool {
+						comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", st0.Pid))
+						return err != nil || strings.TrimSpace(string(comm)) == tc.args[0]
+					})
+				}
 				for j, sig := range tc.kill {
 					if err := e.rt.Kill(ctx, e.pod, ContainerID(id), sig); err != nil {
 						t.Fatal(err)
