@@ -113,6 +113,8 @@ rm -f "$out"/{critest.log,report.json,junit.xml,summary.txt,noded.log,registry.l
 # cluster test bed.
 # shellcheck source-path=SCRIPTDIR source=../cluster/noded-env.sh
 source "$repo/test/cluster/noded-env.sh"
+# shellcheck source-path=SCRIPTDIR source=../lib/ginkgo-report.sh
+source "$repo/test/lib/ginkgo-report.sh"
 
 # cleanup undoes everything this run did. Idempotent: it runs before the
 # summary is printed (so the count line comes last) and again from the EXIT
@@ -293,43 +295,12 @@ fi
 	die "critest wrote no report ($out/report.json); see $out/critest.log"
 }
 
-# Spec name = ginkgo's full text: container texts and the It text joined by
-# spaces (what --ginkgo.focus matches). Suite-level nodes (BeforeSuite, ...)
-# have no text: name them by their type so their failure is not lost.
-# Suite nodes that pass or are skipped are not specs and are not counted.
-jq_specs='
-	def name: if .LeafNodeType == "It"
-		then (((.ContainerHierarchyTexts // []) + [.LeafNodeText]) | join(" "))
-		else "[" + .LeafNodeType + "]" end;
-	def failed: .State != "passed" and .State != "skipped" and .State != "pending";
-	def specs: .[].SpecReports[] | select(.LeafNodeType == "It" or failed);
-'
-export LC_ALL=C
-jq -r "$jq_specs"'specs | select(.State == "passed") | name' "$out/report.json" | sort -u >"$out/passed.txt"
-jq -r "$jq_specs"'specs | select(.State == "skipped" or .State == "pending") | name' "$out/report.json" | sort -u >"$out/skipped.txt"
-# Everything else (failed, panicked, timedout, interrupted, aborted) failed.
-jq -r "$jq_specs"'specs | select(failed) | name' "$out/report.json" | sort -u >"$out/failed.txt"
-
-n_pass=$(wc -l <"$out/passed.txt")
-n_fail=$(wc -l <"$out/failed.txt")
-n_skip=$(wc -l <"$out/skipped.txt")
+gr_classify "$out/report.json" "$out"
+n_pass=$gr_pass n_fail=$gr_fail n_skip=$gr_skip
 
 # ------------------------------------------------------- 7. expectations
-# "<full spec name> | <reason>"; the name ends at the first " | " (spec
-# names contain "|" but never " | "). Blank lines and #-comments ignored.
-expected="$tmp/expected.txt"
-sed -e '/^[[:space:]]*#/d' -e '/^[[:space:]]*$/d' "$expected_file" |
-	awk '{ i = index($0, " | "); n = (i ? substr($0, 1, i - 1) : $0); sub(/^[[:space:]]+/, "", n); sub(/[[:space:]]+$/, "", n); print n }' |
-	sort >"$expected.all"
-sort -u "$expected.all" >"$expected"
-dups="$(uniq -d "$expected.all")"
-[[ -z "$dups" ]] || say "warning: listed more than once in $(basename "$expected_file"): $dups"
-
-unexpected_fail="$(comm -23 "$out/failed.txt" "$expected")"
-unexpected_pass="$(comm -12 "$out/passed.txt" "$expected")"
-# Listed specs that critest does not know at all (renamed or removed
-# upstream): not an error, but the list should be tidied.
-stale="$(comm -23 "$expected" <(sort -u "$out/passed.txt" "$out/failed.txt" "$out/skipped.txt"))"
+gr_verdict "$expected_file" "$out" "$tmp"
+unexpected_fail=$gr_unexpected_fail unexpected_pass=$gr_unexpected_pass
 
 summary_line="critest: $n_pass passed, $n_fail failed, $n_skip skipped"
 {
@@ -339,47 +310,24 @@ summary_line="critest: $n_pass passed, $n_fail failed, $n_skip skipped"
 	seed="$(jq -r '.[0].SuiteConfig.RandomSeed // empty' "$out/report.json" 2>/dev/null || true)"
 	[[ -z "$seed" ]] || echo "random seed: $seed (CRITEST_ARGS=--ginkgo.seed=$seed replays this order)"
 	echo
-	echo "failed specs ($n_fail):"
-	if ((n_fail)); then sed 's/^/  /' "$out/failed.txt"; else echo "  (none)"; fi
-	echo
-	if [[ -n "$unexpected_fail" ]]; then
-		echo "UNEXPECTED FAILURES (fail, not in $(basename "$expected_file")):"
-		printf '%s\n' "$unexpected_fail" | sed 's/^/  /'
-		echo
-	fi
-	if [[ -n "$unexpected_pass" ]]; then
-		echo "UNEXPECTED PASSES (listed in $(basename "$expected_file"), but pass: remove them):"
-		printf '%s\n' "$unexpected_pass" | sed 's/^/  /'
-		echo
-	fi
-	if [[ -n "$stale" ]]; then
+	gr_findings "$expected_file" "$out"
+	# Listed specs that critest does not know at all (renamed or removed
+	# upstream): not an error, but the list should be tidied.
+	if [[ -n "$gr_stale" ]]; then
 		echo "note: listed in $(basename "$expected_file") but not in this critest at all:"
-		printf '%s\n' "$stale" | sed 's/^/  /'
+		printf '%s\n' "$gr_stale" | sed 's/^/  /'
 		echo
 	fi
 	if [[ -n "$noded_died" ]]; then
 		echo "NODED CRASHED: $noded_died"
 		echo
 	fi
-	if [[ -z "$unexpected_fail" && -z "$unexpected_pass" && -z "$noded_died" ]]; then
-		echo "result: OK (every failure is expected, no expected failure passed)"
-	else
-		echo "result: FAIL ($(grep -c . <<<"$unexpected_fail" || true) unexpected failure(s), $(grep -c . <<<"$unexpected_pass" || true) unexpected pass(es)${noded_died:+, noded crashed})"
-	fi
+	gr_result "$noded_died"
 	echo "$summary_line"
 } >"$out/summary.txt"
 
-# For unexpected failures, show why: the first lines of ginkgo's failure
-# message for each, which is usually enough to see what broke.
-if [[ -n "$unexpected_fail" ]]; then
-	jq -r --rawfile names <(printf '%s\n' "$unexpected_fail") "$jq_specs"'
-		($names | split("\n") | map(select(length > 0))) as $want
-		| specs | select(failed) | name as $n
-		| select(any($want[]; . == $n))
-		| "--- \($n) [\(.State)]\n"
-		  + ((.Failure.Message // "") | split("\n") | .[0:6] | map("    " + .) | join("\n"))
-	' "$out/report.json" >&2 || true
-fi
+# For unexpected failures, show why.
+gr_explain "$out/report.json"
 
 # Tear down now rather than in the EXIT trap, so that the count line is the
 # last thing printed.

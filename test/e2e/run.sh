@@ -43,6 +43,8 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # The cluster's paths (repo, tools, C) and pid_alive.
 # shellcheck source-path=SCRIPTDIR source=../cluster/config.sh
 source "$here/../cluster/config.sh"
+# shellcheck source-path=SCRIPTDIR source=../lib/ginkgo-report.sh
+source "$here/../lib/ginkgo-report.sh"
 say() { printf '[e2e] %s\n' "$*" >&2; }
 die() {
 	say "ERROR: $*"
@@ -215,34 +217,15 @@ fi
 	tail -n 40 "$out/e2e.log" >&2
 	die "the suite wrote no report ($out/report.json); see $out/e2e.log"
 }
-# Spec name: ginkgo's full text (containers and It joined by spaces; the
-# suite puts its labels in the texts: [sig-node], [NodeConformance], ...).
 # Only specs the focus selects are counted: the report lists every spec of
 # the suite, the others as skipped.
-# shellcheck disable=SC2016 # jq's $focus, not the shell's
-jq_specs='
-	def name: if .LeafNodeType == "It"
-		then (((.ContainerHierarchyTexts // []) + [.LeafNodeText]) | join(" "))
-		else "[" + .LeafNodeType + "]" end;
-	def failed: .State != "passed" and .State != "skipped" and .State != "pending";
-	def specs: .[].SpecReports[] | select((.LeafNodeType == "It" and (name | test($focus))) or failed);
-'
-export LC_ALL=C
-jq -r --arg focus "$focus" "$jq_specs"'specs | select(.State == "passed") | name' "$out/report.json" | sort -u >"$out/passed.txt"
-jq -r --arg focus "$focus" "$jq_specs"'specs | select(.State == "skipped" or .State == "pending") | name' "$out/report.json" | sort -u >"$out/skipped.txt"
-jq -r --arg focus "$focus" "$jq_specs"'specs | select(failed) | name' "$out/report.json" | sort -u >"$out/failed.txt"
-n_pass=$(wc -l <"$out/passed.txt")
-n_fail=$(wc -l <"$out/failed.txt")
-n_skip=$(wc -l <"$out/skipped.txt")
+gr_classify "$out/report.json" "$out" "$focus"
+n_pass=$gr_pass n_fail=$gr_fail n_skip=$gr_skip
 
 # ---------------------------------------------------------------- expectations
 # "<full spec name> | <reason>", as test/critest/expected-failures.txt.
-expected="$tmp/expected.txt"
-sed -e '/^[[:space:]]*#/d' -e '/^[[:space:]]*$/d' "$expected_file" |
-	awk '{ i = index($0, " | "); n = (i ? substr($0, 1, i - 1) : $0); sub(/^[[:space:]]+/, "", n); sub(/[[:space:]]+$/, "", n); print n }' |
-	sort -u >"$expected"
-unexpected_fail="$(comm -23 "$out/failed.txt" "$expected")"
-unexpected_pass="$(comm -12 "$out/passed.txt" "$expected")"
+gr_verdict "$expected_file" "$out" "$tmp"
+unexpected_fail=$gr_unexpected_fail unexpected_pass=$gr_unexpected_pass
 
 summary_line="e2e: $n_pass passed, $n_fail failed, $n_skip skipped"
 {
@@ -253,37 +236,13 @@ summary_line="e2e: $n_pass passed, $n_fail failed, $n_skip skipped"
 	seed="$(jq -r '.[0].SuiteConfig.RandomSeed // empty' "$out/report.json" 2>/dev/null || true)"
 	[[ -z "$seed" ]] || echo "random seed: $seed (E2E_ARGS=--ginkgo.seed=$seed replays this order with E2E_PARALLEL=1)"
 	echo
-	echo "failed specs ($n_fail):"
-	if ((n_fail)); then sed 's/^/  /' "$out/failed.txt"; else echo "  (none)"; fi
-	echo
-	if [[ -n "$unexpected_fail" ]]; then
-		echo "UNEXPECTED FAILURES (fail, not in $(basename "$expected_file")):"
-		printf '%s\n' "$unexpected_fail" | sed 's/^/  /'
-		echo
-	fi
-	if [[ -n "$unexpected_pass" ]]; then
-		echo "UNEXPECTED PASSES (listed in $(basename "$expected_file"), but pass: remove them):"
-		printf '%s\n' "$unexpected_pass" | sed 's/^/  /'
-		echo
-	fi
+	gr_findings "$expected_file" "$out"
 	[[ -z "$noded_died" ]] || echo "NODED DIED: $noded_died"
-	if [[ -z "$unexpected_fail" && -z "$unexpected_pass" && -z "$noded_died" ]]; then
-		echo "result: OK (every failure is expected, no expected failure passed)"
-	else
-		echo "result: FAIL ($(grep -c . <<<"$unexpected_fail" || true) unexpected failure(s), $(grep -c . <<<"$unexpected_pass" || true) unexpected pass(es)${noded_died:+, noded died})"
-	fi
+	gr_result "$noded_died"
 	echo "$summary_line"
 } >"$out/summary.txt"
 
-if [[ -n "$unexpected_fail" ]]; then
-	jq -r --arg focus "$focus" --rawfile names <(printf '%s\n' "$unexpected_fail") "$jq_specs"'
-		($names | split("\n") | map(select(length > 0))) as $want
-		| specs | select(failed) | name as $n
-		| select(any($want[]; . == $n))
-		| "--- \($n) [\(.State)]\n"
-		  + ((.Failure.Message // "") | split("\n") | .[0:6] | map("    " + .) | join("\n"))
-	' "$out/report.json" >&2 || true
-fi
+gr_explain "$out/report.json" "$focus"
 
 cleanup
 ((down_failed == 0)) || say "ERROR: make cluster-down reported something left behind"
