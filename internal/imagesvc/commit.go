@@ -261,8 +261,13 @@ func (s *committer) readConfig(ctx context.Context, p *plan, prio uint64) ([]byt
 }
 
 // makeLayer returns the shared work of making one layer: nothing if it is
-// in storage, else download its blob while its parent is being made, then
-// unpack it on the parent.
+// in storage, else download its blob and unpack it as the download goes,
+// into a staging directory, side by side with the other layers of the
+// image; then, once its parent is in storage, commit it on the parent.
+// Layers commit bottom up; only the unpacking runs in parallel (the
+// number of downloads in flight bounds it: an unpack follows its
+// download). Without staging (a driver other than overlay) the unpack
+// waits for the parent, as storage's Put needs it.
 func (s *committer) makeLayer(p *plan, id, parentID storage.LayerID, parent *call[storage.LayerID, struct{}], diffID digest.Digest, info types.BlobInfo, prio uint64) func(context.Context) (struct{}, error) {
 	return func(ctx context.Context) (struct{}, error) {
 		if s.layers.Exists(id) {
@@ -270,65 +275,60 @@ func (s *committer) makeLayer(p *plan, id, parentID storage.LayerID, parent *cal
 			s.metrics.blobsSkipped.WithLabelValues("present").Inc()
 			return struct{}{}, nil
 		}
-		type fetched struct {
-			b       *blobFile
-			release func()
-			err     error
-		}
-		fetchCtx, cancelFetch := context.WithCancel(ctx)
-		defer cancelFetch()
-		ch := make(chan fetched, 1)
-		go func() {
-			// Follow the download: unpacking starts with its first bytes.
-			b, release, err := s.blobs.fetchBlob(fetchCtx, p.src, info, prio, true)
-			ch <- fetched{b, release, err}
-		}()
-		var f *fetched
+		// A failed parent stops this layer's download and unpack.
+		ctx, cancel := context.WithCancelCause(ctx)
+		defer cancel(nil)
 		if parent != nil {
-			select {
-			case r := <-ch:
-				f = &r
-				if f.err != nil {
-					return struct{}{}, f.err
+			// Ends with this work at the latest (the deferred cancel).
+			go func() {
+				select {
+				case <-parent.done:
+					if _, err := parent.wait(ctx); err != nil {
+						cancel(err)
+					}
+				case <-ctx.Done():
 				}
-			case <-parent.done:
-			}
-			if _, err := parent.wait(ctx); err != nil {
-				cancelFetch()
-				if f == nil {
-					r := <-ch
-					f = &r
-				}
-				if f.err == nil {
-					f.release()
-				}
-				return struct{}{}, err
-			}
+			}()
 		}
-		if f == nil {
-			r := <-ch
-			f = &r
+		// Follow the download: unpacking starts with its first bytes.
+		b, release, err := s.blobs.fetchBlob(ctx, p.src, info, prio, true)
+		if err != nil {
+			return struct{}{}, s.parentErr(ctx, parent, err)
 		}
-		if f.err != nil {
-			return struct{}{}, f.err
-		}
-		defer f.release()
+		defer release()
 		uctx, span := tracing.Start(ctx, "image.layer.unpack", attribute.String("noded.layer", string(id)), attribute.String("noded.digest", info.Digest.String()))
-		err := s.applyLayer(uctx, id, parentID, diffID, info, f.b)
+		err = s.applyLayer(uctx, id, parentID, parent, diffID, info, b)
 		tracing.End(span, err)
 		if err != nil {
-			return struct{}{}, err
+			return struct{}{}, s.parentErr(ctx, parent, err)
 		}
 		s.metrics.layersUnpacked.Inc()
 		return struct{}{}, nil
 	}
 }
 
-// applyLayer unpacks a blob (possibly still downloading) as layer id on
-// parent. The layer is completed only if the blob matches its digest and
-// the uncompressed content the DiffID the config lists: either mismatch
-// surfaces as a read error at the end of the stream, which aborts it.
-func (s *committer) applyLayer(ctx context.Context, id, parent storage.LayerID, diffID digest.Digest, info types.BlobInfo, b *blobFile) error {
+// parentErr reports a layer's failure: its parent's error if the parent
+// failed (the cause of this layer's cancellation), else err.
+func (s *committer) parentErr(ctx context.Context, parent *call[storage.LayerID, struct{}], err error) error {
+	if parent == nil {
+		return err
+	}
+	select {
+	case <-parent.done:
+		if _, pErr := parent.wait(ctx); pErr != nil {
+			return pErr
+		}
+	default:
+	}
+	return err
+}
+
+// applyLayer unpacks a blob (possibly still downloading) and makes it
+// layer id on parent once the parent call is done. The layer is completed
+// only if the blob matches its digest and the uncompressed content the
+// DiffID the config lists: either mismatch surfaces as a read error at the
+// end of the stream, which aborts it.
+func (s *committer) applyLayer(ctx context.Context, id, parentID storage.LayerID, parent *call[storage.LayerID, struct{}], diffID digest.Digest, info types.BlobInfo, b *blobFile) error {
 	if err := diffID.Validate(); err != nil {
 		return errdefs.InvalidArgument("layer %s: DiffID %q: %v", info.Digest, diffID, err)
 	}
@@ -347,35 +347,74 @@ func (s *committer) applyLayer(ctx context.Context, id, parent storage.LayerID, 
 	v := &diffReader{ctx: ctx, r: uncompressed, verifier: newAsyncVerifier(diffID, check), check: check, blob: info.Digest, diffID: diffID}
 	defer v.verifier.stop()
 	start := time.Now()
-	if _, err := s.layers.Put(id, parent, v, storage.PutLayerOptions{
-		CompressedDigest: info.Digest, CompressedSize: info.Size, DiffID: diffID,
-	}); err != nil {
-		// A download that failed (say, corrupt content) is the root cause
-		// of whatever the decompressor or unpacker made of it.
-		if bErr := b.result(ctx); bErr != nil {
-			return bErr
+	opts := storage.PutLayerOptions{CompressedDigest: info.Digest, CompressedSize: info.Size, DiffID: diffID}
+	waitParent := func() error {
+		if parent == nil {
+			return nil
 		}
-		if v.err != nil {
-			return v.err
-		}
-		// An entry noded refuses that storage failed on before the
-		// check's verdict reached a read: the verdict says which.
-		if rErr := v.refused(); rErr != nil {
-			return rErr
-		}
+		_, err := parent.wait(ctx)
 		return err
+	}
+	staged, err := s.layers.Stage(v, opts)
+	if errors.Is(err, storage.ErrStagingUnsupported) {
+		if err := waitParent(); err != nil {
+			return err
+		}
+		_, err = s.layers.Put(id, parentID, v, opts)
+	}
+	if err != nil {
+		return s.unpackErr(ctx, b, v, err)
 	}
 	if err := v.drain(); err != nil {
 		if bErr := b.result(ctx); bErr != nil {
 			err = bErr
 		}
-		if delErr := s.layers.Delete(id); delErr != nil {
+		if staged != nil {
+			s.discard(ctx, staged)
+		} else if delErr := s.layers.Delete(id); delErr != nil {
 			log.FromContext(ctx).WithError(delErr).WithField("layer", id).Warn("removing a layer that failed verification")
 		}
 		return err
 	}
+	if staged != nil {
+		if err := s.step.after("pull-staged"); err != nil {
+			s.discard(ctx, staged)
+			return err
+		}
+		if err := waitParent(); err != nil {
+			s.discard(ctx, staged)
+			return err
+		}
+		if _, err := s.layers.Commit(id, parentID, staged); err != nil {
+			return err
+		}
+	}
 	log.FromContext(ctx).WithFields(map[string]any{"layer": id, "blob": info.Digest, "duration": time.Since(start)}).Debug("layer unpacked")
 	return s.step.after("pull-layer")
+}
+
+// unpackErr picks the root cause of a failed unpack.
+func (s *committer) unpackErr(ctx context.Context, b *blobFile, v *diffReader, err error) error {
+	// A download that failed (say, corrupt content) is the root cause
+	// of whatever the decompressor or unpacker made of it.
+	if bErr := b.result(ctx); bErr != nil {
+		return bErr
+	}
+	if v.err != nil {
+		return v.err
+	}
+	// An entry noded refuses that storage failed on before the check's
+	// verdict reached a read: the verdict says which.
+	if rErr := v.refused(); rErr != nil {
+		return rErr
+	}
+	return err
+}
+
+func (s *committer) discard(ctx context.Context, st *storage.StagedLayer) {
+	if err := s.layers.Discard(st); err != nil {
+		log.FromContext(ctx).WithError(err).Warn("removing a staged layer")
+	}
 }
 
 // diffReader verifies the uncompressed stream as storage reads it: at the

@@ -92,8 +92,9 @@ type Options struct {
 	Log *logrus.Entry
 
 	// FailAfter is the step hook of crash tests (noded's failpoints
-	// build): called after each step of a pull or removal ("pull-layer"
-	// after each layer, "pull-image", "pull-record", "remove-image"), its
+	// build): called after each step of a pull or removal ("pull-staged"
+	// when a layer is unpacked, "pull-layer" when it is committed,
+	// "pull-image", "pull-record", "remove-image"), its
 	// error fails the operation there. Nil in production.
 	FailAfter func(step string) error
 

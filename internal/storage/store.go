@@ -206,11 +206,16 @@ func (s *Store) TempDir(purpose string) (string, error) {
 
 // GarbageCollect removes what interrupted operations left: incomplete
 // layers and unreferenced data of containers/storage, noded's temporary
-// files, and layers that belong to no image and no container (the remains
+// files and staged layers, and layers that belong to no image and no container (the remains
 // of a pull that a crash cut short). It must run before any pull starts.
 func (s *Store) GarbageCollect() error {
 	if err := os.RemoveAll(filepath.Join(s.root, "noded-tmp")); err != nil {
 		s.log.WithError(err).Warn("removing temporary files")
+	}
+	// Layers that were being unpacked (LayerStore.Stage): the overlay
+	// driver removes its staging directories only at a clean shutdown.
+	if err := os.RemoveAll(filepath.Join(s.root, s.driver, "staging")); err != nil {
+		s.log.WithError(err).Warn("removing staged layers")
 	}
 	if err := s.s.GarbageCollect(); err != nil {
 		s.log.WithError(err).Warn("containers/storage garbage collection")

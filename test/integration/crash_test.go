@@ -160,6 +160,7 @@ func killedAt(t, pt *testing.T, d *Daemon, bin, step string, op func(*testenv.Da
 		t.Fatal(err)
 	}
 	if err := op(fp); err == nil {
+		fp.Kill()
 		t.Fatalf("the call survived its failpoint %s", step)
 	}
 	if err := fp.Wait(10 * time.Second); err == nil || !strings.Contains(err.Error(), "killed") {
@@ -170,8 +171,9 @@ func killedAt(t, pt *testing.T, d *Daemon, bin, step string, op func(*testenv.Da
 }
 
 // TestKilledPullsAndRemovalsLeaveNothing kills noded right after each
-// step of PullImage and RemoveImage (after the first layer, the image, its
-// names; after the removal), restarts it and replays the kubelet's retry:
+// step of PullImage and RemoveImage (after the first layer is unpacked
+// into its staging directory, after it is committed, the image, its names;
+// after the removal), restarts it and replays the kubelet's retry:
 // the retry succeeds, and the store holds no layer that no image uses and
 // no temporary download.
 func TestKilledPullsAndRemovalsLeaveNothing(t *testing.T) {
@@ -194,7 +196,7 @@ func TestKilledPullsAndRemovalsLeaveNothing(t *testing.T) {
 		op      func(runtimeapi.ImageServiceClient) error
 		present bool // the image is there after the retry
 	}{
-		{"pull-layer", pull, true}, {"pull-image", pull, true}, {"pull-record", pull, true},
+		{"pull-staged", pull, true}, {"pull-layer", pull, true}, {"pull-image", pull, true}, {"pull-record", pull, true},
 		{"remove-image", remove, false},
 	} {
 		t.Run(tc.step, func(t *testing.T) {
@@ -219,6 +221,9 @@ func TestKilledPullsAndRemovalsLeaveNothing(t *testing.T) {
 			}
 			if tmp, _ := os.ReadDir(filepath.Join(d.Dir, "root", "noded-tmp", "pull")); len(tmp) > 0 {
 				t.Fatalf("temporary downloads left: %v", tmp)
+			}
+			if staged, _ := os.ReadDir(filepath.Join(d.Dir, "root", "overlay", "staging")); len(staged) > 0 {
+				t.Fatalf("staged layers left: %v", staged)
 			}
 			if err := remove(d.Images(t)); err != nil {
 				t.Fatal(err)
