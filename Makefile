@@ -43,7 +43,7 @@ $(MUSL)/pkgconfig/libseccomp.pc: scripts/musl-sysroot.sh scripts/musl/fortify.c
 conmon-go: $(MUSL)/pkgconfig/libseccomp.pc
 	$(GO) build $(GOFLAGS_BUILD) -ldflags "-s -w" -o $(BIN)/conmon-go ./conmon-go
 	CC=musl-gcc PKG_CONFIG_LIBDIR=$(CURDIR)/$(MUSL)/pkgconfig CGO_CFLAGS="-O2 -I$(CURDIR)/$(MUSL)/include" \
-		$(GO) build -trimpath -tags "$(BUILDTAGS) seccomp runc_nocriu netgo osusergo" \
+		$(GO) build -trimpath -tags "$(BUILDTAGS) seccomp netgo osusergo" \
 		-ldflags "-s -w -linkmode external -extldflags -static" -o $(BIN)/conmon-go-runtime ./conmon-go/runtime
 
 # The pause process is C, static and tiny: it sits in every pod. musl keeps

@@ -63,6 +63,9 @@ type ctr struct {
 	// updates; from publication (create) or adoption until delete. A
 	// container whose creation failed half-way never gets one.
 	recorded bool
+	// restore: created from a checkpoint, its start restores the init
+	// (checkpoint.go); nil otherwise. Set before publication.
+	restore *restoreFrom
 }
 
 func (c *ctr) snapshot() *wire.ContainerState {
@@ -101,6 +104,9 @@ type containers struct {
 // open the log and the container's stdio, run the helper and take over the
 // init it started, publish the container.
 func (cs *containers) create(req *wire.Request) (_ *wire.ContainerState, retErr error) {
+	if req.Restore != "" && req.Op == wire.OpCreate {
+		return cs.createForRestore(req)
+	}
 	tty, err := cs.checkCreate(req)
 	if err != nil {
 		return nil, err
@@ -467,7 +473,11 @@ func (cs *containers) start(id string) (*wire.ContainerState, error) {
 	// a second start is refused meanwhile.
 	c.st.StartedAt = time.Now().UnixNano()
 	pid := c.st.Pid
+	restoring := c.restore != nil
 	c.mu.Unlock()
+	if restoring {
+		return cs.startRestore(c)
+	}
 
 	cs.helpers.withOpMu(func() { err = startViaFifo(cs.root, id, pid) })
 	if errors.Is(err, errNotStartable) {
@@ -517,6 +527,9 @@ func (cs *containers) kill(id string, sig int) error {
 // cgroups the bundle names; without the bundle either, the init the
 // monitor tracks is signalled directly.
 func (cs *containers) signal(c *ctr, sig int) error {
+	if c.pendingRestore() {
+		return errf(wire.CodeFailedPrecondition, "container %s has not been started: no process", c.id)
+	}
 	snap := c.snapshot()
 	direct := c.ownPidNS || unix.Signal(sig) != unix.SIGKILL
 	if direct && snap.Status != wire.StatusExited && cs.reaper.kill(snap.Pid, unix.Signal(sig)) == nil {
@@ -582,7 +595,7 @@ func (cs *containers) delete(id string, force bool) error {
 		}
 		return err
 	}
-	if c.snapshot().Status != wire.StatusExited {
+	if c.snapshot().Status != wire.StatusExited && !c.pendingRestore() {
 		if !force {
 			return errf(wire.CodeFailedPrecondition, "container %s has not exited", id)
 		}

@@ -324,6 +324,8 @@ func (srv *server) dispatch(conn *os.File, req *wire.Request) (*wire.Response, e
 		err = srv.ctrs.delete(req.Container, req.Force)
 	case wire.OpUpdate:
 		err = srv.ctrs.update(req.Container)
+	case wire.OpCheckpoint:
+		err = srv.ctrs.checkpoint(req)
 	default:
 		err = errf(wire.CodeInvalidArgument, "unknown operation %q", req.Op)
 	}

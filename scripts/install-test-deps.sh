@@ -25,6 +25,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 # as noded's k8s.io/cri-api v0.37.x).
 CRI_TOOLS_VERSION=v1.37.0
 STATICCHECK_VERSION=v0.8.2 # staticcheck 2026.2.2, supports Go 1.26
+CHECKPOINTCTL_VERSION=v1.6.0
 GOLANGCI_LINT_VERSION=v2.15.0
 
 tools_dir="${NODED_TOOLS_DIR:-$NODED_REPO_ROOT/_build/tools}"
@@ -197,6 +198,9 @@ if [[ "${NODED_SKIP_CRIU:-0}" != 1 ]]; then
 else
 	log "NODED_SKIP_CRIU=1: not building CRIU"
 fi
+# checkpointctl reads noded's checkpoint archives in the checkpoint tests
+# (v1.7.0 needs a go-criu the module proxy does not serve).
+go_install_tool github.com/checkpoint-restore/checkpointctl github.com/checkpoint-restore/checkpointctl "$CHECKPOINTCTL_VERSION"
 
 # The cluster test bed's etcd and Kubernetes binaries (test/cluster), built
 # from the module proxy and cached by version outside the clone

@@ -13,6 +13,7 @@ import (
 
 	"github.com/noded-dev/noded/internal/admit"
 	"github.com/noded-dev/noded/internal/cdi"
+	"github.com/noded-dev/noded/internal/checkpoint"
 	"github.com/noded-dev/noded/internal/config"
 	"github.com/noded-dev/noded/internal/netcni"
 	"github.com/noded-dev/noded/internal/nri"
@@ -48,11 +49,13 @@ func newRuntimeServices(ctx context.Context, cfg *config.Config, log *logrus.Ent
 		return nil, nil, err
 	}
 
+	criu := criuPath(cfg.CriuPath, log)
 	monitors, err := oci.New(oci.Options{
 		ConmonPath: conmon,
 		RunDir:     filepath.Join(cfg.RunDir, "oci"),
 		StateDir:   filepath.Join(cfg.StateDir, "oci"),
 		Logger:     log,
+		CriuPath:   criu,
 	})
 	if err != nil {
 		return nil, nil, err
@@ -95,6 +98,9 @@ func newRuntimeServices(ctx context.Context, cfg *config.Config, log *logrus.Ent
 		// Only test builds can shorten it.
 		EventQueue: eventQueue(log),
 		Rebooted:   rebooted,
+		// Checkpoints dump through the monitors; the archives hold the
+		// writable layers' changes from storage.
+		Checkpoints: checkpoint.New(checkpoint.Options{Monitor: monitors, Layers: store.Containers(), Version: version}),
 	}
 	if plugins != nil {
 		opts.NRI = plugins

@@ -128,7 +128,9 @@ func serve(cfg *config.Config, log *logrus.Entry, load func() (*config.Config, e
 		Metrics:    rt.Metrics,
 		Streams:    streams,
 		Events:     rt.Events,
-		Handlers:   sandbox.Handlers,
+		// CheckpointContainer; restores go through CreateContainer.
+		Checkpoints: rt.Containers,
+		Handlers:    sandbox.Handlers,
 		// mount_setattr(2) with AT_RECURSIVE, which runc uses for rro.
 		RecursiveReadOnlyMounts: kernelAtLeast(5, 12),
 		CgroupDriver:            cfg.CgroupManager,

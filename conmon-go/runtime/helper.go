@@ -98,6 +98,9 @@ func helperDo(req *helperapi.Request, resp *helperapi.Response, log *logrus.Entr
 	if req.Op == helperapi.OpCreate || req.Op == helperapi.OpRun {
 		return helperCreateContainer(req, resp, log)
 	}
+	if req.Op == helperapi.OpRestore {
+		return helperRestore(req, resp, log)
+	}
 	lc, err := libcontainer.Load(req.Root, req.ID)
 	if err != nil {
 		// libcontainer says ErrNotExist when the state directory is gone.
@@ -131,6 +134,8 @@ func helperDo(req *helperapi.Request, resp *helperapi.Response, log *logrus.Entr
 		}
 	case helperapi.OpUpdate:
 		return helperUpdate(lc, req, log)
+	case helperapi.OpCheckpoint:
+		return helperCheckpoint(lc, req, log)
 	case helperapi.OpInspect:
 		fillState(lc, resp)
 		st, err := lc.Status()

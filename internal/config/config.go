@@ -128,6 +128,10 @@ type Config struct {
 	// PausePath is the static pause binary used for the built-in pause
 	// image; empty means noded-pause next to the noded executable.
 	PausePath Path `toml:"pause-path"`
+	// CriuPath is the criu binary of checkpoints and restores; it must be
+	// named criu (libcontainer runs "criu" from PATH: its directory goes
+	// first on the runtime helper's PATH). Empty: criu on noded's PATH.
+	CriuPath Path `toml:"criu-path"`
 	// SeccompProfileRoot confines Localhost seccomp profiles to one
 	// directory (e.g. /var/lib/kubelet/seccomp); empty allows any absolute
 	// path, as containerd and CRI-O do.
@@ -381,7 +385,7 @@ func (c *Config) Validate() error {
 	}
 	optionalPaths := map[string]Path{
 		"registries-conf": c.RegistriesConf, "signature-policy": c.SignaturePolicy,
-		"conmon-path": c.ConmonPath, "pause-path": c.PausePath, "seccomp-profile-root": c.SeccompProfileRoot,
+		"conmon-path": c.ConmonPath, "pause-path": c.PausePath, "criu-path": c.CriuPath, "seccomp-profile-root": c.SeccompProfileRoot,
 		"stream-tls-cert": c.StreamTLSCert, "stream-tls-key": c.StreamTLSKey, "stream-tls-ca": c.StreamTLSCA,
 		"nri-listen": c.NRIListen, "nri-plugin-dir": c.NRIPluginDir, "nri-plugin-config-dir": c.NRIPluginConfigDir,
 	}
@@ -390,6 +394,9 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("invalid value for %q: must not be empty", key)
 		}
 		optionalPaths[key] = paths[key]
+	}
+	if c.CriuPath != "" && filepath.Base(c.CriuPath) != "criu" {
+		return fmt.Errorf("invalid value for \"criu-path\": %q is not named criu", c.CriuPath)
 	}
 	for _, key := range sortedKeys(optionalPaths) {
 		if p := optionalPaths[key]; p != "" && !filepath.IsAbs(p) {
@@ -554,6 +561,7 @@ var Keys = []Key{
 	{"cgroup-manager", "Cgroup driver, cgroupfs or systemd; must match the kubelet's cgroupDriver."},
 	{"conmon-path", "Path of the conmon-go monitor; empty: conmon-go next to the noded binary."},
 	{"pause-path", "Path of the static pause binary for the built-in pause image; empty: noded-pause next to the noded binary."},
+	{"criu-path", "Path of the criu binary (named criu) of CheckpointContainer and restores; empty: criu on noded's PATH, and without one they fail."},
 	{"seccomp-profile-root", "Directory that Localhost seccomp profiles must lie in (e.g. /var/lib/kubelet/seccomp); empty: any absolute path."},
 	{"seccomp-when-empty", "Seccomp of a container whose request names no profile (the kubelet always names one): runtime-default or unconfined."},
 	{"cdi-spec-dirs", "CDI device spec directories, later ones winning; read again at each CreateContainer that asks for a CDI device; empty turns CDI off (comma-separated on the command line)."},

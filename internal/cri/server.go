@@ -51,6 +51,9 @@ type Options struct {
 	Streams streamService
 	// Events serves GetContainerEvents; nil leaves it Unimplemented.
 	Events eventService
+	// Checkpoints serves CheckpointContainer; nil leaves it
+	// Unimplemented.
+	Checkpoints checkpointService
 	// CgroupDriver is "cgroupfs" or "systemd", reported by RuntimeConfig.
 	CgroupDriver string
 	// Handlers are the RuntimeClass handlers served ("" is the default).

@@ -153,6 +153,9 @@ type Options struct {
 	MonitorLogLevel string
 	// Logger is the Runtime's logger; nil discards its lines.
 	Logger *logrus.Entry
+	// CriuPath is the criu binary of checkpoints and restores; empty:
+	// criu on the monitors' PATH.
+	CriuPath string
 }
 
 // Runtime talks to the pods' monitors. It is safe for concurrent use.
@@ -242,6 +245,10 @@ type CreateRequest struct {
 	// it after the first attach ends. Tty gives the container a terminal
 	// (its output is logged as stdout).
 	Stdin, StdinOnce, Tty bool
+	// Restore, when set, is a directory of CRIU images (checkpoint.go):
+	// the container is created without a process, and Start restores
+	// its init from them (RestoreWork: CRIU's work directory).
+	Restore, RestoreWork string
 }
 
 func checkIDs(pod PodID, id ContainerID) error {
@@ -266,6 +273,7 @@ func (r *Runtime) Create(ctx context.Context, c CreateRequest) (State, error) {
 	resp, err := r.callStarting(ctx, c.Pod, &wire.Request{
 		Op: wire.OpCreate, Container: string(c.ID), Bundle: c.Bundle, LogPath: c.LogPath,
 		Stdin: c.Stdin, StdinOnce: c.StdinOnce, Tty: c.Tty,
+		Restore: c.Restore, WorkDir: c.RestoreWork, CriuPath: r.criuPath(c.Restore),
 	})
 	if err != nil {
 		return State{}, err

@@ -38,6 +38,10 @@ func containerName(c *runtimeapi.ContainerMetadata, p *runtimeapi.PodSandboxMeta
 
 // CreateContainer creates a container in a ready pod.
 func (s *Containers) CreateContainer(ctx context.Context, podID ids.SandboxID, cfg *runtimeapi.ContainerConfig) (_ ids.ContainerID, retErr error) {
+	cfg, restore, err := s.fromCheckpoint(cfg)
+	if err != nil {
+		return "", err
+	}
 	if err := validateContainerConfig(cfg); err != nil {
 		return "", err
 	}
@@ -152,6 +156,9 @@ func (s *Containers) CreateContainer(ctx context.Context, podID ids.SandboxID, c
 	req := oci.CreateRequest{
 		Pod: podID, ID: id, Bundle: bundle, LogPath: logPath,
 		Stdin: cfg.GetStdin(), StdinOnce: cfg.GetStdinOnce(), Tty: cfg.GetTty(),
+	}
+	if err := unpackCheckpoint(ctx, restore, &req, rootPath); err != nil {
+		return "", err
 	}
 	undo.Push("delete container from monitor", func(ctx context.Context) error { return s.forceDelete(ctx, req.Pod, req.ID) })
 	if _, err := s.o.Monitor.Create(ctx, req); err != nil {
@@ -288,6 +295,7 @@ func (s *Containers) StartContainer(ctx context.Context, id ids.ContainerID) err
 	if err := s.o.Monitor.Start(ctx, pod, ctr); err != nil {
 		return fmt.Errorf("starting container: %w", err)
 	}
+	restored(ctx, c.Bundle)
 	if err := s.step(ctx, "start-monitor"); err != nil {
 		return err
 	}

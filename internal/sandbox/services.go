@@ -168,6 +168,9 @@ type Options struct {
 	// Rebooted says the node rebooted since the records were written
 	// (internal/boot): Recover then ends every pod (recoverReboot).
 	Rebooted bool
+	// Checkpoints writes checkpoint archives (internal/checkpoint); nil
+	// turns CheckpointContainer and restores off.
+	Checkpoints checkpointer
 }
 
 // Services are the pod runtime's services. They are built together

@@ -38,6 +38,13 @@ const (
 	OpDestroy = "destroy" // remove cgroups and runtime state (Bundle: the cgroups, should the state be gone)
 	OpInspect = "inspect" // -> Status, Pid, PidStartTime, Created, MemCg, CgV2
 	OpUpdate  = "update"  // Bundle: apply its linux.resources to the cgroups and libcontainer's state (runc update)
+	// OpCheckpoint: CRIU dump of the running container into Dir (WorkDir:
+	// CRIU's work files), left running unless Exit (checkpoint.go).
+	OpCheckpoint = "checkpoint"
+	// OpRestore: create the container from Bundle and restore its init
+	// from the CRIU images in Dir, with the *Fd as its stdio -> as
+	// OpCreate, the init running (restore.go).
+	OpRestore = "restore"
 )
 
 // Request is the monitor's request. File descriptors are 3 + the index of
@@ -57,6 +64,11 @@ type Request struct {
 	Args      []string `json:"args,omitempty"`
 	Env       []string `json:"env,omitempty"`
 	LogLevel  string   `json:"log_level,omitempty"`
+	// Dir, WorkDir, Exit, CriuPath: OpCheckpoint and OpRestore.
+	Dir      string `json:"dir,omitempty"`
+	WorkDir  string `json:"work_dir,omitempty"`
+	Exit     bool   `json:"exit,omitempty"`
+	CriuPath string `json:"criu_path,omitempty"`
 }
 
 // Response is the helper's answer; Error is empty on success and Code is

@@ -56,6 +56,11 @@ const (
 	// Container, Stdin, Stdout, Stderr + fds -> an empty answer, then
 	// Resize lines from the client, and a last answer when it ends.
 	OpAttach = "attach"
+	// OpCheckpoint dumps a running container with CRIU into Dir (CRIU's
+	// image files; its log, dump.log, too), then leaves it running unless
+	// Exit: Container, Dir, WorkDir, Exit, CriuPath. failed_precondition
+	// when it is not running or has a terminal.
+	OpCheckpoint = "checkpoint"
 )
 
 // Error codes carried in Response.Code; internal/oci maps them to errdefs.
@@ -94,6 +99,18 @@ type Request struct {
 	Args   []string `json:"args,omitempty"`
 	Env    []string `json:"env,omitempty"`
 	Force  bool     `json:"force,omitempty"`
+	// Dir and WorkDir (checkpoint) are CRIU's image and work
+	// directories; Exit lets the dump end the container.
+	Dir     string `json:"dir,omitempty"`
+	WorkDir string `json:"work_dir,omitempty"`
+	Exit    bool   `json:"exit,omitempty"`
+	// Restore (create) makes a container that a start restores from the
+	// CRIU images in this directory instead of running its program; no
+	// process exists before that start.
+	Restore string `json:"restore,omitempty"`
+	// CriuPath (checkpoint, create with Restore) is the criu binary the
+	// helper runs; empty: criu on the monitor's PATH.
+	CriuPath string `json:"criu_path,omitempty"`
 }
 
 // Response answers one Request. Error is empty on success.

@@ -1,0 +1,353 @@
+//go:build integration
+
+package integration
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+)
+
+// testCriu finds a criu that passes `criu check`: $NODED_CRIU, the one
+// test/criu/build-criu.sh caches (/var/cache/noded-test/criu-*/sbin), or
+// criu on PATH; the test skips, saying why, without one.
+func testCriu(t *testing.T) string {
+	t.Helper()
+	var candidates []string
+	if p := os.Getenv("NODED_CRIU"); p != "" {
+		candidates = append(candidates, p)
+	}
+	cached, _ := filepath.Glob("/var/cache/noded-test/criu-*/sbin/criu")
+	candidates = append(candidates, cached...)
+	if p, err := exec.LookPath("criu"); err == nil {
+		candidates = append(candidates, p)
+	}
+	var tried []string
+	for _, p := range candidates {
+		out, err := exec.Command(p, "check").CombinedOutput()
+		if err == nil {
+			return p
+		}
+		tried = append(tried, p+": "+strings.TrimSpace(lastLine(string(out))))
+	}
+	if len(tried) == 0 {
+		t.Skip("no criu (test/criu/build-criu.sh builds one; or set NODED_CRIU)")
+	}
+	t.Skipf("no criu passes `criu check`: %s", strings.Join(tried, "; "))
+	return ""
+}
+
+func lastLine(s string) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return lines[len(lines)-1]
+}
+
+// counterScript prints 0, 1, 2, ... to stdout, its count only in memory.
+const counterScript = `i=0; while true; do echo $i; i=$((i+1)); sleep 0.1; done`
+
+// logCounts reads the numbers a counter logged (CRI log format).
+func logCounts(t *testing.T, path string) []int {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var counts []int
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		f := strings.Fields(line)
+		if len(f) != 4 || f[1] != "stdout" {
+			continue
+		}
+		n, err := strconv.Atoi(f[3])
+		if err != nil {
+			t.Fatalf("log line %q", line)
+		}
+		counts = append(counts, n)
+	}
+	return counts
+}
+
+// waitCounts waits until the counter's log has more than n numbers.
+func waitCounts(t *testing.T, path string, n int) []int {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if _, err := os.Stat(path); err == nil {
+			if c := logCounts(t, path); len(c) > n {
+				return c
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: fewer than %d counts after 30 s", path, n+1)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func (e *podEnv) containerState(t *testing.T, ctr string) runtimeapi.ContainerState {
+	t.Helper()
+	st, err := e.rt.ContainerStatus(context.Background(), &runtimeapi.ContainerStatusRequest{ContainerId: ctr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st.GetStatus().GetState()
+}
+
+// TestCheckpointRestore checkpoints a counter whose count lives only in
+// memory, with a file written to its root file system and one of the
+// image's files deleted; checks that it keeps running, that checkpointctl
+// reads the archive, then restores it into another pod: the count goes
+// on from where it was, the file is there, the deleted one is not.
+func TestCheckpointRestore(t *testing.T) {
+	criu := testCriu(t)
+	e := newPodEnv(t, "--criu-path", criu)
+	ctx := context.Background()
+	_, ctr, _ := e.runPod(t, "ckpt", []string{"sh", "-c", counterScript})
+	logPath := filepath.Join(e.logDir, "ckpt", "main.log")
+	waitCounts(t, logPath, 5)
+	if r, err := e.exec(t, ctr, 10, "sh", "-c", "echo kept > /marker && rm /bin/uname"); err != nil || r.GetExitCode() != 0 {
+		t.Fatalf("preparing the root file system: %v %s", err, r.GetStderr())
+	}
+
+	archive := filepath.Join(t.TempDir(), "ckpt.tar")
+	before := len(logCounts(t, logPath))
+	if _, err := e.rt.CheckpointContainer(ctx, &runtimeapi.CheckpointContainerRequest{ContainerId: ctr, Location: archive}); err != nil {
+		t.Fatalf("CheckpointContainer: %v\n%s", err, e.d.Log)
+	}
+	t.Run("left running", func(t *testing.T) {
+		if st := e.containerState(t, ctr); st != runtimeapi.ContainerState_CONTAINER_RUNNING {
+			t.Fatalf("container is %v after the checkpoint", st)
+		}
+		waitCounts(t, logPath, before+3)
+	})
+	t.Run("archive layout", func(t *testing.T) {
+		names := tarNames(t, archive)
+		for _, want := range []string{"checkpoint/inventory.img", "config.dump", "spec.dump", "status.dump", "rootfs-diff.tar", "deleted.files", "dump.log", "container.log"} {
+			if !names[want] {
+				t.Errorf("archive has no %s (has %v)", want, names)
+			}
+		}
+	})
+	t.Run("checkpointctl show", func(t *testing.T) {
+		bin := filepath.Join(repoRoot(), "_build", "tools", "checkpointctl")
+		if _, err := os.Stat(bin); err != nil {
+			t.Skipf("checkpointctl not built (%v): run scripts/install-test-deps.sh", err)
+		}
+		out, err := exec.Command(bin, "show", archive).CombinedOutput()
+		if err != nil {
+			t.Fatalf("checkpointctl show: %v\n%s", err, out)
+		}
+		if !strings.Contains(string(out), ctr[:12]) || !strings.Contains(string(out), "noded") {
+			t.Errorf("checkpointctl show does not name the container and noded:\n%s", out)
+		}
+		t.Logf("checkpointctl show:\n%s", out)
+	})
+	dumped := logCounts(t, logPath)
+
+	// Another pod: the restored container gets its network, IPC and UTS
+	// namespaces, mounts and cgroups.
+	pcfg := e.podConfig("restored")
+	if err := os.MkdirAll(pcfg.LogDirectory, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	pod, err := e.rt.RunPodSandbox(ctx, &runtimeapi.RunPodSandboxRequest{Config: pcfg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	created, err := e.rt.CreateContainer(ctx, &runtimeapi.CreateContainerRequest{
+		PodSandboxId: pod.GetPodSandboxId(), SandboxConfig: pcfg,
+		Config: &runtimeapi.ContainerConfig{
+			Metadata: &runtimeapi.ContainerMetadata{Name: "main"},
+			Image:    &runtimeapi.ImageSpec{Image: archive},
+			LogPath:  "main.log",
+		},
+	})
+	if err != nil {
+		t.Fatalf("CreateContainer from the archive: %v\n%s", err, e.d.Log)
+	}
+	restored := created.GetContainerId()
+	if st := e.containerState(t, restored); st != runtimeapi.ContainerState_CONTAINER_CREATED {
+		t.Fatalf("restored container is %v before its start", st)
+	}
+	if _, err := e.rt.StartContainer(ctx, &runtimeapi.StartContainerRequest{ContainerId: restored}); err != nil {
+		t.Fatalf("StartContainer (restore): %v\n%s", err, e.d.Log)
+	}
+	t.Run("count goes on", func(t *testing.T) {
+		counts := waitCounts(t, filepath.Join(pcfg.LogDirectory, "main.log"), 3)
+		first := counts[0]
+		// The dump came after `before` counts and before `dumped`.
+		if first < before || first > dumped[len(dumped)-1]+1 {
+			t.Errorf("restored counter starts at %d; the original had logged %d numbers at the checkpoint, %d at its end", first, before, len(dumped))
+		}
+		t.Logf("the original had logged %d numbers at the checkpoint; the restored one goes on from %d: %v", before, first, counts)
+		for i := 1; i < len(counts); i++ {
+			if counts[i] != counts[i-1]+1 {
+				t.Fatalf("restored counts are not consecutive: %v", counts)
+			}
+		}
+		if st := e.containerState(t, restored); st != runtimeapi.ContainerState_CONTAINER_RUNNING {
+			t.Errorf("restored container is %v", st)
+		}
+	})
+	t.Run("root file system", func(t *testing.T) {
+		r, err := e.exec(t, restored, 10, "cat", "/marker")
+		if err != nil || strings.TrimSpace(string(r.GetStdout())) != "kept" {
+			t.Errorf("/marker after the restore: %v %q %q", err, r.GetStdout(), r.GetStderr())
+		}
+		if r, err := e.exec(t, restored, 10, "ls", "/bin/uname"); err != nil || r.GetExitCode() == 0 {
+			t.Errorf("/bin/uname, deleted before the checkpoint, is back: %v %q", err, r.GetStdout())
+		}
+	})
+	t.Run("stop and remove", func(t *testing.T) {
+		if _, err := e.rt.StopContainer(ctx, &runtimeapi.StopContainerRequest{ContainerId: restored, Timeout: 1}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.rt.RemoveContainer(ctx, &runtimeapi.RemoveContainerRequest{ContainerId: restored}); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+// TestCheckpointErrors checks the refusals: what is not running, unknown,
+// or asked to go somewhere it cannot, and archives noded cannot restore;
+// none leaves a file or a container behind.
+func TestCheckpointErrors(t *testing.T) {
+	criu := testCriu(t)
+	e := newPodEnv(t, "--criu-path", criu)
+	ctx := context.Background()
+	podID, running, _ := e.runPod(t, "errs", []string{"sleep", "3600"})
+	pcfg := e.podConfig("errs")
+	exited := e.createStart(t, podID, pcfg, "exits", []string{"true"})
+	e.waitExited(t, exited, 30*time.Second)
+	c, err := e.rt.CreateContainer(ctx, &runtimeapi.CreateContainerRequest{
+		PodSandboxId: podID, SandboxConfig: pcfg,
+		Config: &runtimeapi.ContainerConfig{
+			Metadata: &runtimeapi.ContainerMetadata{Name: "created"},
+			Image:    &runtimeapi.ImageSpec{Image: busyboxImage}, Command: []string{"sleep", "1"},
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	createdOnly := c.GetContainerId()
+	dir := t.TempDir()
+	loc := filepath.Join(dir, "c.tar")
+
+	for _, tc := range []struct {
+		desc, ctr, location string
+		want                codes.Code
+	}{
+		{"exited", exited, loc, codes.FailedPrecondition},
+		{"created, not started", createdOnly, loc, codes.FailedPrecondition},
+		{"unknown container", "0123456789abcdef", loc, codes.NotFound},
+		{"relative location", running, "c.tar", codes.InvalidArgument},
+		{"empty location", running, "", codes.InvalidArgument},
+		{"missing directory", running, filepath.Join(dir, "no", "c.tar"), codes.InvalidArgument},
+		{"location is a directory", running, dir, codes.InvalidArgument},
+	} {
+		t.Run(tc.desc, func(t *testing.T) {
+			_, err := e.rt.CheckpointContainer(ctx, &runtimeapi.CheckpointContainerRequest{ContainerId: tc.ctr, Location: tc.location})
+			if status.Code(err) != tc.want {
+				t.Fatalf("got %v, want %v", err, tc.want)
+			}
+			if left, _ := os.ReadDir(dir); len(left) != 0 {
+				t.Errorf("files left in the location's directory: %v", left)
+			}
+		})
+	}
+	if st := e.containerState(t, running); st != runtimeapi.ContainerState_CONTAINER_RUNNING {
+		t.Errorf("the running container is %v after the refusals", st)
+	}
+
+	foreign := filepath.Join(dir, "foreign.tar")
+	writeTar(t, foreign, map[string]string{
+		"config.dump":              `{"id":"abc","name":"x","runtime":"runc","createdTime":"2026-01-01T00:00:00Z"}`,
+		"spec.dump":                `{"ociVersion":"1.0.0","process":{"args":["sh"]}}`,
+		"checkpoint/inventory.img": "x",
+	})
+	wrongFormat := filepath.Join(dir, "format.tar")
+	writeTar(t, wrongFormat, map[string]string{
+		"config.dump":              `{"id":"abc","name":"x","runtime":"noded","noded":{"format":99,"version":"9.9","containerConfig":{},"imageId":"sha256:00"}}`,
+		"spec.dump":                `{"ociVersion":"1.0.0","process":{"args":["sh"]}}`,
+		"checkpoint/inventory.img": "x",
+	})
+	corrupt := filepath.Join(dir, "corrupt.tar")
+	if err := os.WriteFile(corrupt, bytes.Repeat([]byte("not a tar archive "), 100), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ desc, path, msg string }{
+		{"another runtime's archive", foreign, "another runtime"},
+		{"another format version", wrongFormat, "format 99"},
+		{"a corrupt archive", corrupt, "not a readable tar archive"},
+		{"no such archive", filepath.Join(dir, "none.tar"), "no such file"},
+	} {
+		t.Run("restore "+tc.desc, func(t *testing.T) {
+			_, err := e.rt.CreateContainer(ctx, &runtimeapi.CreateContainerRequest{
+				PodSandboxId: podID, SandboxConfig: pcfg,
+				Config: &runtimeapi.ContainerConfig{Metadata: &runtimeapi.ContainerMetadata{Name: "restored"}, Image: &runtimeapi.ImageSpec{Image: tc.path}},
+			})
+			if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), tc.msg) {
+				t.Fatalf("got %v, want InvalidArgument saying %q", err, tc.msg)
+			}
+		})
+	}
+	list, err := e.rt.ListContainers(ctx, &runtimeapi.ListContainersRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range list.GetContainers() {
+		if c.GetMetadata().GetName() == "restored" {
+			t.Errorf("a refused restore left container %s", c.GetId())
+		}
+	}
+}
+
+func tarNames(t *testing.T, path string) map[string]bool {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	names := map[string]bool{}
+	tr := tar.NewReader(f)
+	for {
+		h, err := tr.Next()
+		if err != nil {
+			break
+		}
+		names[strings.TrimPrefix(h.Name, "./")] = true
+	}
+	return names
+}
+
+func writeTar(t *testing.T, path string, files map[string]string) {
+	t.Helper()
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	for name, body := range files {
+		if err := tw.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Size: int64(len(body)), Typeflag: tar.TypeReg}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tw.Write([]byte(body)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
