@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"sync/atomic"
 	"time"
 
@@ -131,6 +132,7 @@ func (p *podImages) setPauseImage(cfg *config.Config) error {
 		if o.BinaryPath, err = helperPath(cfg.PausePath, "noded-pause"); err != nil {
 			return err
 		}
+		o.RootfsDir = filepath.Join(cfg.RunDir, "pause-rootfs")
 	}
 	p.pause.Store(p.svc.PauseImages(o))
 	return nil
@@ -149,5 +151,5 @@ func (p *podImages) PauseImage(ctx context.Context) (sandbox.Image, error) {
 	if err != nil {
 		return sandbox.Image{}, err
 	}
-	return sandbox.Image{ID: img.ID, Name: img.Name, Config: img.Config, SelfConfined: img.SelfConfined}, nil
+	return sandbox.Image{ID: img.ID, Name: img.Name, Config: img.Config, SelfConfined: img.SelfConfined, Rootfs: img.Rootfs}, nil
 }

@@ -3,6 +3,7 @@ package imagesvc
 import (
 	"context"
 	"fmt"
+	"os"
 	"sync"
 
 	"github.com/opencontainers/go-digest"
@@ -21,6 +22,11 @@ type PauseOptions struct {
 	// node without registry access runs pods, instead of being pulled.
 	Builtin    bool
 	BinaryPath string
+	// RootfsDir is where the built-in image's root filesystem is written
+	// (internal/pause.WriteRootfs) for the pod sandboxes to share,
+	// read-only; empty: each sandbox runs on a storage container of its
+	// own, as with a configured image.
+	RootfsDir string
 }
 
 // PauseImage is the pause image as a pod sandbox needs it.
@@ -30,6 +36,9 @@ type PauseImage struct {
 	// filter (the built-in noded-pause does), so its container needs no
 	// runtime default profile.
 	SelfConfined bool
+	// Rootfs is the image's shared, read-only root filesystem (the
+	// built-in image with PauseOptions.RootfsDir), or "".
+	Rootfs string
 }
 
 // pauseImages is what PauseImages needs from the image service.
@@ -51,7 +60,13 @@ type PauseImages struct {
 
 	buildOnce sync.Once
 	built     *pause.Image // the built-in image of BinaryPath
+	binary    []byte
 	buildErr  error
+
+	// rootfsMu serialises writing the shared root filesystem; rootfsDone
+	// is set once it is written.
+	rootfsMu   sync.Mutex
+	rootfsDone bool
 }
 
 // PauseImages returns the provider of the pause image o names.
@@ -107,14 +122,43 @@ func (p *PauseImages) lookup(ctx context.Context) (img PauseImage, ok bool, err 
 	if string(local.ID) != want.ConfigDigest.Encoded() {
 		return PauseImage{}, false, nil
 	}
-	return PauseImage{LocalImage: local, SelfConfined: true}, true, nil
+	rootfs, err := p.sharedRootfs()
+	if err != nil {
+		return PauseImage{}, false, err
+	}
+	return PauseImage{LocalImage: local, SelfConfined: true, Rootfs: rootfs}, true, nil
 }
 
 // builtin builds the built-in image once: the binary does not change
 // while noded runs.
 func (p *PauseImages) builtin() (*pause.Image, error) {
-	p.buildOnce.Do(func() { p.built, p.buildErr = pause.BuildFromFile(p.opts.BinaryPath) })
+	p.buildOnce.Do(func() {
+		p.binary, p.buildErr = os.ReadFile(p.opts.BinaryPath)
+		if p.buildErr != nil {
+			p.buildErr = fmt.Errorf("read pause binary: %w", p.buildErr)
+			return
+		}
+		p.built, p.buildErr = pause.Build(p.binary)
+	})
 	return p.built, p.buildErr
+}
+
+// sharedRootfs writes the built-in image's shared root filesystem the
+// first time a sandbox asks for it (again after a failure) and returns its
+// path; "" without a RootfsDir.
+func (p *PauseImages) sharedRootfs() (string, error) {
+	if p.opts.RootfsDir == "" {
+		return "", nil
+	}
+	p.rootfsMu.Lock()
+	defer p.rootfsMu.Unlock()
+	if !p.rootfsDone {
+		if err := pause.WriteRootfs(p.opts.RootfsDir, p.binary); err != nil {
+			return "", err
+		}
+		p.rootfsDone = true
+	}
+	return p.opts.RootfsDir, nil
 }
 
 func (p *PauseImages) importBuiltin(ctx context.Context) error {

@@ -281,9 +281,16 @@ func (s *Pods) startPause(ctx context.Context, rec *state.Sandbox, img Image, fi
 // pauseBundle makes the pause container's root filesystem and writes its
 // OCI bundle, returning the bundle directory.
 func (s *Pods) pauseBundle(ctx context.Context, rec *state.Sandbox, img Image, files specgen.SandboxFiles, userns *specgen.IDMappings, undo *cleanup.Stack) (string, error) {
-	rootPath, err := s.createRootfs(ids.ContainerID(rec.ID), img.ID, rec.Name, userns, undo)
-	if err != nil {
-		return "", err
+	// The shared root filesystem is not ID-mapped: a pod with a user
+	// namespace gets one of its own.
+	rootPath := img.Rootfs
+	if rootPath == "" || userns != nil {
+		var err error
+		if rootPath, err = s.createRootfs(ids.ContainerID(rec.ID), img.ID, rec.Name, userns, undo); err != nil {
+			return "", err
+		}
+	} else {
+		rec.PauseRootfs = rootPath
 	}
 	gen := &specgen.Sandbox{
 		ID: string(rec.ID), Config: rec.Config, Image: img.Config, ImageName: img.Name,

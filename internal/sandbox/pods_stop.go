@@ -116,8 +116,10 @@ func (s *Pods) release(ctx context.Context, rec *state.Sandbox) error {
 			return err
 		}
 	}
-	if err := s.o.Rootfs.Unmount(ids.ContainerID(rec.ID), true); err != nil && !errdefs.IsNotFound(err) {
-		return fmt.Errorf("unmounting the pause root filesystem: %w", err)
+	if rec.PauseRootfs == "" {
+		if err := s.o.Rootfs.Unmount(ids.ContainerID(rec.ID), true); err != nil && !errdefs.IsNotFound(err) {
+			return fmt.Errorf("unmounting the pause root filesystem: %w", err)
+		}
 	}
 	return s.o.Host.UnmountShm(filepath.Join(rec.Dir, "shm"))
 }
@@ -160,8 +162,12 @@ func (s *Pods) RemovePodSandbox(ctx context.Context, id ids.SandboxID) error {
 	if err := s.step(ctx, "remove-monitor"); err != nil {
 		return err
 	}
-	if err := s.removeRootfs(ids.ContainerID(id)); err != nil {
-		return fmt.Errorf("removing the pause root filesystem: %w", err)
+	// A shared pause root filesystem (PauseRootfs) is not the pod's to
+	// remove.
+	if rec.PauseRootfs == "" {
+		if err := s.removeRootfs(ids.ContainerID(id)); err != nil {
+			return fmt.Errorf("removing the pause root filesystem: %w", err)
+		}
 	}
 	if err := s.step(ctx, "remove-pause-rootfs"); err != nil {
 		return err

@@ -66,6 +66,10 @@ type Image struct {
 	// SelfConfined: the image's program installs its own seccomp filter
 	// (noded's built-in pause image).
 	SelfConfined bool
+	// Rootfs is the pause image's shared, read-only root filesystem
+	// (noded's built-in image), which pod sandboxes without a user
+	// namespace run on instead of a storage container of their own; "".
+	Rootfs string
 }
 
 // images finds local images; the kubelet pulls before it creates.

@@ -2,6 +2,7 @@ package sandbox
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -44,11 +45,15 @@ type fakes struct {
 	host     *fakeHost
 	execs    []string // "container cmd…" of each streaming Exec
 	attaches []string // containers of each Attach
+	// pauseRootfs is the pause image's shared root filesystem ("": none).
+	pauseRootfs string
+	// bundles are the pause bundles Run was given, by pod.
+	bundles map[oci.PodID]string
 }
 
 func newFakes(dir string) *fakes {
 	return &fakes{rootfs: map[storage.ContainerID]bool{}, mounted: map[storage.ContainerID]bool{}, networks: map[string]bool{}, monitors: map[oci.PodID]bool{},
-		ctrs: map[oci.ContainerID]*oci.State{}, exitCh: map[oci.ContainerID]chan struct{}{}, dir: dir}
+		ctrs: map[oci.ContainerID]*oci.State{}, exitCh: map[oci.ContainerID]chan struct{}{}, dir: dir, bundles: map[oci.PodID]string{}}
 }
 
 // images
@@ -59,7 +64,7 @@ func (f *fakes) Resolve(_ context.Context, ref string) (Image, error) {
 	return Image{ID: "aaaa", Name: ref}, nil
 }
 func (f *fakes) PauseImage(context.Context) (Image, error) {
-	return Image{ID: "pause", Name: "pause", Config: ocispec.ImageConfig{Entrypoint: []string{"/pause"}}}, nil
+	return Image{ID: "pause", Name: "pause", Config: ocispec.ImageConfig{Entrypoint: []string{"/pause"}}, Rootfs: f.pauseRootfs}, nil
 }
 
 // rootfs
@@ -137,6 +142,9 @@ func (f *fakes) Create(_ context.Context, c oci.CreateRequest) (oci.State, error
 	return *st, nil
 }
 func (f *fakes) Run(ctx context.Context, c oci.CreateRequest) (oci.State, error) {
+	f.mu.Lock()
+	f.bundles[c.Pod] = c.Bundle
+	f.mu.Unlock()
 	if _, err := f.Create(ctx, c); err != nil {
 		return oci.State{}, err
 	}
@@ -396,6 +404,60 @@ func TestPodAndContainerLifecycle(t *testing.T) {
 	// The names are free again.
 	if _, err := s.Pods.RunPodSandbox(ctx, podConfig("web"), ""); err != nil {
 		t.Fatalf("reusing the name: %v", err)
+	}
+}
+
+// A pause image with a shared root filesystem (the built-in one) gives
+// the pod sandbox no storage container: its bundle's root is the shared
+// directory, read-only, and removing the pod leaves that directory alone.
+func TestSharedPauseRootfs(t *testing.T) {
+	s, f := newTestService(t, nil)
+	f.pauseRootfs = filepath.Join(f.dir, "shared-pause")
+	if err := os.MkdirAll(f.pauseRootfs, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	podID, err := s.Pods.RunPodSandbox(ctx, podConfig("shared"), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.mu.Lock()
+	_, own := f.rootfs[storage.ContainerID(podID)]
+	bundle := f.bundles[podID]
+	f.mu.Unlock()
+	if own {
+		t.Error("the pod sandbox got a storage container of its own")
+	}
+	b, err := os.ReadFile(filepath.Join(bundle, "config.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var spec struct {
+		Root struct {
+			Path     string
+			Readonly bool
+		}
+	}
+	if err := json.Unmarshal(b, &spec); err != nil {
+		t.Fatal(err)
+	}
+	if spec.Root.Path != f.pauseRootfs || !spec.Root.Readonly {
+		t.Errorf("pause root %+v; want %s, read-only", spec.Root, f.pauseRootfs)
+	}
+	if rec, err := s.Pods.o.Store.Sandbox(podID); err != nil || rec.PauseRootfs != f.pauseRootfs {
+		t.Errorf("record's PauseRootfs = %q, %v", rec.PauseRootfs, err)
+	}
+	if _, err := s.Containers.CreateContainer(ctx, podID, containerConfig("c")); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Pods.RemovePodSandbox(ctx, podID); err != nil {
+		t.Fatal(err)
+	}
+	if held := f.held(); len(held) != 0 {
+		t.Errorf("resources left after remove: %v", held)
+	}
+	if _, err := os.Stat(f.pauseRootfs); err != nil {
+		t.Errorf("the shared root filesystem after the removal: %v", err)
 	}
 }
 

@@ -40,6 +40,10 @@ type Sandbox struct {
 	CgroupParent string `json:"cgroupParent,omitempty"`
 	// Dir holds the pod's files (hosts, resolv.conf, hostname, shm).
 	Dir string `json:"dir"`
+	// PauseRootfs is the shared, read-only root filesystem the pause
+	// container runs on (the built-in pause image's); "": it has a
+	// storage container of its own, whose ID is the sandbox's.
+	PauseRootfs string `json:"pauseRootfs,omitempty"`
 	// Overhead and Resources are the pod-level resources of the last
 	// UpdatePodSandboxResources (the pod's overhead, and the sum of its
 	// containers' resources), as given. Recorded only: the pod cgroup
