@@ -53,6 +53,27 @@ func (cs *containers) checkpoint(req *wire.Request) error {
 	return err
 }
 
+// freeze pauses or resumes a container (wire.OpPause, wire.OpResume)
+// through a helper; the monitor's status stays running (the CRI knows no
+// paused state). Resume is accepted for any container not exited, so that
+// a pod checkpoint's cleanup can always run it.
+func (cs *containers) freeze(req *wire.Request) error {
+	c, err := cs.table.get(req.Container)
+	if err != nil {
+		return err
+	}
+	snap := c.snapshot()
+	if snap.Status != wire.StatusRunning {
+		return errf(wire.CodeFailedPrecondition, "container %s is %s, not running", req.Container, snap.Status)
+	}
+	op := helperapi.OpPause
+	if req.Op == wire.OpResume {
+		op = helperapi.OpResume
+	}
+	_, err = cs.helpers.run(&helperapi.Request{Op: op, ID: req.Container, Bundle: snap.Bundle})
+	return err
+}
+
 // createForRestore records a container that its start restores from the
 // CRIU images in req.Restore (wire.OpCreate with Restore): nothing runs
 // yet, so no helper either; the state file says created, without a pid.

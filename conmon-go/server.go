@@ -326,6 +326,8 @@ func (srv *server) dispatch(conn *os.File, req *wire.Request) (*wire.Response, e
 		err = srv.ctrs.update(req.Container)
 	case wire.OpCheckpoint:
 		err = srv.ctrs.checkpoint(req)
+	case wire.OpPause, wire.OpResume:
+		err = srv.ctrs.freeze(req)
 	default:
 		err = errf(wire.CodeInvalidArgument, "unknown operation %q", req.Op)
 	}

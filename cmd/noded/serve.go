@@ -129,8 +129,10 @@ func serve(cfg *config.Config, log *logrus.Entry, load func() (*config.Config, e
 		Streams:    streams,
 		Events:     rt.Events,
 		// CheckpointContainer; restores go through CreateContainer.
-		Checkpoints: rt.Containers,
-		Handlers:    sandbox.Handlers,
+		Checkpoints:    rt.Containers,
+		PodCheckpoints: rt.Pods,
+		PodRestores:    rt.Pods,
+		Handlers:       sandbox.Handlers,
 		// mount_setattr(2) with AT_RECURSIVE, which runc uses for rro.
 		RecursiveReadOnlyMounts: kernelAtLeast(5, 12),
 		CgroupDriver:            cfg.CgroupManager,

@@ -28,7 +28,9 @@ func helperCheckpoint(lc *libcontainer.Container, req *helperapi.Request, log *l
 	if err != nil {
 		return err
 	}
-	if st != libcontainer.Running {
+	// Paused: a pod checkpoint froze it first; CRIU dumps it frozen
+	// and leaves it so.
+	if st != libcontainer.Running && st != libcontainer.Paused {
 		return errf(wire.CodeFailedPrecondition, "container %s is %s, not running", req.ID, st)
 	}
 	if !filepath.IsAbs(req.Dir) || !filepath.IsAbs(req.WorkDir) {
@@ -48,6 +50,31 @@ func helperCheckpoint(lc *libcontainer.Container, req *helperapi.Request, log *l
 		return fmt.Errorf("checkpoint of %s: %w%s", req.ID, err, criuErrors(filepath.Join(req.WorkDir, "dump.log")))
 	}
 	log.Infof("checkpointed into %s (left running: %v)", req.Dir, !req.Exit)
+	return nil
+}
+
+// helperFreeze pauses (OpPause) or resumes (OpResume) the container
+// through its freezer cgroup. Pausing a paused container, or resuming a
+// running one, is no error: a pod checkpoint's resume runs whatever
+// happened before it.
+func helperFreeze(lc *libcontainer.Container, req *helperapi.Request) error {
+	st, err := lc.Status()
+	if err != nil {
+		return err
+	}
+	switch {
+	case req.Op == helperapi.OpPause && st == libcontainer.Paused, req.Op == helperapi.OpResume && st == libcontainer.Running:
+		return nil
+	case req.Op == helperapi.OpPause && st == libcontainer.Running:
+		err = lc.Pause()
+	case req.Op == helperapi.OpResume && st == libcontainer.Paused:
+		err = lc.Resume()
+	default:
+		return errf(wire.CodeFailedPrecondition, "container %s is %s", req.ID, st)
+	}
+	if err != nil {
+		return fmt.Errorf("%s %s: %w", req.Op, req.ID, err)
+	}
 	return nil
 }
 

@@ -136,6 +136,8 @@ func helperDo(req *helperapi.Request, resp *helperapi.Response, log *logrus.Entr
 		return helperUpdate(lc, req, log)
 	case helperapi.OpCheckpoint:
 		return helperCheckpoint(lc, req, log)
+	case helperapi.OpPause, helperapi.OpResume:
+		return helperFreeze(lc, req)
 	case helperapi.OpInspect:
 		fillState(lc, resp)
 		st, err := lc.Status()

@@ -230,3 +230,101 @@ func TestCompressionOf(t *testing.T) {
 		}
 	}
 }
+
+func TestCheck(t *testing.T) {
+	a, err := Open(writeArchive(t, tarBytes(t, validFiles())))
+	if err != nil {
+		t.Fatal(err)
+	}
+	meta := &runtimeapi.ContainerMetadata{Name: "main"}
+	tests := []struct {
+		desc    string
+		cfg     *runtimeapi.ContainerConfig
+		wantErr string
+	}{
+		{desc: "nothing set", cfg: &runtimeapi.ContainerConfig{Metadata: meta}},
+		{desc: "the same image by name", cfg: &runtimeapi.ContainerConfig{Metadata: meta, Image: &runtimeapi.ImageSpec{Image: "busybox"}, Command: []string{"sh", "-c", "count"}}},
+		{desc: "the same image by ID", cfg: &runtimeapi.ContainerConfig{Metadata: meta, Image: &runtimeapi.ImageSpec{Image: "sha256:aa"}}},
+		{desc: "another image", cfg: &runtimeapi.ContainerConfig{Metadata: meta, Image: &runtimeapi.ImageSpec{Image: "alpine"}}, wantErr: "image"},
+		{desc: "another command", cfg: &runtimeapi.ContainerConfig{Metadata: meta, Command: []string{"sleep"}}, wantErr: "command"},
+		{desc: "args it did not have", cfg: &runtimeapi.ContainerConfig{Metadata: meta, Args: []string{"x"}}, wantErr: "args"},
+		{desc: "another working directory", cfg: &runtimeapi.ContainerConfig{Metadata: meta, WorkingDir: "/tmp"}, wantErr: "working directory"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.desc, func(t *testing.T) {
+			err := a.Check(tc.cfg)
+			if tc.wantErr == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if !errdefs.IsInvalidArgument(err) || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Fatalf("got %v, want InvalidArgument about %s", err, tc.wantErr)
+			}
+		})
+	}
+}
+
+func TestOpenPod(t *testing.T) {
+	tests := []struct {
+		desc    string
+		files   map[string][]byte
+		wantErr string
+	}{
+		{desc: "noded's pod checkpoint", files: map[string][]byte{
+			PodOptionsFile: []byte(`{"version":1,"runtime":"noded","containers":{"main":"c1"}}`), "main.tar": tarBytes(t, validFiles()),
+		}},
+		{desc: "no pod.options", files: map[string][]byte{"main.tar": tarBytes(t, validFiles())}, wantErr: "pod.options"},
+		{desc: "another runtime", files: map[string][]byte{PodOptionsFile: []byte(`{"version":1,"runtime":"cri-o","containers":{"main":"c1"}}`)}, wantErr: `runtime "cri-o"`},
+		{desc: "no containers", files: map[string][]byte{PodOptionsFile: []byte(`{"version":1,"runtime":"noded"}`)}, wantErr: "no containers"},
+		{desc: "an archive missing", files: map[string][]byte{PodOptionsFile: []byte(`{"version":1,"runtime":"noded","containers":{"main":"c1"}}`)}, wantErr: "main.tar"},
+		{desc: "a name leaving the directory", files: map[string][]byte{PodOptionsFile: []byte(`{"version":1,"runtime":"noded","containers":{"../x":"c1"}}`)}, wantErr: "container name"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.desc, func(t *testing.T) {
+			dir := t.TempDir()
+			for name, b := range tc.files {
+				if err := os.WriteFile(filepath.Join(dir, name), b, 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+			p, err := OpenPod(dir)
+			if tc.wantErr == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if strings.Join(p.Names(), ",") != "main" {
+					t.Errorf("names %v", p.Names())
+				}
+				return
+			}
+			if !errdefs.IsInvalidArgument(err) || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Fatalf("got %v, want InvalidArgument with %q", err, tc.wantErr)
+			}
+		})
+	}
+}
+
+func TestCheckOutputDir(t *testing.T) {
+	full := t.TempDir()
+	if err := os.WriteFile(filepath.Join(full, "x"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		desc, dir string
+		ok        bool
+	}{
+		{"empty directory", t.TempDir(), true},
+		{"not empty", full, false},
+		{"missing", filepath.Join(full, "none"), false},
+		{"relative", "out", false},
+		{"empty path", "", false},
+	} {
+		t.Run(tc.desc, func(t *testing.T) {
+			if err := CheckOutputDir(tc.dir); tc.ok != (err == nil) {
+				t.Fatalf("CheckOutputDir(%q) = %v", tc.dir, err)
+			}
+		})
+	}
+}

@@ -24,10 +24,12 @@ import (
 	"github.com/noded-dev/noded/internal/storage"
 )
 
-// dumper is the pod's monitor, which dumps a container with CRIU
-// (oci.Runtime).
+// dumper is the pod's monitor, which dumps a container with CRIU, and
+// pauses and resumes containers for a pod's consistent cut (oci.Runtime).
 type dumper interface {
 	Checkpoint(ctx context.Context, pod oci.PodID, id oci.ContainerID, o oci.CheckpointOptions) error
+	Pause(ctx context.Context, pod oci.PodID, id oci.ContainerID) error
+	Resume(ctx context.Context, pod oci.PodID, id oci.ContainerID) error
 }
 
 // layers lists a writable layer's changes (storage.ContainerStore).

@@ -54,6 +54,10 @@ type Options struct {
 	// Checkpoints serves CheckpointContainer; nil leaves it
 	// Unimplemented.
 	Checkpoints checkpointService
+	// PodCheckpoints serves CheckpointPod, PodRestores RestorePod; nil
+	// leaves them Unimplemented.
+	PodCheckpoints podCheckpointer
+	PodRestores    podRestorer
 	// CgroupDriver is "cgroupfs" or "systemd", reported by RuntimeConfig.
 	CgroupDriver string
 	// Handlers are the RuntimeClass handlers served ("" is the default).

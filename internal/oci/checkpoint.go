@@ -46,3 +46,26 @@ func (r *Runtime) criuPath(restore string) string {
 	}
 	return r.o.CriuPath
 }
+
+// Pause freezes a running container's processes (a pod checkpoint's
+// consistent cut); Resume thaws them, and is no error for a container
+// that runs unfrozen.
+func (r *Runtime) Pause(ctx context.Context, pod PodID, id ContainerID) error {
+	return r.freeze(ctx, pod, id, wire.OpPause)
+}
+
+// Resume thaws a container Pause froze.
+func (r *Runtime) Resume(ctx context.Context, pod PodID, id ContainerID) error {
+	return r.freeze(ctx, pod, id, wire.OpResume)
+}
+
+func (r *Runtime) freeze(ctx context.Context, pod PodID, id ContainerID, op string) error {
+	if err := checkIDs(pod, id); err != nil {
+		return err
+	}
+	_, err := r.call(ctx, pod, &wire.Request{Op: op, Container: string(id)})
+	if errdefs.IsInvalidArgument(err) && strings.Contains(err.Error(), "unknown operation") {
+		return errdefs.FailedPrecondition("the monitor of pod %s predates checkpoints (an older noded started it): recreate the pod to checkpoint it", pod.Short())
+	}
+	return err
+}

@@ -17,10 +17,11 @@ import (
 	"github.com/noded-dev/noded/internal/state"
 )
 
-// checkpointer dumps a running container into an archive
-// (checkpoint.Service).
+// checkpointer dumps a running container into an archive, or a pod's
+// containers into a directory of archives (checkpoint.Service).
 type checkpointer interface {
 	Checkpoint(ctx context.Context, r checkpoint.Request) error
+	CheckpointPod(ctx context.Context, r checkpoint.PodRequest) error
 }
 
 // restoreDir is where a container created from a checkpoint keeps the

@@ -351,3 +351,195 @@ func writeTar(t *testing.T, path string, files map[string]string) {
 		t.Fatal(err)
 	}
 }
+
+// TestCheckpointPod checkpoints two counters of a pod in one cut, checks
+// the refusals and that a deadline, wherever it falls, leaves the pod
+// running and the directory empty, then restores the pod: its containers
+// are CREATED until started, and then count on.
+func TestCheckpointPod(t *testing.T) {
+	criu := testCriu(t)
+	e := newPodEnv(t, "--criu-path", criu)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	podID, a, _ := e.runPod(t, "podck", []string{"sh", "-c", counterScript})
+	pcfg := e.podConfig("podck")
+	b := e.createStart(t, podID, pcfg, "second", []string{"sh", "-c", counterScript})
+	logA, logB := filepath.Join(pcfg.LogDirectory, "main.log"), filepath.Join(pcfg.LogDirectory, "second.log")
+	waitCounts(t, logA, 3)
+	waitCounts(t, logB, 3)
+	_, other, _ := e.runPod(t, "podck-other", []string{"sleep", "3600"})
+	exited := e.createStart(t, podID, pcfg, "exits", []string{"true"})
+	e.waitExited(t, exited, 30*time.Second)
+
+	stillRunning := func(t *testing.T) {
+		t.Helper()
+		for _, l := range []string{logA, logB} {
+			n := len(logCounts(t, l))
+			waitCounts(t, l, n+2) // counting, so neither frozen nor dead
+		}
+	}
+	emptyDir := func(t *testing.T) string {
+		dir, err := os.MkdirTemp(t.TempDir(), "pod-")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return dir
+	}
+	// waitEmpty waits for the server's clean-up of a failed call, which
+	// may end after the client's deadline.
+	waitEmpty := func(t *testing.T, dir string) {
+		t.Helper()
+		for i := 0; ; i++ {
+			left, _ := os.ReadDir(dir)
+			if len(left) == 0 {
+				return
+			}
+			if i == 600 {
+				t.Fatalf("files left in %s: %v", dir, left)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+
+	t.Run("refusals", func(t *testing.T) {
+		full := emptyDir(t)
+		if err := os.WriteFile(filepath.Join(full, "x"), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		for _, tc := range []struct {
+			desc string
+			req  *runtimeapi.CheckpointPodRequest
+			want codes.Code
+		}{
+			{"an option", &runtimeapi.CheckpointPodRequest{PodSandboxId: podID, ContainerIds: []string{a}, Options: map[string]string{"leave-running": "false"}}, codes.InvalidArgument},
+			{"no container", &runtimeapi.CheckpointPodRequest{PodSandboxId: podID}, codes.InvalidArgument},
+			{"a container twice", &runtimeapi.CheckpointPodRequest{PodSandboxId: podID, ContainerIds: []string{a, a}}, codes.InvalidArgument},
+			{"another pod's container", &runtimeapi.CheckpointPodRequest{PodSandboxId: podID, ContainerIds: []string{a, other}}, codes.InvalidArgument},
+			{"an exited container", &runtimeapi.CheckpointPodRequest{PodSandboxId: podID, ContainerIds: []string{a, exited}}, codes.FailedPrecondition},
+			{"an unknown pod", &runtimeapi.CheckpointPodRequest{PodSandboxId: "0123456789abcdef", ContainerIds: []string{a}}, codes.NotFound},
+			{"a relative path", &runtimeapi.CheckpointPodRequest{PodSandboxId: podID, ContainerIds: []string{a}, OutputPath: "out"}, codes.InvalidArgument},
+			{"a directory not empty", &runtimeapi.CheckpointPodRequest{PodSandboxId: podID, ContainerIds: []string{a}, OutputPath: full}, codes.InvalidArgument},
+		} {
+			t.Run(tc.desc, func(t *testing.T) {
+				dir := tc.req.OutputPath
+				if dir == "" {
+					dir = emptyDir(t)
+					tc.req.OutputPath = dir
+				}
+				if _, err := e.rt.CheckpointPod(ctx, tc.req); status.Code(err) != tc.want {
+					t.Fatalf("got %v, want %v", err, tc.want)
+				}
+				if dir != full && dir != "out" {
+					waitEmpty(t, dir)
+				}
+			})
+		}
+		stillRunning(t)
+	})
+
+	t.Run("deadlines", func(t *testing.T) {
+		// Wherever the deadline falls (before the pauses, between them,
+		// during a dump, while an archive is written), the pod must be
+		// running afterwards and the directory empty; a long enough one
+		// succeeds.
+		for _, d := range []time.Duration{time.Millisecond, 30 * time.Millisecond, 100 * time.Millisecond, 300 * time.Millisecond, time.Second} {
+			dir := emptyDir(t)
+			dctx, dcancel := context.WithTimeout(ctx, d)
+			_, err := e.rt.CheckpointPod(dctx, &runtimeapi.CheckpointPodRequest{PodSandboxId: podID, ContainerIds: []string{a, b}, OutputPath: dir})
+			dcancel()
+			t.Logf("deadline %v: %v", d, err)
+			if err != nil {
+				if c := status.Code(err); c != codes.DeadlineExceeded {
+					t.Errorf("deadline %v: got %v, want DeadlineExceeded", d, err)
+				}
+				waitEmpty(t, dir)
+			}
+			stillRunning(t)
+		}
+	})
+
+	dir := emptyDir(t)
+	if _, err := e.rt.CheckpointPod(ctx, &runtimeapi.CheckpointPodRequest{PodSandboxId: podID, ContainerIds: []string{a, b}, OutputPath: dir}); err != nil {
+		t.Fatalf("CheckpointPod: %v\n%s", err, e.d.Log)
+	}
+	at := map[string]int{"main": len(logCounts(t, logA)), "second": len(logCounts(t, logB))}
+	for _, f := range []string{"pod.options", "pod.dump", "main.tar", "second.tar"} {
+		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
+			t.Errorf("pod checkpoint: %v", err)
+		}
+	}
+	stillRunning(t)
+
+	rcfg := e.podConfig("podck-restored")
+	if err := os.MkdirAll(rcfg.LogDirectory, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	ctrCfg := func(name string) *runtimeapi.ContainerConfig {
+		return &runtimeapi.ContainerConfig{
+			Metadata: &runtimeapi.ContainerMetadata{Name: name}, Image: &runtimeapi.ImageSpec{Image: busyboxImage},
+			Command: []string{"sh", "-c", counterScript}, LogPath: name + ".log",
+		}
+	}
+	countPods := func(t *testing.T) int {
+		l, err := e.rt.ListPodSandbox(ctx, &runtimeapi.ListPodSandboxRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(l.GetItems())
+	}
+	t.Run("restore refusals", func(t *testing.T) {
+		pods := countPods(t)
+		wrongCmd := ctrCfg("second")
+		wrongCmd.Command = []string{"sleep", "1"}
+		for _, tc := range []struct {
+			desc string
+			req  *runtimeapi.RestorePodRequest
+		}{
+			{"a container missing", &runtimeapi.RestorePodRequest{CheckpointPath: dir, Config: rcfg, ContainerConfigs: []*runtimeapi.ContainerConfig{ctrCfg("main")}}},
+			{"an unknown container", &runtimeapi.RestorePodRequest{CheckpointPath: dir, Config: rcfg, ContainerConfigs: []*runtimeapi.ContainerConfig{ctrCfg("main"), ctrCfg("second"), ctrCfg("third")}}},
+			{"another command", &runtimeapi.RestorePodRequest{CheckpointPath: dir, Config: rcfg, ContainerConfigs: []*runtimeapi.ContainerConfig{ctrCfg("main"), wrongCmd}}},
+			{"an option", &runtimeapi.RestorePodRequest{CheckpointPath: dir, Config: rcfg, Options: map[string]string{"x": "y"}, ContainerConfigs: []*runtimeapi.ContainerConfig{ctrCfg("main"), ctrCfg("second")}}},
+			{"an unknown handler", &runtimeapi.RestorePodRequest{CheckpointPath: dir, Config: rcfg, RuntimeHandler: "kata", ContainerConfigs: []*runtimeapi.ContainerConfig{ctrCfg("main"), ctrCfg("second")}}},
+			{"not a pod checkpoint", &runtimeapi.RestorePodRequest{CheckpointPath: t.TempDir(), Config: rcfg, ContainerConfigs: []*runtimeapi.ContainerConfig{ctrCfg("main")}}},
+		} {
+			t.Run(tc.desc, func(t *testing.T) {
+				if _, err := e.rt.RestorePod(ctx, tc.req); status.Code(err) != codes.InvalidArgument {
+					t.Fatalf("got %v, want InvalidArgument", err)
+				}
+				if n := countPods(t); n != pods {
+					t.Errorf("%d pods after a refused restore, %d before", n, pods)
+				}
+			})
+		}
+	})
+
+	resp, err := e.rt.RestorePod(ctx, &runtimeapi.RestorePodRequest{
+		CheckpointPath: dir, Config: rcfg, ContainerConfigs: []*runtimeapi.ContainerConfig{ctrCfg("main"), ctrCfg("second")},
+	})
+	if err != nil {
+		t.Fatalf("RestorePod: %v\n%s", err, e.d.Log)
+	}
+	if resp.GetPodSandboxId() == "" || len(resp.GetRestoredContainers()) != 2 {
+		t.Fatalf("RestorePod answered %v", resp)
+	}
+	for _, rc := range resp.GetRestoredContainers() {
+		if st := e.containerState(t, rc.GetContainerId()); st != runtimeapi.ContainerState_CONTAINER_CREATED {
+			t.Errorf("%s is %v before its start", rc.GetName(), st)
+		}
+		if _, err := os.Stat(filepath.Join(rcfg.LogDirectory, rc.GetName()+".log")); err == nil && len(logCounts(t, filepath.Join(rcfg.LogDirectory, rc.GetName()+".log"))) > 0 {
+			t.Errorf("%s ran before its start", rc.GetName())
+		}
+	}
+	for _, rc := range resp.GetRestoredContainers() {
+		if _, err := e.rt.StartContainer(ctx, &runtimeapi.StartContainerRequest{ContainerId: rc.GetContainerId()}); err != nil {
+			t.Fatalf("StartContainer %s: %v\n%s", rc.GetName(), err, e.d.Log)
+		}
+	}
+	for _, rc := range resp.GetRestoredContainers() {
+		counts := waitCounts(t, filepath.Join(rcfg.LogDirectory, rc.GetName()+".log"), 2)
+		t.Logf("%s: %d numbers logged at the pod checkpoint, restored from %d", rc.GetName(), at[rc.GetName()], counts[0])
+		if counts[0] < 3 {
+			t.Errorf("%s restored from %d: it started over", rc.GetName(), counts[0])
+		}
+	}
+}

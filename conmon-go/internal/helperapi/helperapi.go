@@ -45,6 +45,10 @@ const (
 	// from the CRIU images in Dir, with the *Fd as its stdio -> as
 	// OpCreate, the init running (restore.go).
 	OpRestore = "restore"
+	// OpPause and OpResume freeze and thaw the container's cgroup
+	// (libcontainer Pause/Resume): a pod checkpoint's consistent cut.
+	OpPause  = "pause"
+	OpResume = "resume"
 )
 
 // Request is the monitor's request. File descriptors are 3 + the index of

@@ -61,6 +61,11 @@ const (
 	// Exit: Container, Dir, WorkDir, Exit, CriuPath. failed_precondition
 	// when it is not running or has a terminal.
 	OpCheckpoint = "checkpoint"
+	// OpPause freezes a running container's processes (its freezer
+	// cgroup), OpResume thaws them: Container. A pod checkpoint pauses
+	// all its containers before it dumps any, and resumes them all after.
+	OpPause  = "pause"
+	OpResume = "resume"
 )
 
 // Error codes carried in Response.Code; internal/oci maps them to errdefs.
