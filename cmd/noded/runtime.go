@@ -15,6 +15,7 @@ import (
 	"github.com/noded-dev/noded/internal/cdi"
 	"github.com/noded-dev/noded/internal/checkpoint"
 	"github.com/noded-dev/noded/internal/config"
+	nlog "github.com/noded-dev/noded/internal/log"
 	"github.com/noded-dev/noded/internal/netcni"
 	"github.com/noded-dev/noded/internal/nri"
 	"github.com/noded-dev/noded/internal/oci"
@@ -60,6 +61,12 @@ func newRuntimeServices(ctx context.Context, cfg *config.Config, log *logrus.Ent
 	if err != nil {
 		return nil, nil, err
 	}
+	// Checkpoints dump through the monitors; the archives hold the
+	// writable layers' changes from storage.
+	checkpoints := checkpoint.New(checkpoint.Options{
+		Monitor: monitors, Layers: store.Containers(), Version: version,
+		StateDir: filepath.Join(cfg.StateDir, "checkpoints"),
+	})
 	node, err := specgen.DetectNode()
 	if err != nil {
 		_ = monitors.Close()
@@ -96,17 +103,17 @@ func newRuntimeServices(ctx context.Context, cfg *config.Config, log *logrus.Ent
 		// Only test builds (-tags failpoints) have one.
 		FailAfter: failpoint(log),
 		// Only test builds can shorten it.
-		EventQueue: eventQueue(log),
-		Rebooted:   rebooted,
-		// Checkpoints dump through the monitors; the archives hold the
-		// writable layers' changes from storage.
-		Checkpoints: checkpoint.New(checkpoint.Options{Monitor: monitors, Layers: store.Containers(), Version: version}),
+		EventQueue:  eventQueue(log),
+		Rebooted:    rebooted,
+		Checkpoints: checkpoints,
 	}
 	if plugins != nil {
 		opts.NRI = plugins
 	}
 	svcs := sandbox.New(opts)
 	svcs.Recover(ctx)
+	// Pod checkpoints a kill interrupted: their paused containers run again.
+	checkpoints.Recover(nlog.WithContext(ctx, log))
 	// Plugins connect once the records are whole: Synchronize gives them
 	// every pod and container.
 	if err := plugins.Start(records, svcs.Containers); err != nil {

@@ -13,7 +13,9 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/noded-dev/noded/internal/atomicfile"
 	"github.com/noded-dev/noded/internal/errdefs"
+	"github.com/noded-dev/noded/internal/ids"
 	"github.com/noded-dev/noded/internal/log"
 	"github.com/noded-dev/noded/internal/state"
 )
@@ -103,14 +105,33 @@ func (s *Service) CheckpointPod(ctx context.Context, r PodRequest) (retErr error
 		}
 	}()
 
+	// A kill of noded from here on leaves the marker: the next start
+	// resumes the containers and empties the directory (Recover).
+	mark, err := s.writeMarker(r)
+	if err != nil {
+		return err
+	}
+	// Removed only once every container is resumed (defers run last
+	// first): a failed resume is tried again at the next start.
+	resumed := false
+	defer func() {
+		if !resumed {
+			return
+		}
+		if err := os.Remove(mark); err != nil && !errors.Is(err, os.ErrNotExist) {
+			lg.WithError(err).Warn("removing the pod checkpoint marker")
+		}
+	}()
 	var paused []*state.Container
 	defer func() {
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), resumeLimit)
 		defer cancel()
+		resumed = true
 		for _, c := range paused {
 			if err := s.o.Monitor.Resume(rctx, c.SandboxID, c.ID); err != nil {
 				lg.WithError(err).WithField("container", c.ID.Short()).Error("resuming a container after the pod checkpoint")
 				retErr = errors.Join(retErr, fmt.Errorf("resuming container %s: %w", c.ID.Short(), err))
+				resumed = false
 			}
 		}
 	}()
@@ -136,6 +157,78 @@ func (s *Service) CheckpointPod(ctx context.Context, r PodRequest) (retErr error
 	return writeJSON(filepath.Join(r.OutputPath, PodOptionsFile), &PodOptions{
 		Version: FormatVersion, Containers: names, Runtime: RuntimeName, NodedVer: s.o.Version,
 	})
+}
+
+// marker is a pod checkpoint in progress, in <StateDir>/<pod>.json.
+type marker struct {
+	Pod        ids.SandboxID     `json:"pod"`
+	Containers []ids.ContainerID `json:"containers"`
+	OutputPath string            `json:"outputPath"`
+}
+
+// writeMarker records a pod checkpoint before its first pause; the
+// caller removes the file once everything is resumed. No StateDir: no
+// marker ("").
+func (s *Service) writeMarker(r PodRequest) (string, error) {
+	if s.o.StateDir == "" {
+		return "", nil
+	}
+	m := marker{Pod: r.Pod.ID, OutputPath: r.OutputPath}
+	for _, c := range r.Containers {
+		m.Containers = append(m.Containers, c.ID)
+	}
+	b, err := json.Marshal(&m)
+	if err != nil {
+		return "", err
+	}
+	if err := os.MkdirAll(s.o.StateDir, 0o700); err != nil {
+		return "", err
+	}
+	path := filepath.Join(s.o.StateDir, string(r.Pod.ID)+".json")
+	return path, atomicfile.WriteFile(path, b, 0o600)
+}
+
+// Recover finishes the pod checkpoints a killed noded left in progress:
+// their containers are resumed (the pod must not stay frozen) and their
+// directories emptied (the caller never got an answer, so the checkpoint
+// failed). Run at start-up, before requests are served.
+func (s *Service) Recover(ctx context.Context) {
+	if s.o.StateDir == "" {
+		return
+	}
+	lg := log.FromContext(ctx)
+	entries, _ := os.ReadDir(s.o.StateDir)
+	for _, e := range entries {
+		path := filepath.Join(s.o.StateDir, e.Name())
+		var m marker
+		b, err := os.ReadFile(path)
+		if err == nil {
+			err = json.Unmarshal(b, &m)
+		}
+		if err != nil {
+			lg.WithError(err).WithField("marker", path).Warn("unreadable pod checkpoint marker")
+			_ = os.Remove(path)
+			continue
+		}
+		failed := false
+		for _, id := range m.Containers {
+			err := s.o.Monitor.Resume(ctx, m.Pod, id)
+			if err != nil && !errdefs.IsNotFound(err) && !errors.Is(err, errdefs.ErrFailedPrecondition) && !errors.Is(err, errdefs.ErrUnavailable) {
+				lg.WithError(err).WithField("container", id.Short()).Error("resuming a container a killed pod checkpoint paused")
+				failed = true
+			}
+		}
+		if m.OutputPath != "" && filepath.IsAbs(m.OutputPath) {
+			left, _ := os.ReadDir(m.OutputPath)
+			for _, f := range left {
+				_ = os.RemoveAll(filepath.Join(m.OutputPath, f.Name()))
+			}
+		}
+		if !failed {
+			_ = os.Remove(path)
+		}
+		lg.WithField("pod", m.Pod.Short()).Info("finished a pod checkpoint a killed noded left: containers resumed, partial output removed")
+	}
 }
 
 // PodCheckpoint is an opened pod checkpoint whose archives were checked.

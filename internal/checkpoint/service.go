@@ -43,6 +43,10 @@ type Options struct {
 	Layers  layers
 	// Version is noded's, written into config.dump.
 	Version string
+	// StateDir keeps the markers of pod checkpoints in progress (pod.go),
+	// so that a noded killed while a pod is paused resumes it at its
+	// next start (Recover); it must survive restarts. Empty: no markers.
+	StateDir string
 }
 
 // Service writes checkpoint archives of running containers.
