@@ -10,6 +10,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/sirupsen/logrus"
 	"google.golang.org/protobuf/encoding/protojson"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
@@ -107,7 +108,7 @@ func (s *Service) CheckpointPod(ctx context.Context, r PodRequest) (retErr error
 
 	// A kill of noded from here on leaves the marker: the next start
 	// resumes the containers and empties the directory (Recover).
-	mark, err := s.writeMarker(r)
+	mark, err := s.writeMarker("pod-"+string(r.Pod.ID), podMarker(r))
 	if err != nil {
 		return err
 	}
@@ -115,11 +116,8 @@ func (s *Service) CheckpointPod(ctx context.Context, r PodRequest) (retErr error
 	// first): a failed resume is tried again at the next start.
 	resumed := false
 	defer func() {
-		if !resumed {
-			return
-		}
-		if err := os.Remove(mark); err != nil && !errors.Is(err, os.ErrNotExist) {
-			lg.WithError(err).Warn("removing the pod checkpoint marker")
+		if resumed {
+			removeMarker(mark, lg)
 		}
 	}()
 	var paused []*state.Container
@@ -159,39 +157,58 @@ func (s *Service) CheckpointPod(ctx context.Context, r PodRequest) (retErr error
 	})
 }
 
-// marker is a pod checkpoint in progress, in <StateDir>/<pod>.json.
+// marker is a checkpoint in progress, in <StateDir>/<name>.json: a pod's
+// (its paused containers and its directory) or a container's (its work
+// directory and partial archive).
 type marker struct {
 	Pod        ids.SandboxID     `json:"pod"`
-	Containers []ids.ContainerID `json:"containers"`
-	OutputPath string            `json:"outputPath"`
+	Containers []ids.ContainerID `json:"containers,omitempty"`
+	OutputPath string            `json:"outputPath,omitempty"`
+	Work       string            `json:"work,omitempty"`
+	Partial    string            `json:"partial,omitempty"`
 }
 
-// writeMarker records a pod checkpoint before its first pause; the
-// caller removes the file once everything is resumed. No StateDir: no
+// writeMarker records a checkpoint before it changes anything; the
+// caller removes the file (removeMarker) once it is over. No StateDir: no
 // marker ("").
-func (s *Service) writeMarker(r PodRequest) (string, error) {
+func (s *Service) writeMarker(name string, m *marker) (string, error) {
 	if s.o.StateDir == "" {
 		return "", nil
 	}
-	m := marker{Pod: r.Pod.ID, OutputPath: r.OutputPath}
-	for _, c := range r.Containers {
-		m.Containers = append(m.Containers, c.ID)
-	}
-	b, err := json.Marshal(&m)
+	b, err := json.Marshal(m)
 	if err != nil {
 		return "", err
 	}
 	if err := os.MkdirAll(s.o.StateDir, 0o700); err != nil {
 		return "", err
 	}
-	path := filepath.Join(s.o.StateDir, string(r.Pod.ID)+".json")
+	path := filepath.Join(s.o.StateDir, name+".json")
 	return path, atomicfile.WriteFile(path, b, 0o600)
 }
 
-// Recover finishes the pod checkpoints a killed noded left in progress:
-// their containers are resumed (the pod must not stay frozen) and their
-// directories emptied (the caller never got an answer, so the checkpoint
-// failed). Run at start-up, before requests are served.
+func removeMarker(path string, lg *logrus.Entry) {
+	if path == "" {
+		return
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		lg.WithError(err).Warn("removing a checkpoint marker")
+	}
+}
+
+// podMarker is the marker of a pod checkpoint.
+func podMarker(r PodRequest) *marker {
+	m := &marker{Pod: r.Pod.ID, OutputPath: r.OutputPath}
+	for _, c := range r.Containers {
+		m.Containers = append(m.Containers, c.ID)
+	}
+	return m
+}
+
+// Recover finishes the checkpoints a killed noded left in progress: a
+// pod's containers are resumed (the pod must not stay frozen) and its
+// directory emptied (the caller never got an answer, so the checkpoint
+// failed); a container's work directory and partial archive are removed.
+// Run at start-up, before requests are served.
 func (s *Service) Recover(ctx context.Context) {
 	if s.o.StateDir == "" {
 		return
@@ -218,6 +235,11 @@ func (s *Service) Recover(ctx context.Context) {
 				failed = true
 			}
 		}
+		for _, p := range []string{m.Work, m.Partial} {
+			if p != "" && filepath.IsAbs(p) {
+				_ = os.RemoveAll(p)
+			}
+		}
 		if m.OutputPath != "" && filepath.IsAbs(m.OutputPath) {
 			left, _ := os.ReadDir(m.OutputPath)
 			for _, f := range left {
@@ -227,7 +249,7 @@ func (s *Service) Recover(ctx context.Context) {
 		if !failed {
 			_ = os.Remove(path)
 		}
-		lg.WithField("pod", m.Pod.Short()).Info("finished a pod checkpoint a killed noded left: containers resumed, partial output removed")
+		lg.WithField("pod", m.Pod.Short()).Info("finished a checkpoint a killed noded left: containers resumed, partial output removed")
 	}
 }
 

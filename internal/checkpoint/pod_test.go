@@ -101,8 +101,15 @@ func TestRecover(t *testing.T) {
 	}
 	m := &fakeMonitor{paused: map[oci.ContainerID]bool{"a": true, "b": true}}
 	s := New(Options{Monitor: m, StateDir: stateDir})
-	if _, err := s.writeMarker(PodRequest{Pod: &state.Sandbox{ID: "p"}, OutputPath: out,
-		Containers: []*state.Container{{ID: "a"}, {ID: "b"}}}); err != nil {
+	if _, err := s.writeMarker("pod-p", podMarker(PodRequest{Pod: &state.Sandbox{ID: "p"}, OutputPath: out,
+		Containers: []*state.Container{{ID: "a"}, {ID: "b"}}})); err != nil {
+		t.Fatal(err)
+	}
+	work, partial := filepath.Join(t.TempDir(), "checkpoint-work"), filepath.Join(out, ".c.tar.noded-partial")
+	if err := os.MkdirAll(filepath.Join(work, "checkpoint"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.writeMarker("container-a", &marker{Pod: "p", Work: work, Partial: partial}); err != nil {
 		t.Fatal(err)
 	}
 	s.Recover(context.Background())
@@ -113,5 +120,8 @@ func TestRecover(t *testing.T) {
 		if left, _ := os.ReadDir(dir); len(left) != 0 {
 			t.Errorf("left in %s: %v", dir, left)
 		}
+	}
+	if _, err := os.Stat(work); !os.IsNotExist(err) {
+		t.Errorf("a container checkpoint's work directory is left: %v", err)
 	}
 }

@@ -90,7 +90,8 @@ func CheckLocation(location string) error {
 // replacing a file there only once the new archive is complete. Its work
 // files live in a directory of the container's bundle, removed at the
 // end; on any failure nothing is left at the location (a previous file
-// there is untouched).
+// there is untouched). A marker names both while it runs, so that the
+// next start removes what a kill of noded left (Recover).
 func (s *Service) Checkpoint(ctx context.Context, r Request) (retErr error) {
 	if err := CheckLocation(r.Location); err != nil {
 		return err
@@ -100,8 +101,19 @@ func (s *Service) Checkpoint(ctx context.Context, r Request) (retErr error) {
 	var undo cleanup.Stack
 	defer func() { undo.RunIf(ctx, &retErr, lg) }()
 
-	work, err := os.MkdirTemp(c.Bundle, "checkpoint-")
+	// Fixed names (the caller holds the container's lock): the marker
+	// can name them before they exist.
+	work := filepath.Join(c.Bundle, "checkpoint-work")
+	partial := filepath.Join(filepath.Dir(r.Location), "."+filepath.Base(r.Location)+".noded-partial")
+	mark, err := s.writeMarker("container-"+string(c.ID), &marker{Pod: c.SandboxID, Work: work, Partial: partial})
 	if err != nil {
+		return err
+	}
+	defer removeMarker(mark, lg)
+	if err := os.RemoveAll(work); err != nil {
+		return err
+	}
+	if err := os.Mkdir(work, 0o700); err != nil {
 		return err
 	}
 	defer os.RemoveAll(work)
@@ -138,7 +150,7 @@ func (s *Service) Checkpoint(ctx context.Context, r Request) (retErr error) {
 	if err := s.writeConfig(c, dumped, work); err != nil {
 		return err
 	}
-	tmp, err := pack(work, r.Location, &undo)
+	tmp, err := pack(work, partial, &undo)
 	if err != nil {
 		return err
 	}
@@ -230,17 +242,16 @@ func compressionOf(location string) archive.Compression {
 	return archive.Uncompressed
 }
 
-// pack writes the archive of dir (less CRIU's work directory) to a
-// temporary file next to location, synced, whose removal goes on undo.
-func pack(dir, location string, undo *cleanup.Stack) (string, error) {
-	f, err := os.CreateTemp(filepath.Dir(location), "."+filepath.Base(location)+".tmp-")
+// pack writes the archive of dir (less CRIU's work directory) to tmp,
+// next to the location, synced, whose removal goes on undo.
+func pack(dir, tmp string, undo *cleanup.Stack) (string, error) {
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
-		return "", errdefs.InvalidArgument("checkpoint location %s: %v", location, err)
+		return "", errdefs.InvalidArgument("checkpoint location %s: %v", filepath.Dir(tmp), err)
 	}
-	tmp := f.Name()
 	undo.Push("remove partial archive", func(context.Context) error { return os.Remove(tmp) })
 	rc, err := archive.TarWithOptions(dir, &archive.TarOptions{
-		Compression:     compressionOf(location),
+		Compression:     compressionOf(strings.TrimSuffix(tmp, ".noded-partial")),
 		ExcludePatterns: []string{".criu-work"},
 	})
 	if err != nil {
