@@ -66,6 +66,13 @@ func (s *LayerStore) Stage(diff io.Reader, o PutLayerOptions) (*StagedLayer, err
 // Commit makes the staged content the layer id on parent ("" for a base
 // layer), which must exist. On failure the staged content is removed.
 func (s *LayerStore) Commit(id, parent LayerID, st *StagedLayer) (*Layer, error) {
+	// containers/storage would apply the staged content over an existing
+	// layer's (replacing the files under whatever runs on it): a layer
+	// that appeared meanwhile is kept as it is. (noded makes each layer
+	// in one place at a time; this guards the store, not that.)
+	if l, err := s.Get(id); err == nil {
+		return l, s.Discard(st)
+	}
 	l, err := s.s.ApplyStagedLayer(cstorage.ApplyStagedLayerOptions{
 		ID:          string(id),
 		ParentLayer: string(parent),

@@ -253,6 +253,18 @@ func TestStagedLayerCleanup(t *testing.T) {
 				t.Error("the layer exists after a failed commit")
 			}
 		}},
+		{"layer exists", func(t *testing.T) {
+			id := LayerID(opts.DiffID.Encoded())
+			if _, err := s.Layers().Put(id, "", bytes.NewReader(tb), opts); err != nil {
+				t.Fatal(err)
+			}
+			if l, err := s.Layers().Commit(id, "", stage(t)); err != nil || l.ID != id {
+				t.Errorf("Commit over an existing layer = %+v, %v; want the layer as it is", l, err)
+			}
+			if err := s.Layers().Delete(id); err != nil {
+				t.Fatal(err)
+			}
+		}},
 		{"crash", func(t *testing.T) {
 			_ = stage(t) // noded dies before its commit
 			if err := s.GarbageCollect(); err != nil {
