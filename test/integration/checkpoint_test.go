@@ -543,3 +543,62 @@ func TestCheckpointPod(t *testing.T) {
 		}
 	}
 }
+
+// TestCheckpointPodKilled kills noded (SIGKILL) at several moments of a
+// CheckpointPod and restarts it: wherever the kill fell, the pod's
+// containers run (none stays frozen), the directory is empty or holds a
+// whole checkpoint, and no marker is left.
+func TestCheckpointPodKilled(t *testing.T) {
+	criu := testCriu(t)
+	e := newPodEnv(t, "--criu-path", criu)
+	podID, a, _ := e.runPod(t, "podkill", []string{"sh", "-c", counterScript})
+	pcfg := e.podConfig("podkill")
+	b := e.createStart(t, podID, pcfg, "second", []string{"sh", "-c", counterScript})
+	logs := []string{filepath.Join(pcfg.LogDirectory, "main.log"), filepath.Join(pcfg.LogDirectory, "second.log")}
+	for _, l := range logs {
+		waitCounts(t, l, 2)
+	}
+	for _, delay := range []time.Duration{0, 20 * time.Millisecond, 80 * time.Millisecond, 250 * time.Millisecond} {
+		dir, err := os.MkdirTemp(t.TempDir(), "pod-")
+		if err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			_, err := e.rt.CheckpointPod(ctx, &runtimeapi.CheckpointPodRequest{PodSandboxId: podID, ContainerIds: []string{a, b}, OutputPath: dir})
+			done <- err
+		}()
+		time.Sleep(delay)
+		e.d.Kill(t)
+		err = <-done
+		e.d = e.d.Restart(t)
+		e.rt = e.d.Runtime(t)
+		// Cleanups run last first: remove the pods before this daemon
+		// stops (once: the last restart's removes them all).
+		t.Cleanup(func() { e.removeAll(t) })
+		t.Logf("killed after %v: the call answered %v; the restart finished a checkpoint left in progress: %v",
+			delay, err, strings.Contains(e.d.Log.String(), "finished a checkpoint a killed noded left"))
+		for _, c := range []string{a, b} {
+			if st := e.containerState(t, c); st != runtimeapi.ContainerState_CONTAINER_RUNNING {
+				t.Fatalf("killed after %v: container %s is %v", delay, c, st)
+			}
+		}
+		for _, l := range logs {
+			waitCounts(t, l, len(logCounts(t, l))+2) // not frozen
+		}
+		left, _ := os.ReadDir(dir)
+		if len(left) != 0 {
+			for _, f := range []string{"pod.options", "pod.dump", "main.tar", "second.tar"} {
+				if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
+					t.Errorf("killed after %v: the directory holds %v, neither nothing nor a whole checkpoint", delay, left)
+					break
+				}
+			}
+		}
+		if markers, _ := os.ReadDir(filepath.Join(e.d.Dir, "state", "checkpoints")); len(markers) != 0 {
+			t.Errorf("killed after %v: markers left: %v", delay, markers)
+		}
+	}
+}
