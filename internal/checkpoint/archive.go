@@ -32,6 +32,7 @@ import (
 
 	securejoin "github.com/cyphar/filepath-securejoin"
 	"go.podman.io/storage/pkg/archive"
+	"go.podman.io/storage/pkg/chrootarchive"
 	"google.golang.org/protobuf/encoding/protojson"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
@@ -84,6 +85,17 @@ type Noded struct {
 	// ImageID is the resolved image ("sha256:…"), ImageRef as asked.
 	ImageID  string `json:"imageId"`
 	ImageRef string `json:"imageRef"`
+}
+
+// untarFile extracts the (possibly compressed) tar file src into dest,
+// chrooted there.
+func untarFile(src, dest string) error {
+	f, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return chrootarchive.Untar(f, dest, &archive.TarOptions{})
 }
 
 // maxMetadata bounds config.dump and spec.dump as read by Open.
@@ -232,18 +244,21 @@ func (a *Archive) ContainerConfig(req *runtimeapi.ContainerConfig) *runtimeapi.C
 // Unpack extracts the archive into dir (which must be empty or absent):
 // CRIU's images end up in dir/checkpoint. Then it applies the writable
 // layer's changes to rootfs, the new container's mounted root file
-// system: rootfs-diff.tar's files are written, deleted.files are removed
-// (each confined to rootfs).
+// system: rootfs-diff.tar's files are written, deleted.files are removed.
+// Both extractions run chrooted into their destination (chrootarchive,
+// through the reexec hook noded's main has), so that a crafted archive's
+// symlinks cannot send a file outside; the deletions are confined to
+// rootfs with securejoin. Needs root.
 func (a *Archive) Unpack(dir, rootfs string) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
-	if err := archive.UntarPath(a.Path, dir); err != nil {
+	if err := untarFile(a.Path, dir); err != nil {
 		return fmt.Errorf("extracting checkpoint archive %s: %w", a.Path, err)
 	}
 	diff := filepath.Join(dir, RootfsDiffFile)
 	if _, err := os.Stat(diff); err == nil {
-		if err := archive.UntarPath(diff, rootfs); err != nil {
+		if err := untarFile(diff, rootfs); err != nil {
 			return fmt.Errorf("applying %s: %w", RootfsDiffFile, err)
 		}
 		_ = os.Remove(diff)

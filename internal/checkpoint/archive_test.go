@@ -11,6 +11,8 @@ import (
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"go.podman.io/storage/pkg/reexec"
+
 	"github.com/noded-dev/noded/internal/errdefs"
 )
 
@@ -159,7 +161,18 @@ func TestContainerConfig(t *testing.T) {
 	}
 }
 
+func TestMain(m *testing.M) {
+	// chrootarchive's extraction re-executes the test binary.
+	if reexec.Init() {
+		return
+	}
+	os.Exit(m.Run())
+}
+
 func TestUnpack(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("Unpack extracts chrooted: needs root")
+	}
 	files := validFiles()
 	files[RootfsDiffFile] = tarBytes(t, map[string][]byte{"new/file": []byte("kept")})
 	files[DeletedFilesFile] = []byte(`["/gone", "/dir", "../../outside"]`)
@@ -326,5 +339,46 @@ func TestCheckOutputDir(t *testing.T) {
 				t.Fatalf("CheckOutputDir(%q) = %v", tc.dir, err)
 			}
 		})
+	}
+}
+
+// A crafted rootfs-diff.tar whose symlink points out of the root file
+// system cannot write there.
+func TestUnpackConfined(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("Unpack extracts chrooted: needs root")
+	}
+	base := t.TempDir()
+	outside := filepath.Join(base, "outside")
+	if err := os.Mkdir(outside, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	var diff bytes.Buffer
+	tw := tar.NewWriter(&diff)
+	if err := tw.WriteHeader(&tar.Header{Name: "link", Typeflag: tar.TypeSymlink, Linkname: outside, Mode: 0o777}); err != nil {
+		t.Fatal(err)
+	}
+	if err := tw.WriteHeader(&tar.Header{Name: "link/pwned", Typeflag: tar.TypeReg, Mode: 0o644, Size: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tw.Write([]byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	files := validFiles()
+	files[RootfsDiffFile] = diff.Bytes()
+	a, err := Open(writeArchive(t, tarBytes(t, files)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rootfs := filepath.Join(base, "rootfs")
+	if err := os.Mkdir(rootfs, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	_ = a.Unpack(filepath.Join(base, "restore"), rootfs) // an error is fine too
+	if _, err := os.Stat(filepath.Join(outside, "pwned")); !os.IsNotExist(err) {
+		t.Fatalf("the archive wrote outside the root file system: %v", err)
 	}
 }
