@@ -213,6 +213,14 @@ func TestCheckpointRestore(t *testing.T) {
 		if _, err := e.rt.StopContainer(ctx, &runtimeapi.StopContainerRequest{ContainerId: restored, Timeout: 1}); err != nil {
 			t.Fatal(err)
 		}
+		// The restored init is the monitor's child: its real exit status.
+		st, err := e.rt.ContainerStatus(ctx, &runtimeapi.ContainerStatusRequest{ContainerId: restored})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if code := st.GetStatus().GetExitCode(); (code != 137 && code != 143) || st.GetStatus().GetReason() == "Unknown" {
+			t.Errorf("restored container stopped with %d (%s), want 137 or 143", code, st.GetStatus().GetReason())
+		}
 		if _, err := e.rt.RemoveContainer(ctx, &runtimeapi.RemoveContainerRequest{ContainerId: restored}); err != nil {
 			t.Fatal(err)
 		}
