@@ -52,11 +52,14 @@ func (h *helperProc) close() {
 // lock, so it never waits for it. warm is guarded by opMu; calls and
 // quitting are atomic.
 type helperPool struct {
-	runtime  string // conmon-go-runtime
-	root     string // libcontainer root, sent with every request
-	logLevel string // the helpers' log level, sent with every request
-	log      *logger
-	reaper   *reaper
+	runtime string // conmon-go-runtime
+	// criuRuntime is conmon-go-runtime-criu, the helper built with
+	// checkpoint/restore: started (never warm) for those operations only.
+	criuRuntime string
+	root        string // libcontainer root, sent with every request
+	logLevel    string // the helpers' log level, sent with every request
+	log         *logger
+	reaper      *reaper
 
 	// opMu serialises the helpers (libcontainer operations); the reaper
 	// reaps strays only while it is free (it shares the mutex, and only
@@ -93,8 +96,13 @@ func (p *helperPool) execCalled() {
 // newHelperPool returns the pool of the helpers at path runtime; opMu is
 // the mutex r was made with (newReaper), so that no stray is reaped while
 // a helper runs.
-func newHelperPool(runtime, root, logLevel string, opMu *sync.Mutex, r *reaper, log *logger) *helperPool {
-	return &helperPool{runtime: runtime, root: root, logLevel: logLevel, opMu: opMu, reaper: r, log: log}
+func newHelperPool(runtime, criuRuntime, root, logLevel string, opMu *sync.Mutex, r *reaper, log *logger) *helperPool {
+	return &helperPool{runtime: runtime, criuRuntime: criuRuntime, root: root, logLevel: logLevel, opMu: opMu, reaper: r, log: log}
+}
+
+// needsCRIU reports whether op runs in the helper with checkpoint/restore.
+func needsCRIU(op string) bool {
+	return op == helperapi.OpCheckpoint || op == helperapi.OpRestore
 }
 
 // spawn starts a conmon-go-runtime helper. It gets its request (and
@@ -102,6 +110,11 @@ func newHelperPool(runtime, root, logLevel string, opMu *sync.Mutex, r *reaper, 
 // before the request is known; it answers on its stdout. The caller holds
 // opMu (see call).
 func (p *helperPool) spawn() (*helperProc, error) {
+	return p.spawnOf(p.runtime)
+}
+
+// spawnOf starts the helper binary at path (spawn's).
+func (p *helperPool) spawnOf(path string) (*helperProc, error) {
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return nil, err
@@ -118,7 +131,7 @@ func (p *helperPool) spawn() (*helperProc, error) {
 		Env:   os.Environ(),
 		Files: []*os.File{child, outW, os.Stderr},
 	}
-	proc, err := os.StartProcess(p.runtime, []string{"conmon-go-runtime", "helper"}, attr)
+	proc, err := os.StartProcess(path, []string{"conmon-go-runtime", "helper"}, attr)
 	outW.Close()
 	if err != nil {
 		unix.Close(fds[0])
@@ -231,7 +244,10 @@ func (p *helperPool) call(req *helperapi.Request, files ...*os.File) (*helperapi
 	req.LogLevel = p.logLevel
 	b, _ := json.Marshal(req)
 	warm := "warm"
-	h := p.takeWarm()
+	var h *helperProc
+	if !needsCRIU(req.Op) {
+		h = p.takeWarm()
+	}
 	if h != nil {
 		if err := sendRequest(h.req, b, files); err != nil {
 			// The warm helper died (killed by hand, say): use a new one.
@@ -243,8 +259,12 @@ func (p *helperPool) call(req *helperapi.Request, files ...*os.File) (*helperapi
 	}
 	if h == nil {
 		warm = "cold"
+		bin := p.runtime
+		if needsCRIU(req.Op) {
+			bin = p.criuRuntime
+		}
 		var err error
-		if h, err = p.spawn(); err != nil {
+		if h, err = p.spawnOf(bin); err != nil {
 			return nil, err
 		}
 		if err := sendRequest(h.req, b, files); err != nil {

@@ -40,7 +40,10 @@ type options struct {
 	stateDir string
 	logLevel string
 	runtime  string
-	readyFd  int
+	// criuRuntime is the helper built with checkpoint/restore, run for
+	// those two operations only.
+	criuRuntime string
+	readyFd     int
 }
 
 func parseFlags(name string, args []string) (*options, error) {
@@ -51,6 +54,7 @@ func parseFlags(name string, args []string) (*options, error) {
 	fs.StringVar(&o.stateDir, "state-dir", "", "directory for container state files (persistent)")
 	fs.StringVar(&o.logLevel, "log-level", "info", "monitor log level (debug, info, warn, error)")
 	fs.StringVar(&o.runtime, "runtime", "", "the conmon-go-runtime helper (default: next to conmon-go)")
+	fs.StringVar(&o.criuRuntime, "criu-runtime", "", "the conmon-go-runtime helper with checkpoint/restore (default: conmon-go-runtime-criu next to --runtime)")
 	fs.IntVar(&o.readyFd, "ready-fd", -1, "internal: fd to report readiness on")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -70,6 +74,12 @@ func parseFlags(name string, args []string) (*options, error) {
 	}
 	if !filepath.IsAbs(o.runtime) {
 		return nil, fmt.Errorf("--runtime must be an absolute path")
+	}
+	if o.criuRuntime == "" {
+		o.criuRuntime = o.runtime + "-criu"
+	}
+	if !filepath.IsAbs(o.criuRuntime) {
+		return nil, fmt.Errorf("--criu-runtime must be an absolute path")
 	}
 	o.runDir = filepath.Clean(o.runDir)
 	o.stateDir = filepath.Clean(o.stateDir)

@@ -7,7 +7,7 @@
 # tree is staged under _build/deb/root and packed with root ownership.
 #
 # What the package holds:
-#   /usr/bin/noded, conmon-go, conmon-go-runtime, noded-pause
+#   /usr/bin/noded, conmon-go, conmon-go-runtime(-criu), noded-pause
 #       noded finds the monitor and the pause binary next to itself, so the
 #       configuration needs no path.
 #   /lib/systemd/system/noded.service   contrib/systemd's unit on /usr/bin
@@ -39,7 +39,7 @@ command -v dpkg-deb >/dev/null || die "dpkg-deb not found (Debian's dpkg package
 # A Debian version: digits first, then letters, digits and . + ~ (no
 # hyphen: the package is native, it has no Debian revision).
 [[ "$version" =~ ^[0-9][A-Za-z0-9.+~]*$ ]] || die "version $version is not a Debian native version"
-bins=(noded conmon-go conmon-go-runtime noded-pause)
+bins=(noded conmon-go conmon-go-runtime conmon-go-runtime-criu noded-pause)
 for b in "${bins[@]}"; do
 	[[ -x "$repo/bin/$b" ]] || die "bin/$b missing: run make build"
 done

@@ -284,7 +284,7 @@ say "dpkg -i"
 dpkg -i "$deb" >"$work/dpkg.log" 2>&1 || die "dpkg -i failed: $(cat "$work/dpkg.log")"
 cat "$work/dpkg.log" >&2
 check "installed" test "$(pkg_status)" = installed
-for b in noded conmon-go conmon-go-runtime noded-pause; do
+for b in noded conmon-go conmon-go-runtime conmon-go-runtime-criu noded-pause; do
 	check "/usr/bin/$b" test -x "/usr/bin/$b"
 done
 check "/usr/bin/noded --version" /usr/bin/noded --version
