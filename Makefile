@@ -103,7 +103,8 @@ bench: bench-pull bench-pods bench-exec bench-events bench-stats
 # + runc 1.4 (built from the Go module proxy by
 # test/bench/peer/build-containerd2.sh, cached in /var/cache/noded-test) on
 # private directories and prints each figure for each runtime and the
-# ratio to the best peer, e.g. make bench-pods BENCH_ARGS=-compare.
+# ratio to the best peer, e.g. make bench-pods BENCH_ARGS=-compare;
+# -noded-args "..." adds to the started noded's command line.
 BENCH_ARGS ?=
 
 bench-pull: build

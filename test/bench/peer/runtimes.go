@@ -25,6 +25,10 @@ import (
 type Flags struct {
 	Endpoint string
 	Compare  bool
+	// NodedArgs (-noded-args) are added to the command line of the noded
+	// started here, after the benchmark's own: to measure a setting, e.g.
+	// -noded-args "--max-parallel-starts 4".
+	NodedArgs string
 }
 
 // AddFlags registers -endpoint and -compare on the command line.
@@ -34,6 +38,7 @@ func AddFlags() *Flags {
 		"it must pull the benchmark's images by name (e.g. through a mirror of the offline test registry) and use the cgroupfs driver")
 	flag.BoolVar(&f.Compare, "compare", false, "also start Debian's containerd 1.6 + runc and containerd 2 + runc 1.4 (built from the Go module proxy) on private directories, "+
 		"and drive all with the same client in alternating trials")
+	flag.StringVar(&f.NodedArgs, "noded-args", "", "more arguments for the noded started here (split at spaces), e.g. \"--max-parallel-starts 4\"")
 	return f
 }
 
@@ -145,6 +150,7 @@ func (b *Bench) noded(ctx context.Context, s Setup) (*Runtime, error) {
 		return nil, err
 	}
 	args := append([]string{"--registries-conf", s.RegistriesConf, "--signature-policy", policy, "--log-level", "info"}, s.NodedArgs...)
+	args = append(args, strings.Fields(s.Flags.NodedArgs)...)
 	d, err := testenv.Start(testenv.Options{Dir: dir, Args: args})
 	if err != nil {
 		_ = exec.Command("ip", "link", "del", bridge).Run()
