@@ -346,12 +346,17 @@ type trimmer struct {
 	timer *time.Timer
 }
 
-// schedule frees memory 0.5 s after the last of a burst of calls.
+// schedule frees memory 0.5 s after the last of a burst of calls: the
+// heap's free pages, and the mappings of the monitor's own code
+// (codepages.go).
 func (t *trimmer) schedule() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.timer == nil {
-		t.timer = time.AfterFunc(500*time.Millisecond, debug.FreeOSMemory)
+		t.timer = time.AfterFunc(500*time.Millisecond, func() {
+			debug.FreeOSMemory()
+			dropCodePages()
+		})
 		return
 	}
 	t.timer.Reset(500 * time.Millisecond)
