@@ -20,6 +20,7 @@ import (
 	"github.com/noded-dev/noded/internal/config"
 	"github.com/noded-dev/noded/internal/cri"
 	nlog "github.com/noded-dev/noded/internal/log"
+	"github.com/noded-dev/noded/internal/memtrim"
 	"github.com/noded-dev/noded/internal/metrics"
 	"github.com/noded-dev/noded/internal/netcni"
 	"github.com/noded-dev/noded/internal/sandbox"
@@ -151,8 +152,13 @@ func serve(cfg *config.Config, log *logrus.Entry, load func() (*config.Config, e
 			log.WithError(err).Warn("sending the last spans")
 		}
 	}()
+	// The memory of a burst of pod starts and stops goes back to the
+	// kernel once it is over (the image service has its own for pulls).
+	trim := memtrim.New()
+	defer trim.Close()
 	serverOpts := []grpc.ServerOption{
-		grpc.ChainUnaryInterceptor(cri.UnaryInterceptor(log, reg)), grpc.ChainStreamInterceptor(cri.StreamInterceptor(log, reg)),
+		grpc.ChainUnaryInterceptor(cri.UnaryInterceptor(log, reg), cri.TrimInterceptor(trim)),
+		grpc.ChainStreamInterceptor(cri.StreamInterceptor(log, reg)),
 		grpc.StatsHandler(cri.CallEnd{}),
 	}
 	if h := tracer.ServerHandler(); h != nil {

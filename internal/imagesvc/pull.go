@@ -25,6 +25,7 @@ import (
 
 	"github.com/noded-dev/noded/internal/errdefs"
 	"github.com/noded-dev/noded/internal/log"
+	"github.com/noded-dev/noded/internal/memtrim"
 	"github.com/noded-dev/noded/internal/storage"
 	"github.com/noded-dev/noded/internal/tracing"
 )
@@ -93,7 +94,7 @@ type puller struct {
 
 	requests *group[requestKey, storage.ImageID]
 	// idle returns the pulls' memory to the kernel once they are over.
-	idle *idleRelease
+	idle *memtrim.Trimmer
 }
 
 type pullerOptions struct {
@@ -112,7 +113,7 @@ func newPuller(base context.Context, wg *sync.WaitGroup, o pullerOptions) *pulle
 		registries: o.registries, policy: o.policy, commit: o.commit, images: o.store,
 		retryDelays: o.retryDelays, metrics: o.metrics,
 		requests: newGroup[requestKey, storage.ImageID](base, wg, false, nil),
-		idle:     newIdleRelease(),
+		idle:     memtrim.New(),
 	}
 	p.progressTimeout.Store(int64(o.progressTimeout))
 	return p
@@ -123,7 +124,7 @@ func (s *puller) Pull(ctx context.Context, ref string, auth Auth) (storage.Image
 	start := time.Now()
 	s.metrics.inFlight.Inc()
 	defer s.metrics.inFlight.Dec()
-	defer s.idle.begin()()
+	defer s.idle.Begin()()
 	id, err := s.pull(ctx, ref, auth)
 	result := "success"
 	if err != nil {

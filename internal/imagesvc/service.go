@@ -238,7 +238,7 @@ func (h stepHook) after(step string) error {
 func (s *Service) Close() {
 	s.cancel()
 	s.wg.Wait()
-	s.puller.idle.close()
+	s.puller.idle.Close()
 }
 
 // Pull pulls ref (resolving a short name through registries.conf) and

@@ -1,4 +1,4 @@
-package imagesvc
+package memtrim
 
 import (
 	"sync/atomic"
@@ -6,12 +6,12 @@ import (
 	"time"
 )
 
-// The memory of finished pulls is released once, after the last pull in
-// flight ended and none started for the delay; a pull starting meanwhile
-// puts it off; a closed service releases nothing.
-func TestIdleRelease(t *testing.T) {
+// The memory of finished work is released once, after the last piece in
+// flight ended and none started for the delay; work starting meanwhile
+// puts it off; a closed trimmer releases nothing.
+func TestTrimmer(t *testing.T) {
 	var released atomic.Int32
-	r := &idleRelease{delay: 30 * time.Millisecond, release: func() { released.Add(1) }}
+	r := NewWith(30*time.Millisecond, func() { released.Add(1) })
 	wait := func(want int32) {
 		t.Helper()
 		deadline := time.Now().Add(5 * time.Second)
@@ -22,29 +22,29 @@ func TestIdleRelease(t *testing.T) {
 			time.Sleep(5 * time.Millisecond)
 		}
 	}
-	endA, endB := r.begin(), r.begin()
+	endA, endB := r.Begin(), r.Begin()
 	endA()
 	time.Sleep(60 * time.Millisecond)
 	if released.Load() != 0 {
-		t.Fatal("released while a pull was in flight")
+		t.Fatal("released while work was in flight")
 	}
 	endB()
 	wait(1)
 
-	// A pull that starts within the delay puts the release off.
-	end := r.begin()
+	// Work that starts within the delay puts the release off.
+	end := r.Begin()
 	end()
-	end = r.begin()
+	end = r.Begin()
 	time.Sleep(60 * time.Millisecond)
 	if released.Load() != 1 {
-		t.Fatal("released while the next pull ran")
+		t.Fatal("released while the next work ran")
 	}
 	end()
 	wait(2)
 
-	end = r.begin()
+	end = r.Begin()
 	end()
-	r.close()
+	r.Close()
 	time.Sleep(60 * time.Millisecond)
 	if released.Load() != 2 {
 		t.Fatal("released after close")
