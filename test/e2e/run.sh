@@ -138,6 +138,9 @@ trap 'exit 143' TERM
 # noded-testregistry serves the e2e images too when given agnhost.
 export NODED_TESTREGISTRY_AGNHOST="$tools/agnhost"
 cluster_started=1
+# The noded under test: the binary the cluster starts now (a later build
+# of bin/noded does not replace the running one).
+noded_version="$("$repo/bin/noded" --version 2>/dev/null | head -n1)"
 "$repo/test/cluster/up.sh" || die "the cluster did not come up (logs in $cluster_dir/logs)"
 
 # ---------------------------------------------------------------- 3. e2e.test
@@ -229,7 +232,7 @@ unexpected_fail=$gr_unexpected_fail unexpected_pass=$gr_unexpected_pass
 
 summary_line="e2e: $n_pass passed, $n_fail failed, $n_skip skipped"
 {
-	echo "e2e.test $(basename "$(readlink -f "$tools/e2e.test")") (k8s $("$tools/kubectl" version --client -o json 2>/dev/null | jq -r .clientVersion.gitVersion)) against $("$repo/bin/noded" --version 2>/dev/null | head -n1), $(date -u +%Y-%m-%d)"
+	echo "e2e.test $(basename "$(readlink -f "$tools/e2e.test")") (k8s $("$tools/kubectl" version --client -o json 2>/dev/null | jq -r .clientVersion.gitVersion)) against $noded_version, $(date -u +%Y-%m-%d)"
 	echo "focus: $focus"
 	echo "report: $out/report.json   log: $out/e2e.log   cluster logs: $out/cluster-logs/"
 	echo "took $((elapsed / 60)) min $((elapsed % 60)) s with $parallel ginkgo process(es)"
