@@ -73,12 +73,29 @@ die() {
 # cluster_start_noded: starts the cluster's noded (up.sh; restart.sh after
 # stopping it) and records its PID. Needs noded-env.sh and NT_LAUNCH set.
 cluster_start_noded() {
-	local run_dir
+	local run_dir criu
 	run_dir="$(cat "$C/run-dir")"
-	nt_start_noded "$noded_bin" "$C/noded" "$run_dir/noded.sock" "$crictl" 60 \
-		--run-dir "$run_dir/run" --cgroup-manager cgroupfs --log-level debug --log-format text \
-		--seccomp-profile-root "$C/kubelet/seccomp"
+	local args=(--run-dir "$run_dir/run" --cgroup-manager cgroupfs --log-level debug --log-format text
+		--seccomp-profile-root "$C/kubelet/seccomp")
+	if criu="$(cluster_criu)"; then args+=(--criu-path "$criu"); fi
+	nt_start_noded "$noded_bin" "$C/noded" "$run_dir/noded.sock" "$crictl" 60 "${args[@]}"
 	record_pid noded "$NT_NODED_PID"
+}
+
+# cluster_criu: prints the CRIU the cluster's noded checkpoints with (the
+# one test/criu/build-criu.sh caches, else criu on PATH), if `criu check`
+# passes; fails otherwise.
+cluster_criu() {
+	local c
+	for c in "${NODED_CRIU:-}" $(ls -d /var/cache/noded-test/criu-*/sbin/criu 2>/dev/null | sort -V | tail -n 1) \
+		"$(command -v criu || true)"; do
+		[[ -n "$c" && -x "$c" ]] || continue
+		"$c" check >/dev/null 2>&1 && {
+			echo "$c"
+			return 0
+		}
+	done
+	return 1
 }
 
 # cluster_lock "$@": runs the calling script under the lock of the

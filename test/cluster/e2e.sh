@@ -19,6 +19,8 @@
 #                     account and projected volumes (issue 12)
 #   features.sh       in-place resize, hostUsers: false, an image volume
 #                     (issue 12, on issue 11's features)
+#   checkpoint.sh     the kubelet's /checkpoint API through noded's
+#                     CheckpointContainer, read by checkpointctl (issue 17)
 #   restart.sh        noded restarted, and away for 30 s, under running
 #                     pods (issue 12); last: it restarts noded
 set -uo pipefail
@@ -37,7 +39,7 @@ export NODED_CLUSTER_KUBELET_GATES="${NODED_CLUSTER_KUBELET_GATES:-PodAndContain
 rc=0
 if "$dir/up.sh"; then
 	for s in smoke.sh observability.sh workloads.sh streaming.sh probes.sh lifecycle.sh volumes.sh \
-		features.sh restart.sh; do
+		features.sh checkpoint.sh restart.sh; do
 		echo "[cluster-e2e] $s"
 		if ! "$dir/$s"; then
 			echo "[cluster-e2e] FAIL: $s" >&2
