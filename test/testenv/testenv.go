@@ -189,6 +189,9 @@ func Start(o Options) (*Daemon, error) {
 	}
 }
 
+// Conn is the client connection on the daemon's socket.
+func (d *Daemon) Conn() *grpc.ClientConn { return d.conn }
+
 // Runtime is a RuntimeService client on the daemon's socket.
 func (d *Daemon) Runtime() runtimeapi.RuntimeServiceClient {
 	return runtimeapi.NewRuntimeServiceClient(d.conn)
