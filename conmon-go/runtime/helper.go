@@ -192,6 +192,26 @@ func withoutState(req *helperapi.Request, log *logrus.Entry) error {
 }
 
 // loadSpec reads the bundle's spec and fits it to this host.
+// initProcess is the container's init, spec.Process, with the stdio the
+// monitor sent along with the request (no file: none).
+func initProcess(spec *specs.Spec, req *helperapi.Request) (*libcontainer.Process, error) {
+	proc, err := newProcess(spec.Process)
+	if err != nil {
+		return nil, errf(wire.CodeInvalidArgument, "%v", err)
+	}
+	proc.Init = true
+	if f := fdFile(req.StdinFd, "stdin"); f != nil {
+		proc.Stdin = f
+	}
+	if f := fdFile(req.StdoutFd, "stdout"); f != nil {
+		proc.Stdout = f
+	}
+	if f := fdFile(req.StderrFd, "stderr"); f != nil {
+		proc.Stderr = f
+	}
+	return proc, nil
+}
+
 func loadSpec(bundle string, log *logrus.Entry) (*specs.Spec, error) {
 	spec, err := readSpec(bundle)
 	if err != nil {
@@ -211,19 +231,9 @@ func helperCreateContainer(req *helperapi.Request, resp *helperapi.Response, log
 	if err != nil {
 		return err
 	}
-	proc, err := newProcess(spec.Process)
+	proc, err := initProcess(spec, req)
 	if err != nil {
-		return errf(wire.CodeInvalidArgument, "%v", err)
-	}
-	proc.Init = true
-	if f := fdFile(req.StdinFd, "stdin"); f != nil {
-		proc.Stdin = f
-	}
-	if f := fdFile(req.StdoutFd, "stdout"); f != nil {
-		proc.Stdout = f
-	}
-	if f := fdFile(req.StderrFd, "stderr"); f != nil {
-		proc.Stderr = f
+		return err
 	}
 	proc.ConsoleSocket = fdFile(req.ConsoleFd, "console-socket")
 	config, err := libcontainerConfig(req.ID, req.Bundle, spec)

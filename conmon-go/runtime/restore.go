@@ -42,19 +42,9 @@ func helperRestore(req *helperapi.Request, resp *helperapi.Response, log *logrus
 	if err != nil {
 		return err
 	}
-	proc, err := newProcess(spec.Process)
+	proc, err := initProcess(spec, req)
 	if err != nil {
-		return errf(wire.CodeInvalidArgument, "%v", err)
-	}
-	proc.Init = true
-	if f := fdFile(req.StdinFd, "stdin"); f != nil {
-		proc.Stdin = f
-	}
-	if f := fdFile(req.StdoutFd, "stdout"); f != nil {
-		proc.Stdout = f
-	}
-	if f := fdFile(req.StderrFd, "stderr"); f != nil {
-		proc.Stderr = f
+		return err
 	}
 	config, err := libcontainerConfig(req.ID, req.Bundle, spec)
 	if err != nil {

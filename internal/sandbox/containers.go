@@ -272,12 +272,9 @@ func containerLogPath(pod *runtimeapi.PodSandboxConfig, cfg *runtimeapi.Containe
 
 // StartContainer starts a created container.
 func (s *Containers) StartContainer(ctx context.Context, id ids.ContainerID) error {
-	c, unlock, err := s.locked(ctx, id)
+	c, unlock, err := s.lockedExisting(ctx, id)
 	if err != nil {
 		return err
-	}
-	if c == nil {
-		return errdefs.NotFound("container %s not found", id.Short())
 	}
 	defer unlock()
 	if c.State != state.ContainerCreated {
@@ -455,4 +452,14 @@ func (s *Containers) locked(ctx context.Context, id ids.ContainerID) (*state.Con
 		return nil, nil, err
 	}
 	return c, unlock, nil
+}
+
+// lockedExisting is locked for calls on a container that must exist: a
+// container that is gone is errdefs NotFound.
+func (s *Containers) lockedExisting(ctx context.Context, id ids.ContainerID) (*state.Container, func(), error) {
+	c, unlock, err := s.locked(ctx, id)
+	if err == nil && c == nil {
+		err = errdefs.NotFound("container %s not found", id.Short())
+	}
+	return c, unlock, err
 }

@@ -44,12 +44,9 @@ func (s *Containers) CheckpointContainer(ctx context.Context, id ids.ContainerID
 		ctx, cancel = context.WithTimeout(ctx, timeout)
 		defer cancel()
 	}
-	c, unlock, err := s.locked(ctx, id)
+	c, unlock, err := s.lockedExisting(ctx, id)
 	if err != nil {
 		return err
-	}
-	if c == nil {
-		return errdefs.NotFound("container %s not found", id.Short())
 	}
 	defer unlock()
 	if c.State != state.ContainerRunning {

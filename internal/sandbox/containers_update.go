@@ -50,12 +50,9 @@ func (s *Containers) updateResources(ctx context.Context, id ids.ContainerID, r 
 	if err := resize.Check(r); err != nil {
 		return err
 	}
-	c, unlock, err := s.locked(ctx, id)
+	c, unlock, err := s.lockedExisting(ctx, id)
 	if err != nil {
 		return err
-	}
-	if c == nil {
-		return errdefs.NotFound("container %s not found", id.Short())
 	}
 	defer unlock()
 	var pod *state.Sandbox

@@ -120,7 +120,7 @@ func TestSocket(t *testing.T) {
 // (GetContainerEvents) waits for events until the deadline.
 func TestEveryRPCIsImplemented(t *testing.T) {
 	d := StartDaemon(t, DaemonOptions{})
-	conn := d.Daemon.Conn()
+	conn := d.Conn()
 	for _, sd := range []grpc.ServiceDesc{runtimeapi.RuntimeService_ServiceDesc, runtimeapi.ImageService_ServiceDesc} {
 		for _, m := range sd.Methods {
 			t.Run(m.MethodName, func(t *testing.T) {
