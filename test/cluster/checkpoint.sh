@@ -46,8 +46,11 @@ archive="$(jq -r '.items[0] // empty' <<<"$answer")"
 [[ -n "$archive" && -s "$archive" ]] || die "the kubelet answered $answer, but no archive is there"
 case "$archive" in "$C/kubelet/checkpoints/"*) ;; *) die "archive $archive is not under the kubelet's checkpoints directory" ;; esac
 say "checkpoint: the kubelet wrote $archive ($(stat -c %s "$archive") bytes)"
+# The listing first: grep -q stopping early would SIGPIPE tar, and
+# pipefail would take that for a missing member.
+members="$(tar -tf "$archive")" || die "tar cannot read $archive"
 for member in checkpoint/ config.dump spec.dump rootfs-diff.tar; do
-	tar -tf "$archive" | grep -q "^\(\./\)\?$member" || die "archive $archive has no $member"
+	grep -q "^\(\./\)\?$member" <<<"$members" || die "archive $archive has no $member"
 done
 if [[ -x "$checkpointctl" ]]; then
 	shown="$("$checkpointctl" show "$archive" 2>&1)" || die "checkpointctl show $archive: $shown"
