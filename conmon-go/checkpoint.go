@@ -31,13 +31,9 @@ func (c *ctr) pendingRestore() bool {
 // exit as for any other kill. A container with a terminal is refused:
 // its pty master is the monitor's, which a restore could not give back.
 func (cs *containers) checkpoint(req *wire.Request) error {
-	c, err := cs.table.get(req.Container)
+	c, snap, err := cs.running(req.Container)
 	if err != nil {
 		return err
-	}
-	snap := c.snapshot()
-	if snap.Status != wire.StatusRunning {
-		return errf(wire.CodeFailedPrecondition, "container %s is %s, not running", req.Container, snap.Status)
 	}
 	if c.console != nil {
 		return errf(wire.CodeFailedPrecondition, "container %s has a terminal: checkpointing it is not supported", req.Container)
@@ -53,18 +49,14 @@ func (cs *containers) checkpoint(req *wire.Request) error {
 	return err
 }
 
-// freeze pauses or resumes a container (wire.OpPause, wire.OpResume)
-// through a helper; the monitor's status stays running (the CRI knows no
-// paused state). Resume is accepted for any container not exited, so that
-// a pod checkpoint's cleanup can always run it.
+// freeze pauses or resumes a running container (wire.OpPause,
+// wire.OpResume) through a helper; the monitor's status stays running (the
+// CRI knows no paused state). One that exited is FailedPrecondition, which
+// a pod checkpoint's recovery takes as nothing left to resume.
 func (cs *containers) freeze(req *wire.Request) error {
-	c, err := cs.table.get(req.Container)
+	_, snap, err := cs.running(req.Container)
 	if err != nil {
 		return err
-	}
-	snap := c.snapshot()
-	if snap.Status != wire.StatusRunning {
-		return errf(wire.CodeFailedPrecondition, "container %s is %s, not running", req.Container, snap.Status)
 	}
 	op := helperapi.OpPause
 	if req.Op == wire.OpResume {
@@ -160,4 +152,18 @@ func (cs *containers) startRestore(c *ctr) (*wire.ContainerState, error) {
 	cs.log.with("container", c.id).Infof("restored, pid %d", c.snapshot().Pid)
 	cs.trim.schedule()
 	return c.snapshot(), nil
+}
+
+// running returns a running container and its state, else NotFound or
+// FailedPrecondition.
+func (cs *containers) running(id string) (*ctr, *wire.ContainerState, error) {
+	c, err := cs.table.get(id)
+	if err != nil {
+		return nil, nil, err
+	}
+	snap := c.snapshot()
+	if snap.Status != wire.StatusRunning {
+		return nil, nil, errf(wire.CodeFailedPrecondition, "container %s is %s, not running", id, snap.Status)
+	}
+	return c, snap, nil
 }
