@@ -55,6 +55,13 @@ func WriteRootfs(dir string, binary []byte) error {
 		}
 	}
 	bin := filepath.Join(dir, EntryName)
+	// A write a kill cut short left its temporary file (atomicfile's
+	// ".tmp-<name>-*"); noded is the directory's only writer.
+	if stale, err := filepath.Glob(filepath.Join(dir, ".tmp-"+EntryName+"-*")); err == nil {
+		for _, f := range stale {
+			_ = os.Remove(f)
+		}
+	}
 	if cur, err := os.ReadFile(bin); err == nil && bytes.Equal(cur, binary) {
 		return nil
 	}

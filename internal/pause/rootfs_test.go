@@ -36,8 +36,16 @@ func TestWriteRootfs(t *testing.T) {
 			}
 		})
 	}
+	// A temporary file of a write that a kill cut short goes.
+	stale := filepath.Join(dir, ".tmp-"+EntryName+"-123")
+	if err := os.WriteFile(stale, []byte("half"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	if err := WriteRootfs(dir, fakeBinary); err != nil {
 		t.Fatal(err)
+	}
+	if _, err := os.Stat(stale); !os.IsNotExist(err) {
+		t.Errorf("stale temporary file: %v", err)
 	}
 	if again := inode(); again != first {
 		t.Errorf("the unchanged binary was rewritten (inode %d, then %d)", first, again)
