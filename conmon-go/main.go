@@ -12,7 +12,7 @@
 //
 // Usage:
 //
-//	conmon-go monitor --pod ID --run-dir DIR --state-dir DIR [--runtime PATH] [--ready-fd N]
+//	conmon-go monitor --pod ID --run-dir DIR --state-dir DIR [--runtime PATH] [--runtime-fd N] [--ready-fd N]
 //	conmon-go version
 //
 // noded (internal/oci) starts the monitor in its own session and waits on
@@ -43,7 +43,10 @@ type options struct {
 	// criuRuntime is the helper built with checkpoint/restore, run for
 	// those two operations only.
 	criuRuntime string
-	readyFd     int
+	// runtimeFd is an inherited sealed memfd copy of runtime, which the
+	// helpers are started from (sealedexe.go); -1: none.
+	runtimeFd int
+	readyFd   int
 }
 
 func parseFlags(name string, args []string) (*options, error) {
@@ -55,6 +58,7 @@ func parseFlags(name string, args []string) (*options, error) {
 	fs.StringVar(&o.logLevel, "log-level", "info", "monitor log level (debug, info, warn, error)")
 	fs.StringVar(&o.runtime, "runtime", "", "the conmon-go-runtime helper (default: next to conmon-go)")
 	fs.StringVar(&o.criuRuntime, "criu-runtime", "", "the conmon-go-runtime helper with checkpoint/restore (default: conmon-go-runtime-criu next to --runtime)")
+	fs.IntVar(&o.runtimeFd, "runtime-fd", -1, "internal: fd of a sealed copy of --runtime (a memfd) to start the helpers from")
 	fs.IntVar(&o.readyFd, "ready-fd", -1, "internal: fd to report readiness on")
 	if err := fs.Parse(args); err != nil {
 		return nil, err

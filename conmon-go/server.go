@@ -62,7 +62,7 @@ func newServer(o *options, log *logger) *server {
 	root := wire.MonitorDir(o.runDir, o.pod)
 	opMu := new(sync.Mutex) // the helpers', see helperPool.opMu
 	rp := newReaper(opMu, log)
-	helpers := newHelperPool(o.runtime, o.criuRuntime, root, o.logLevel, opMu, rp, log)
+	helpers := newHelperPool(helperExe(o, log), o.criuRuntime, root, o.logLevel, opMu, rp, log)
 	table := newCtrTable(o.pod)
 	rec := &recorder{stateDir: o.stateDir, log: log}
 	trim := &trimmer{}

@@ -12,6 +12,9 @@ package main
 import (
 	"fmt"
 	"os"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
 
 	_ "github.com/opencontainers/cgroups/devices" // device cgroup rules (v1 files, v2 eBPF)
 	"github.com/opencontainers/runc/libcontainer"
@@ -27,6 +30,11 @@ func main() {
 		libcontainer.Init()
 	}
 	if len(os.Args) == 2 && os.Args[1] == "helper" {
+		// Started from a sealed memfd through /proc/self/fd/N, the
+		// process would be named "N" (ps, top): name it.
+		if name, err := unix.BytePtrFromString("conmon-go-runtime"); err == nil {
+			_ = unix.Prctl(unix.PR_SET_NAME, uintptr(unsafe.Pointer(name)), 0, 0, 0)
+		}
 		os.Exit(runHelper())
 	}
 	fmt.Fprintln(os.Stderr, "conmon-go-runtime is run by conmon-go (\"conmon-go-runtime helper\" with a request on stdin)")

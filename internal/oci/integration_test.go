@@ -362,7 +362,8 @@ func helpersOf(pid int) []int {
 		if st, err := procfs.ReadStat(p); err != nil || st.PPid != pid {
 			continue
 		}
-		if exe, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", p)); filepath.Base(exe) == "conmon-go-runtime" {
+		// Not /proc/PID/exe: helpers run from a sealed memfd copy.
+		if cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", p)); strings.HasPrefix(string(cmdline), "conmon-go-runtime\x00helper") {
 			out = append(out, p)
 		}
 	}
@@ -472,6 +473,16 @@ func TestIntegration(t *testing.T) {
 	// A warm helper that dies (killed by hand, say) is replaced by a new
 	// one when the operation comes (the "run op" below).
 	warm := helpersOf(mpid)[0]
+	// It runs from noded's sealed copy of conmon-go-runtime (sealed.go),
+	// so libcontainer starts the containers' init without sealing one.
+	if exe, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", warm)); !strings.HasPrefix(exe, "/memfd:conmon-go-runtime") {
+		t.Errorf("the helper runs from %q, not the sealed memfd", exe)
+	}
+	// It names itself as it starts (else ps would show "4").
+	waitFor(t, func() bool {
+		comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", warm))
+		return string(comm) == "conmon-go-runti\n"
+	})
 	if err := syscall.Kill(warm, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}

@@ -170,6 +170,12 @@ type Runtime struct {
 	// 16 MiB, not all of them.
 	bulkExecs chan struct{}
 	metrics   *monitorMetrics
+	// sealedRuntime is the sealed copy of RuntimePath the monitors start
+	// their helpers from (sealed.go); nil if it could not be made (then
+	// libcontainer seals a copy for each process) and after Close.
+	// sealedMu guards it: a monitor's start holds it for reading.
+	sealedMu      sync.RWMutex
+	sealedRuntime *os.File
 }
 
 // bulkExecSlots ExecSyncs at a time may keep more than bulkOutput, from
@@ -214,10 +220,16 @@ func New(o Options) (*Runtime, error) {
 	if o.MonitorLogLevel == "" {
 		o.MonitorLogLevel = "info"
 	}
-	return &Runtime{
+	r := &Runtime{
 		o: o, log: log.Or(o.Logger).WithField("component", "oci"), bulkExecs: make(chan struct{}, bulkExecSlots),
 		metrics: newMonitorMetrics(),
-	}, nil
+	}
+	sealed, err := sealedCopy(o.RuntimePath)
+	if err != nil {
+		r.log.WithError(err).Warn("no sealed copy of conmon-go-runtime: every container process will copy it (slower creates and execs)")
+	}
+	r.sealedRuntime = sealed
+	return r, nil
 }
 
 // Close ends the Runtime's background work: the goroutine that reaps the
@@ -226,9 +238,16 @@ func New(o Options) (*Runtime, error) {
 // design, and the next Runtime finds them. Call Close when noded stops
 // using the Runtime, at shutdown; a monitor that exits after it, or that a
 // later call starts, stays a zombie until noded exits (then init reaps
-// it). Close may be called more than once and returns nil.
+// it), and starts its helpers from conmon-go-runtime's path (the sealed
+// copy is closed). Close may be called more than once and returns nil.
 func (r *Runtime) Close() error {
 	r.reaper.close()
+	r.sealedMu.Lock()
+	if r.sealedRuntime != nil {
+		r.sealedRuntime.Close()
+		r.sealedRuntime = nil
+	}
+	r.sealedMu.Unlock()
 	return nil
 }
 

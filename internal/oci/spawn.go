@@ -56,11 +56,17 @@ func (r *Runtime) spawnMonitor(ctx context.Context, pod PodID) (pid int, err err
 		"--state-dir", r.o.StateDir, "--log-level", r.o.MonitorLogLevel, "--runtime", r.o.RuntimePath, "--ready-fd", "3")
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = devnull, logf, logf
 	cmd.ExtraFiles = []*os.File{wr}
+	r.sealedMu.RLock()
+	if r.sealedRuntime != nil {
+		cmd.ExtraFiles = append(cmd.ExtraFiles, r.sealedRuntime)
+		cmd.Args = append(cmd.Args, "--runtime-fd", "4")
+	}
 	cmd.Dir = "/"
 	// One P is plenty for a monitor and keeps its footprint small.
 	cmd.Env = append(withoutEnv(os.Environ(), "GOMAXPROCS"), "GOMAXPROCS=1")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	err = cmd.Start()
+	r.sealedMu.RUnlock()
 	wr.Close()
 	if err != nil {
 		return 0, err
