@@ -226,7 +226,7 @@ func New(o Options) (*Runtime, error) {
 	}
 	sealed, err := sealedCopy(o.RuntimePath)
 	if err != nil {
-		r.log.WithError(err).Warn("no sealed copy of conmon-go-runtime: every container process will copy it (slower creates and execs)")
+		r.log.WithError(err).Warn("no sealed copy of conmon-go-runtime: libcontainer will seal one for every container process (more work per create and exec)")
 	}
 	r.sealedRuntime = sealed
 	return r, nil
