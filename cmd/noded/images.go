@@ -22,7 +22,7 @@ import (
 // removed (checkStore). The returned function stops pulls in flight and
 // shuts the store down (unmounting what it mounted); serve calls it on
 // exit.
-func newImageService(cfg *config.Config, log *logrus.Entry, reg *metrics.Registry, check bool) (*imagesvc.Service, func(), error) {
+func newImageService(cfg *config.Config, log *logrus.Entry, reg *metrics.Registry, check bool, trim imagesvc.Trimmer) (*imagesvc.Service, func(), error) {
 	store, err := storage.Open(storage.Options{
 		Root:          cfg.Root,
 		RunRoot:       cfg.RunRoot,
@@ -53,6 +53,7 @@ func newImageService(cfg *config.Config, log *logrus.Entry, reg *metrics.Registr
 		ProgressTimeout:      cfg.PullProgressTimeout.Duration,
 		MaxParallelDownloads: int(cfg.MaxParallelDownloads),
 		UserAgent:            "noded/" + version,
+		Trim:                 trim,
 		Log:                  log.WithField("component", "images"),
 		// Only test builds (-tags failpoints) have one.
 		FailAfter: failpoint(log),

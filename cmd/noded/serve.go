@@ -58,7 +58,12 @@ func serve(cfg *config.Config, log *logrus.Entry, load func() (*config.Config, e
 		}
 	}()
 
-	images, closeImages, err := newImageService(cfg, log, reg, start.PowerLoss())
+	// The memory of a burst of pulls, pod starts and stops goes back to
+	// the kernel once it is over: one trimmer for the image service and
+	// the lifecycle calls, so that overlapping bursts release once.
+	trim := memtrim.New()
+	defer trim.Close()
+	images, closeImages, err := newImageService(cfg, log, reg, start.PowerLoss(), trim)
 	if err != nil {
 		return err
 	}
@@ -152,10 +157,6 @@ func serve(cfg *config.Config, log *logrus.Entry, load func() (*config.Config, e
 			log.WithError(err).Warn("sending the last spans")
 		}
 	}()
-	// The memory of a burst of pod starts and stops goes back to the
-	// kernel once it is over (the image service has its own for pulls).
-	trim := memtrim.New()
-	defer trim.Close()
 	serverOpts := []grpc.ServerOption{
 		grpc.ChainUnaryInterceptor(cri.UnaryInterceptor(log, reg), cri.TrimInterceptor(trim)),
 		grpc.ChainStreamInterceptor(cri.StreamInterceptor(log, reg)),

@@ -25,7 +25,6 @@ import (
 
 	"github.com/noded-dev/noded/internal/errdefs"
 	"github.com/noded-dev/noded/internal/log"
-	"github.com/noded-dev/noded/internal/memtrim"
 	"github.com/noded-dev/noded/internal/storage"
 	"github.com/noded-dev/noded/internal/tracing"
 )
@@ -94,7 +93,7 @@ type puller struct {
 
 	requests *group[requestKey, storage.ImageID]
 	// idle returns the pulls' memory to the kernel once they are over.
-	idle *memtrim.Trimmer
+	idle Trimmer
 }
 
 type pullerOptions struct {
@@ -105,6 +104,13 @@ type pullerOptions struct {
 	progressTimeout time.Duration
 	retryDelays     []time.Duration
 	metrics         *metrics
+	trim            Trimmer
+}
+
+// Trimmer is told of pieces of work; it releases memory once a burst of
+// them is over (internal/memtrim).
+type Trimmer interface {
+	Begin() (end func())
 }
 
 // newPuller returns a puller whose shared work runs on base and joins wg.
@@ -113,7 +119,7 @@ func newPuller(base context.Context, wg *sync.WaitGroup, o pullerOptions) *pulle
 		registries: o.registries, policy: o.policy, commit: o.commit, images: o.store,
 		retryDelays: o.retryDelays, metrics: o.metrics,
 		requests: newGroup[requestKey, storage.ImageID](base, wg, false, nil),
-		idle:     memtrim.New(),
+		idle:     o.trim,
 	}
 	p.progressTimeout.Store(int64(o.progressTimeout))
 	return p

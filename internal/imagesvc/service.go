@@ -50,6 +50,7 @@ import (
 	"go.podman.io/image/v5/signature"
 
 	"github.com/noded-dev/noded/internal/log"
+	"github.com/noded-dev/noded/internal/memtrim"
 	"github.com/noded-dev/noded/internal/storage"
 )
 
@@ -91,6 +92,13 @@ type Options struct {
 	// to the logger of its context (internal/log).
 	Log *logrus.Entry
 
+	// Trim is told of each pull as a piece of work, and returns the
+	// memory of a burst of them to the kernel once it is over
+	// (internal/memtrim). noded passes the trimmer its lifecycle calls
+	// share, so that pulls and pod starts that overlap release once. Nil:
+	// the service makes its own (and closes it with Close).
+	Trim Trimmer
+
 	// FailAfter is the step hook of crash tests (noded's failpoints
 	// build): called after each step of a pull or removal ("pull-staged"
 	// when a layer is unpacked, "pull-layer" when it is committed,
@@ -130,6 +138,9 @@ type Service struct {
 	store   *storage.Store
 	metrics *metrics
 	puller  *puller
+	// ownTrim is the trimmer the service made (Options.Trim nil), closed
+	// with it.
+	ownTrim *memtrim.Trimmer
 	commit  *committer
 	catalog *catalog
 
@@ -183,9 +194,15 @@ func New(o Options) (*Service, error) {
 	})
 	s.commit = newCommitter(base, &s.wg, o.Store, blobs, pins, s.metrics)
 	s.commit.step = o.FailAfter
+	trim := o.Trim
+	if trim == nil {
+		s.ownTrim = memtrim.New()
+		trim = s.ownTrim
+	}
 	s.puller = newPuller(base, &s.wg, pullerOptions{
 		registries: regs, policy: policy, commit: s.commit, store: o.Store.Images(),
 		progressTimeout: o.ProgressTimeout, retryDelays: o.retryDelays, metrics: s.metrics,
+		trim: trim,
 	})
 	s.catalog = newCatalog(o.Store.Images(), regs, pins, names)
 	s.catalog.step = o.FailAfter
@@ -238,7 +255,9 @@ func (h stepHook) after(step string) error {
 func (s *Service) Close() {
 	s.cancel()
 	s.wg.Wait()
-	s.puller.idle.Close()
+	if s.ownTrim != nil {
+		s.ownTrim.Close()
+	}
 }
 
 // Pull pulls ref (resolving a short name through registries.conf) and
