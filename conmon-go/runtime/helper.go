@@ -191,7 +191,6 @@ func withoutState(req *helperapi.Request, log *logrus.Entry) error {
 	return nil
 }
 
-// loadSpec reads the bundle's spec and fits it to this host.
 // initProcess is the container's init, spec.Process, with the stdio the
 // monitor sent along with the request (no file: none).
 func initProcess(spec *specs.Spec, req *helperapi.Request) (*libcontainer.Process, error) {
@@ -212,6 +211,7 @@ func initProcess(spec *specs.Spec, req *helperapi.Request) (*libcontainer.Proces
 	return proc, nil
 }
 
+// loadSpec reads the bundle's spec and fits it to this host.
 func loadSpec(bundle string, log *logrus.Entry) (*specs.Spec, error) {
 	spec, err := readSpec(bundle)
 	if err != nil {
