@@ -13,6 +13,7 @@ import (
 
 	"github.com/noded-dev/noded/internal/admit"
 	"github.com/noded-dev/noded/internal/cdi"
+	"github.com/noded-dev/noded/internal/cgwarm"
 	"github.com/noded-dev/noded/internal/checkpoint"
 	"github.com/noded-dev/noded/internal/config"
 	nlog "github.com/noded-dev/noded/internal/log"
@@ -89,6 +90,11 @@ func newRuntimeServices(ctx context.Context, cfg *config.Config, log *logrus.Ent
 		_ = monitors.Close()
 		return nil, nil, err
 	}
+	moves, err := cgwarm.Open()
+	if err != nil {
+		// Pods start all the same, each move waiting for its grace period.
+		log.WithError(err).Info("cgroup moves are not warmed up ahead")
+	}
 	opts := sandbox.Options{
 		Store:    records,
 		Images:   images,
@@ -107,6 +113,9 @@ func newRuntimeServices(ctx context.Context, cfg *config.Config, log *logrus.Ent
 		Rebooted:    rebooted,
 		Checkpoints: checkpoints,
 	}
+	if moves != nil {
+		opts.Moves = moves
+	}
 	if plugins != nil {
 		opts.NRI = plugins
 	}
@@ -119,6 +128,7 @@ func newRuntimeServices(ctx context.Context, cfg *config.Config, log *logrus.Ent
 	if err := plugins.Start(records, svcs.Containers); err != nil {
 		svcs.Close()
 		_ = monitors.Close()
+		_ = moves.Close()
 		return nil, nil, err
 	}
 	// The CRI metrics read the same records, the pods' cgroups and
@@ -133,6 +143,7 @@ func newRuntimeServices(ctx context.Context, cfg *config.Config, log *logrus.Ent
 		plugins.Stop()
 		svcs.Close()
 		_ = monitors.Close()
+		_ = moves.Close()
 	}, nil
 }
 

@@ -45,6 +45,9 @@ func (s *Containers) CreateContainer(ctx context.Context, podID ids.SandboxID, c
 	if err := validateContainerConfig(cfg); err != nil {
 		return "", err
 	}
+	// The helper moves the container's init into its cgroups at the end:
+	// the kernel's grace period for that move elapses meanwhile.
+	s.o.Moves.Warm()
 	unlockPod, err := s.lockPod(ctx, podID)
 	if err != nil {
 		return "", err

@@ -24,6 +24,7 @@ func (s *Exec) ExecSync(ctx context.Context, id ids.ContainerID, cmd []string, t
 	if err != nil {
 		return nil, nil, 0, err
 	}
+	s.o.Moves.Warm() // the helper moves the process into the container's cgroups
 	return s.o.Monitor.ExecSync(ctx, c.SandboxID, c.ID, cmd, timeout)
 }
 
@@ -40,6 +41,7 @@ func (s *Exec) Exec(ctx context.Context, id ids.ContainerID, cmd []string, stdio
 	if err != nil {
 		return -1, err
 	}
+	s.o.Moves.Warm()
 	code, err := s.o.Monitor.Exec(ctx, c.SandboxID, c.ID, cmd, stdio)
 	return int(code), err
 }

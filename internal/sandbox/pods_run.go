@@ -247,6 +247,10 @@ func (s *Pods) setupNetwork(ctx context.Context, rec *state.Sandbox, pausePID in
 // under the pod's new monitor. It returns the pause process ID.
 func (s *Pods) startPause(ctx context.Context, rec *state.Sandbox, img Image, files specgen.SandboxFiles, userns *specgen.IDMappings, undo *cleanup.Stack) (int, error) {
 	pod, ctr := rec.ID, oci.ContainerID(rec.ID)
+	// The pause container's init is moved into its cgroups once the
+	// monitor and the bundle are ready: the kernel's grace period for
+	// that move elapses meanwhile (internal/cgwarm).
+	s.o.Moves.Warm()
 	// The monitor starts (a fork, exec and socket) while the root
 	// filesystem and bundle are made. Its undo step is pushed first so it
 	// runs last, after the pause container and root filesystem are gone.
@@ -266,6 +270,7 @@ func (s *Pods) startPause(ctx context.Context, rec *state.Sandbox, img Image, fi
 	}
 
 	undo.Push("delete pause container", func(ctx context.Context) error { return s.forceDelete(ctx, pod, ctr) })
+	s.o.Moves.Warm() // within the grace period of the first one: cheap, and it keeps the fast path ready
 	// Create and start in one helper run: the pause process has nothing to
 	// wait for between the two.
 	st, err := s.o.Monitor.Run(ctx, oci.CreateRequest{Pod: pod, ID: ctr, Bundle: bundle, LogPath: filepath.Join(rec.Dir, "pause.log")})

@@ -175,7 +175,20 @@ type Options struct {
 	// Checkpoints writes checkpoint archives (internal/checkpoint); nil
 	// turns CheckpointContainer and restores off.
 	Checkpoints checkpointer
+	// Moves is told at the start of every request that will move a
+	// process into a container's cgroups (internal/cgwarm); nil is none.
+	Moves moveWarmer
 }
+
+// moveWarmer starts the kernel's wait for a cgroup move ahead of the
+// monitor's helper (cgwarm.Warmer). Warm must not block.
+type moveWarmer interface {
+	Warm()
+}
+
+type noMoves struct{}
+
+func (noMoves) Warm() {}
 
 // Services are the pod runtime's services. They are built together
 // because they share the records, the name registry and the locks.
@@ -196,6 +209,9 @@ func New(o Options) *Services {
 	}
 	if o.NRI == nil {
 		o.NRI = noNRI{}
+	}
+	if o.Moves == nil {
+		o.Moves = noMoves{}
 	}
 	b := &base{o: o, names: ids.NewNames()}
 	events := newEvents(b, log.Or(o.Logger).WithField("component", "sandbox"), o.EventQueue)

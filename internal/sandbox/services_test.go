@@ -49,6 +49,11 @@ type fakes struct {
 	pauseRootfs string
 	// bundles are the pause bundles Run was given, by pod.
 	bundles map[oci.PodID]string
+	// warms counts Moves.Warm calls; unwarmed lists the monitor calls
+	// that move a process (Run, Create, ExecSync, Exec) with no warm-up
+	// since the call before.
+	warms, warmsSeen int
+	unwarmed         []string
 }
 
 func newFakes(dir string) *fakes {
@@ -133,9 +138,26 @@ func (f *fakes) StopMonitor(_ context.Context, p oci.PodID) error {
 	}
 	return nil
 }
+
+// Warm is the cgroup move warm-up (Options.Moves).
+func (f *fakes) Warm() {
+	f.mu.Lock()
+	f.warms++
+	f.mu.Unlock()
+}
+
+// moved records a monitor call that moves a process; the caller holds mu.
+func (f *fakes) moved(call string) {
+	if f.warms == f.warmsSeen {
+		f.unwarmed = append(f.unwarmed, call)
+	}
+	f.warmsSeen = f.warms
+}
+
 func (f *fakes) Create(_ context.Context, c oci.CreateRequest) (oci.State, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.moved("create " + string(c.ID))
 	st := &oci.State{ID: c.ID, Pod: c.Pod, Status: oci.StatusCreated}
 	f.ctrs[c.ID] = st
 	f.exitCh[c.ID] = make(chan struct{})
@@ -200,11 +222,15 @@ func (f *fakes) Wait(ctx context.Context, p oci.PodID, id oci.ContainerID) (oci.
 		return oci.State{}, ctx.Err()
 	}
 }
-func (f *fakes) ExecSync(context.Context, oci.PodID, oci.ContainerID, []string, time.Duration) ([]byte, []byte, int32, error) {
+func (f *fakes) ExecSync(_ context.Context, _ oci.PodID, id oci.ContainerID, _ []string, _ time.Duration) ([]byte, []byte, int32, error) {
+	f.mu.Lock()
+	f.moved("exec-sync " + string(id))
+	f.mu.Unlock()
 	return []byte("out"), nil, 0, nil
 }
 func (f *fakes) Exec(_ context.Context, _ oci.PodID, id oci.ContainerID, cmd []string, stdio oci.Stdio) (int32, error) {
 	f.mu.Lock()
+	f.moved("exec " + string(id))
 	f.execs = append(f.execs, string(id)+" "+strings.Join(cmd, " "))
 	f.mu.Unlock()
 	if stdio.Out != nil {
@@ -305,7 +331,7 @@ func newTestService(t *testing.T, failAfter failHook) (*Services, *fakes) {
 	f := newFakes(dir)
 	f.host = &fakeHost{mounts: map[string]bool{}}
 	node := specgen.Node{HostCapabilities: specgen.DefaultCapabilities(), CgroupManager: specgen.CgroupfsManager, Hostname: "node"}
-	s := New(Options{Store: st, Images: f, Rootfs: f, Network: f, Monitor: f, Host: f.host, Node: node,
+	s := New(Options{Store: st, Images: f, Rootfs: f, Network: f, Monitor: f, Host: f.host, Node: node, Moves: f,
 		PodsDir: filepath.Join(dir, "pods"), NetNSDir: filepath.Join(dir, "netns"), FailAfter: failAfter})
 	t.Cleanup(func() {
 		for _, p := range s.Pods.ListPodSandbox(nil) {
@@ -404,6 +430,49 @@ func TestPodAndContainerLifecycle(t *testing.T) {
 	// The names are free again.
 	if _, err := s.Pods.RunPodSandbox(ctx, podConfig("web"), ""); err != nil {
 		t.Fatalf("reusing the name: %v", err)
+	}
+}
+
+// Every monitor call that moves a process into a container's cgroups
+// (the pause container's run, a container's create, both kinds of exec)
+// follows a warm-up of the move (internal/cgwarm) made for that request.
+func TestMovesAreWarmedUpAhead(t *testing.T) {
+	s, f := newTestService(t, nil)
+	ctx := context.Background()
+	podID, err := s.Pods.RunPodSandbox(ctx, podConfig("web"), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctrID, err := s.Containers.CreateContainer(ctx, podID, containerConfig("c"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Containers.StartContainer(ctx, ctrID); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, _, err := s.Exec.ExecSync(ctx, ctrID, []string{"true"}, 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Exec.Exec(ctx, ctrID, []string{"true"}, Stdio{}); err != nil {
+		t.Fatal(err)
+	}
+	// A request refused before anything is made warms nothing.
+	f.mu.Lock()
+	before := f.warms
+	f.mu.Unlock()
+	if _, err := s.Containers.CreateContainer(ctx, podID, &runtimeapi.ContainerConfig{}); !errdefs.IsInvalidArgument(err) {
+		t.Fatalf("create without metadata: %v", err)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.unwarmed) != 0 {
+		t.Errorf("moves without a warm-up ahead: %v", f.unwarmed)
+	}
+	if f.warmsSeen == 0 {
+		t.Error("no move was seen")
+	}
+	if f.warms != before {
+		t.Errorf("an invalid create warmed up %d moves", f.warms-before)
 	}
 }
 
