@@ -15,14 +15,7 @@ import (
 func TestStreamingExecAndAttach(t *testing.T) {
 	s, f := newTestService(t, nil)
 	ctx := context.Background()
-	podID, err := s.Pods.RunPodSandbox(ctx, podConfig("web"), "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctrID, err := s.Containers.CreateContainer(ctx, podID, containerConfig("c"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, ctrID := runPodWithContainer(t, s, "web")
 	var out bytes.Buffer
 	if _, err := s.Exec.Exec(ctx, ctrID, []string{"true"}, Stdio{Out: &out}); !errors.Is(err, errdefs.ErrFailedPrecondition) {
 		t.Fatalf("exec in a created container: %v", err)

@@ -344,6 +344,21 @@ func newTestService(t *testing.T, failAfter failHook) (*Services, *fakes) {
 	return s, f
 }
 
+// runPodWithContainer runs pod name with a created container "c".
+func runPodWithContainer(t *testing.T, s *Services, name string) (ids.SandboxID, ids.ContainerID) {
+	t.Helper()
+	ctx := context.Background()
+	podID, err := s.Pods.RunPodSandbox(ctx, podConfig(name), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctrID, err := s.Containers.CreateContainer(ctx, podID, containerConfig("c"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return podID, ctrID
+}
+
 func podConfig(name string) *runtimeapi.PodSandboxConfig {
 	return &runtimeapi.PodSandboxConfig{
 		Metadata: &runtimeapi.PodSandboxMetadata{Name: name, Namespace: "ns", Uid: "uid-" + name},
@@ -439,14 +454,7 @@ func TestPodAndContainerLifecycle(t *testing.T) {
 func TestMovesAreWarmedUpAhead(t *testing.T) {
 	s, f := newTestService(t, nil)
 	ctx := context.Background()
-	podID, err := s.Pods.RunPodSandbox(ctx, podConfig("web"), "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctrID, err := s.Containers.CreateContainer(ctx, podID, containerConfig("c"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	podID, ctrID := runPodWithContainer(t, s, "web")
 	if err := s.Containers.StartContainer(ctx, ctrID); err != nil {
 		t.Fatal(err)
 	}
@@ -1090,14 +1098,7 @@ func TestStoppedPodHoldsNothing(t *testing.T) {
 func TestRecoverAStartTheRecordMissed(t *testing.T) {
 	s, f := newTestService(t, nil)
 	ctx := context.Background()
-	podID, err := s.Pods.RunPodSandbox(ctx, podConfig("st"), "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctrID, err := s.Containers.CreateContainer(ctx, podID, containerConfig("c"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	podID, ctrID := runPodWithContainer(t, s, "st")
 	f.mu.Lock()
 	f.ctrs[ctrID].Status, f.ctrs[ctrID].Pid, f.ctrs[ctrID].StartedAt = oci.StatusRunning, 4242, time.Now()
 	f.mu.Unlock()
