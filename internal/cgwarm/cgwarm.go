@@ -45,7 +45,7 @@ type Warmer struct {
 	busy  atomic.Bool
 	last  atomic.Int64 // when the last move began, Unix ns
 	wg    sync.WaitGroup
-	// warmed counts the moves made (tests, metrics).
+	// warmed counts the moves made (for tests).
 	warmed atomic.Int64
 }
 
