@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/noded-dev/noded/conmon-go/internal/helperapi"
+	"github.com/noded-dev/noded/internal/codepages"
 	"github.com/noded-dev/noded/internal/oci/wire"
 )
 
@@ -348,14 +349,15 @@ type trimmer struct {
 
 // schedule frees memory 0.5 s after the last of a burst of calls: the
 // heap's free pages, and the mappings of the monitor's own code
-// (codepages.go).
+// (internal/codepages).
 func (t *trimmer) schedule() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.timer == nil {
 		t.timer = time.AfterFunc(500*time.Millisecond, func() {
 			debug.FreeOSMemory()
-			dropCodePages()
+			codepages.Drop() // last: a collection maps back what it reads
+
 		})
 		return
 	}
