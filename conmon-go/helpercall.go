@@ -101,12 +101,17 @@ func (p *helperPool) execCalled() {
 // started here, both happen while the monitor only waits for an answer.
 // The caller holds opMu.
 func (p *helperPool) spawnAhead(op string) {
-	if !startsAhead(op, p.warm != nil, p.quitting.Load(), time.Since(p.lastExec)) {
-		return
+	if startsAhead(op, p.warm != nil, p.quitting.Load(), time.Since(p.lastExec)) {
+		p.spawnWarm("starting the next exec's helper")
 	}
+}
+
+// spawnWarm starts a helper and keeps it as the warm one; a failure is
+// only logged (the operation starts its own). The caller holds opMu.
+func (p *helperPool) spawnWarm(what string) {
 	h, err := p.spawn()
 	if err != nil {
-		p.log.Warnf("starting the next exec's helper: %v", err)
+		p.log.Warnf("%s: %v", what, err)
 		return
 	}
 	p.warm = h
@@ -180,15 +185,9 @@ func (p *helperPool) spawnOf(path string) (*helperProc, error) {
 func (p *helperPool) prewarm() {
 	gen := p.calls.Load()
 	go p.withOpMu(func() {
-		if p.calls.Load() != gen || p.warm != nil || p.quitting.Load() {
-			return
+		if p.calls.Load() == gen && p.warm == nil && !p.quitting.Load() {
+			p.spawnWarm("prewarming a helper")
 		}
-		h, err := p.spawn()
-		if err != nil {
-			p.log.Warnf("prewarming a helper: %v", err)
-			return
-		}
-		p.warm = h
 	})
 }
 
