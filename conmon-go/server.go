@@ -357,7 +357,6 @@ func (t *trimmer) schedule() {
 		t.timer = time.AfterFunc(500*time.Millisecond, func() {
 			debug.FreeOSMemory()
 			codepages.Drop() // last: a collection maps back what it reads
-
 		})
 		return
 	}
