@@ -41,6 +41,7 @@ const image = "registry.k8s.io/e2e-test-images/busybox:1.29-2"
 
 type config struct {
 	sequential, concurrent, trials int
+	settle                         time.Duration
 }
 
 func main() {
@@ -48,6 +49,7 @@ func main() {
 	flag.IntVar(&cfg.sequential, "sequential", 10, "pods started one after another per trial")
 	flag.IntVar(&cfg.concurrent, "concurrent", 10, "pods started at once per trial")
 	flag.IntVar(&cfg.trials, "trials", 3, "trials per runtime, alternating (each runtime goes first in turn)")
+	flag.DurationVar(&cfg.settle, "settle", 2*time.Second, "how long the pods run before the per-pod overhead is measured (past 2m, every Go process has had the runtime's timed collection: the steady state)")
 	rf := peer.AddFlags()
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -148,7 +150,7 @@ func trial(ctx context.Context, b *peer.Bench, cfg config, r *peer.Runtime, n in
 	s.seqCreateP50 = append(s.seqCreateP50, peer.Ms(peer.Pct(create, 0.5)))
 	s.seqCPU = append(s.seqCPU, peer.Ms(seqCPU))
 
-	time.Sleep(2 * time.Second) // let monitors and shims settle before measuring
+	time.Sleep(cfg.settle) // let monitors and shims settle before measuring
 	o, err := peer.PodOverhead(r.Cgroup)
 	if err != nil {
 		return err
