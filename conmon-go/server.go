@@ -90,16 +90,12 @@ func newServer(o *options, log *logger) *server {
 // trigger of a collection besides the trimmer's.
 const monitorMemoryLimit = 8 << 20
 
-// setMemoryPolicy sets the monitor's garbage collection. A monitor must
-// stay small. It collects garbage when the trimmer
-// runs (after each burst of calls) and when its memory reaches the
-// limit, not on the heap's growth or on the runtime's two-minute
-// timer: an idle monitor allocates nothing (its log pumps reuse their
-// buffers), and each collection made in the background left more
-// behind than the trimmer gives back (Pss_Anon of an idle monitor
-// with a pause container 1016 KiB before its first timed collection,
-// 1292 after it, 1468 after a few; a trim after each did not bring it
-// down). See README.md for the figures.
+// setMemoryPolicy sets the monitor's garbage collection: only at the
+// trims (after each burst of calls) and at the memory limit, never on the
+// heap's growth or the runtime's two-minute timer. An idle monitor
+// allocates nothing (its log pumps reuse their buffers), and each timed
+// collection left memory behind that no trim gave back (conmon-go's
+// README has the figures).
 func setMemoryPolicy() {
 	debug.SetGCPercent(-1)
 	debug.SetMemoryLimit(monitorMemoryLimit)
