@@ -455,6 +455,7 @@ func (cs *containers) onExit(c *ctr, ws unix.WaitStatus, ok bool) {
 		if err == nil {
 			cs.log.with("container", c.id).Infof("exited with %d (%s)", code, reason)
 		}
+		cs.trim.scheduleCode() // recording the exit woke an idle monitor
 	}()
 }
 

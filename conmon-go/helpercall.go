@@ -60,6 +60,7 @@ type helperPool struct {
 	logLevel    string // the helpers' log level, sent with every request
 	log         *logger
 	reaper      *reaper
+	trim        *trimmer
 
 	// opMu serialises the helpers (libcontainer operations); the reaper
 	// reaps strays only while it is free (it shares the mutex, and only
@@ -128,8 +129,8 @@ func startsAhead(op string, warm, quitting bool, sinceLastExec time.Duration) bo
 // newHelperPool returns the pool of the helpers at path runtime; opMu is
 // the mutex r was made with (newReaper), so that no stray is reaped while
 // a helper runs.
-func newHelperPool(runtime, criuRuntime, root, logLevel string, opMu *sync.Mutex, r *reaper, log *logger) *helperPool {
-	return &helperPool{runtime: runtime, criuRuntime: criuRuntime, root: root, logLevel: logLevel, opMu: opMu, reaper: r, log: log}
+func newHelperPool(runtime, criuRuntime, root, logLevel string, opMu *sync.Mutex, r *reaper, trim *trimmer, log *logger) *helperPool {
+	return &helperPool{runtime: runtime, criuRuntime: criuRuntime, root: root, logLevel: logLevel, opMu: opMu, reaper: r, trim: trim, log: log}
 }
 
 // needsCRIU reports whether op runs in the helper with checkpoint/restore.
@@ -171,7 +172,15 @@ func (p *helperPool) spawnOf(path string) (*helperProc, error) {
 		return nil, fmt.Errorf("starting helper: %w", err)
 	}
 	h := &helperProc{pid: proc.Pid, req: fds[0], out: outR, exited: make(chan struct{}), born: time.Now()}
-	p.reaper.track(h.pid, func(unix.WaitStatus, bool) { close(h.exited) })
+	p.reaper.track(h.pid, func(unix.WaitStatus, bool) {
+		close(h.exited)
+		// A warm helper that waited in vain exits by itself, and its
+		// reaping (outside any call) maps code back: ~260 KiB that would
+		// stay until the next operation, which for a pod in
+		// ImagePullBackOff may not come for long. After a call a whole
+		// trim is already scheduled; this only moves it.
+		p.trim.scheduleCode()
+	})
 	_ = proc.Release()
 	return h, nil
 }

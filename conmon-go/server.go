@@ -63,10 +63,10 @@ func newServer(o *options, log *logger) *server {
 	root := wire.MonitorDir(o.runDir, o.pod)
 	opMu := new(sync.Mutex) // the helpers', see helperPool.opMu
 	rp := newReaper(opMu, log)
-	helpers := newHelperPool(helperExe(o, log), o.criuRuntime, root, o.logLevel, opMu, rp, log)
+	trim := newTrimmer()
+	helpers := newHelperPool(helperExe(o, log), o.criuRuntime, root, o.logLevel, opMu, rp, trim, log)
 	table := newCtrTable(o.pod)
 	rec := &recorder{stateDir: o.stateDir, log: log}
-	trim := &trimmer{}
 	return &server{
 		pod:      o.pod,
 		runDir:   o.runDir,
@@ -351,28 +351,61 @@ func (srv *server) dispatch(conn *os.File, req *wire.Request) (*wire.Response, e
 }
 
 // trimmer returns freed memory to the kernel shortly after a burst of
-// operations (creating a container touches a lot of libcontainer code and
-// heap that the idle monitor never needs again). It owns its timer, which
-// mu guards.
+// work (creating a container touches a lot of libcontainer code and heap
+// that the idle monitor never needs again). Calls schedule a whole trim:
+// a collection that gives the heap's free pages back, then the drop of
+// the mappings of the monitor's own code (internal/codepages). What the
+// reaper does outside any call (a container's exit, a warm helper that
+// exited unused) maps code back too, and schedules only the drop: it
+// frees little heap, and a collection itself leaves memory behind (an
+// idle monitor's anonymous memory grew by 264 KiB at such a collection,
+// and a monitor's by ~440 KiB over its first few: conmon-go's README);
+// the next call's trim collects anyway.
+//
+// It owns its timer; mu guards timer and heap. free and drop are set
+// once.
 type trimmer struct {
-	mu    sync.Mutex
-	timer *time.Timer
+	free, drop func()
+	mu         sync.Mutex
+	timer      *time.Timer
+	heap       bool // the pending trim also collects
 }
 
-// schedule frees memory 0.5 s after the last of a burst of calls: the
-// heap's free pages, and the mappings of the monitor's own code
-// (internal/codepages).
-func (t *trimmer) schedule() {
+// trimDelay is how long after the last of a burst the trimmer trims.
+const trimDelay = 500 * time.Millisecond
+
+func newTrimmer() *trimmer {
+	return &trimmer{free: debug.FreeOSMemory, drop: func() { codepages.Drop() }}
+}
+
+// schedule trims heap and code trimDelay after the last of a burst of
+// calls.
+func (t *trimmer) schedule() { t.arm(true) }
+
+// scheduleCode drops the code's mappings trimDelay after the last of a
+// burst, collecting only if a call asked for it meanwhile.
+func (t *trimmer) scheduleCode() { t.arm(false) }
+
+func (t *trimmer) arm(heap bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	t.heap = t.heap || heap
 	if t.timer == nil {
-		t.timer = time.AfterFunc(500*time.Millisecond, func() {
-			debug.FreeOSMemory()
-			codepages.Drop() // last: a collection maps back what it reads
-		})
+		t.timer = time.AfterFunc(trimDelay, t.run)
 		return
 	}
-	t.timer.Reset(500 * time.Millisecond)
+	t.timer.Reset(trimDelay)
+}
+
+func (t *trimmer) run() {
+	t.mu.Lock()
+	heap := t.heap
+	t.heap = false
+	t.mu.Unlock()
+	if heap {
+		t.free()
+	}
+	t.drop() // last: a collection maps back what it reads
 }
 
 // shutdown kills and deletes the containers that are left, and removes the
