@@ -3,7 +3,8 @@
 # every daemon by the PID up.sh recorded (never by name), lets the kubelet
 # and noded remove the pods first, kills any container process still using
 # the cluster's dirs, unmounts them, deletes the bridge, the KUBE-* iptables
-# chains and the kubelet's cgroups, restores the sysctls up.sh saved, then
+# chains, the portmap plugin's idle CNI-HOSTPORT-* chains and the kubelet's
+# cgroups, restores the sysctls up.sh saved, then
 # checks that none of that is left. Safe to run twice and after a crash.
 # The daemons' logs are kept in _build/cluster-logs/.
 set -uo pipefail
@@ -95,6 +96,8 @@ for ipt in iptables ip6tables; do
 		for ch in "${chains[@]}"; do "$ipt" -t "$table" -X "$ch" 2>/dev/null; done
 	done
 done
+# The portmap plugin's shared chains, which no CNI DEL removes.
+nt_remove_idle_hostport_chains
 
 # 6. The kubelet's cgroup tree (empty now), deepest first, in every hierarchy.
 for h in /sys/fs/cgroup/*/; do

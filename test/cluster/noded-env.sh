@@ -3,7 +3,8 @@
 # bed (test/cluster/up.sh, down.sh) and test/critest/run.sh:
 # start the offline test registry, write a bridge CNI network on a private
 # subnet, start bin/noded on private dirs and socket, and undo it all (stop
-# by PID, find leftover container processes, unmount). Source it; it defines
+# by PID, find leftover container processes, unmount, the portmap
+# plugin's idle chains). Source it; it defines
 # functions only (prefix nt_) and needs `say` and `die` from the caller.
 #
 # NT_LAUNCH (array, default empty) prefixes the daemons' command lines:
@@ -104,6 +105,41 @@ nt_kill_leftovers() {
 		done
 		kill -KILL "${pids[@]}" 2>/dev/null
 		sleep 0.1
+	done
+}
+
+# nt_remove_idle_hostport_chains: removes the CNI portmap plugin's shared
+# nat chains (CNI-HOSTPORT-DNAT, -MASQ, -SETMARK) and the jumps to them,
+# for IPv4 and IPv6, when no pod uses them: CNI-HOSTPORT-DNAT holds no rule
+# and no per-pod CNI-DN-* chain exists. A run's first pod with a host port
+# makes them and no plugin DEL removes them; portmap makes them again at
+# its next ADD with a port mapping, so removing idle ones is harmless even
+# if the run did not make them (a pod given a host port by another
+# runtime between the check and the removal would lose its rule: this is
+# for test machines). Prints what it removed.
+nt_remove_idle_hostport_chains() {
+	local ipt rules chain rest ch
+	for ipt in iptables ip6tables; do
+		command -v "$ipt-save" >/dev/null 2>&1 || continue
+		rules="$("$ipt-save" -t nat 2>/dev/null)" || continue
+		grep -q '^:CNI-HOSTPORT-' <<<"$rules" || continue
+		if grep -qE '^-A CNI-HOSTPORT-DNAT |^:CNI-DN-' <<<"$rules"; then
+			say "$ipt: CNI-HOSTPORT-* chains in use by a pod; left"
+			continue
+		fi
+		awk '/^-A (PREROUTING|OUTPUT|POSTROUTING) .*-j CNI-HOSTPORT-/' <<<"$rules" |
+			while read -r _ chain rest; do
+				# shellcheck disable=SC2086 # the rule spec is split as iptables-save wrote it
+				eval "\"$ipt\" -t nat -D \"$chain\" $rest" 2>/dev/null
+			done
+		for ch in CNI-HOSTPORT-DNAT CNI-HOSTPORT-MASQ CNI-HOSTPORT-SETMARK; do
+			"$ipt" -t nat -F "$ch" 2>/dev/null && "$ipt" -t nat -X "$ch" 2>/dev/null
+		done
+		if "$ipt-save" -t nat 2>/dev/null | grep -q 'CNI-HOSTPORT-'; then
+			say "warning: $ipt: could not remove the CNI-HOSTPORT-* chains"
+		else
+			say "$ipt: removed the idle CNI-HOSTPORT-* chains of the portmap plugin"
+		fi
 	done
 }
 

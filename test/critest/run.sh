@@ -148,6 +148,8 @@ cleanup() {
 	if ip link show "$bridge" >/dev/null 2>&1; then
 		ip link del "$bridge" 2>/dev/null || say "warning: could not delete bridge $bridge"
 	fi
+	# The portmap plugin leaves its shared chains (the host-port specs).
+	nt_remove_idle_hostport_chains
 
 	local netns_after
 	netns_after="$(ls -A /run/netns 2>/dev/null || true)"
